@@ -1,0 +1,477 @@
+//! Unit tests: every call's success and every error path; invariants checked after each.
+
+use frame_support::{
+	assert_noop, assert_ok,
+	traits::fungible::{Inspect, InspectHold},
+	BoundedVec,
+};
+use interlattice_pq_crypto::MlDsaPublicKey;
+use sp_runtime::DispatchError;
+
+use crate::{mock::*, *};
+
+fn key(n: u8) -> MlDsaPublicKey {
+	MlDsaPublicKey([n; interlattice_pq_crypto::ML_DSA_65_PUBLIC_KEY_LEN])
+}
+
+fn endpoints(list: &[&str]) -> EndpointsOf<Test> {
+	let v: Vec<EndpointOf<Test>> =
+		list.iter().map(|e| e.as_bytes().to_vec().try_into().unwrap()).collect();
+	v.try_into().unwrap()
+}
+
+fn location(country: &[u8; 2]) -> LocationOf<Test> {
+	Location { country: *country, region: b"Berlin".to_vec().try_into().unwrap(), hosting: Hosting::Datacenter }
+}
+
+fn prices() -> Prices<Balance> {
+	Prices { per_gib: 10, per_hour: 1 }
+}
+
+fn register(who: AccountId, key_byte: u8, stake: Balance) -> sp_runtime::DispatchResult {
+	Registry::register_provider(
+		RuntimeOrigin::signed(who),
+		Services::Both,
+		endpoints(&["vpn.example.net:51820"]),
+		location(b"DE"),
+		prices(),
+		key(key_byte),
+		stake,
+	)
+}
+
+fn held(who: AccountId) -> Balance {
+	Balances::balance_on_hold(&HoldReason::ProviderStake.into(), &who)
+}
+
+fn record(who: AccountId) -> ProviderRecordOf<Test> {
+	Providers::<Test>::get(who).expect("registered")
+}
+
+#[test]
+fn register_provider_holds_stake_and_lists_provider() {
+	new_test_ext().execute_with(|| {
+		assert_ok!(register(ALICE, 1, 5_000));
+		assert_eq!(held(ALICE), 5_000);
+		assert_eq!(Balances::balance(&ALICE), 95_000);
+		let r = record(ALICE);
+		assert_eq!(r.stake, 5_000);
+		assert_eq!(r.status, ProviderStatus::Registered);
+		assert_eq!(r.location.country, *b"DE");
+		assert!(Registry::is_active(&ALICE));
+		assert_eq!(ProviderCount::<Test>::get(), 1);
+		System::assert_last_event(
+			Event::ProviderRegistered {
+				provider: ALICE,
+				services: Services::Both,
+				country: *b"DE",
+				stake: 5_000,
+			}
+			.into(),
+		);
+	});
+}
+
+#[test]
+fn register_fails_when_stake_too_low() {
+	new_test_ext().execute_with(|| {
+		assert_noop!(register(ALICE, 1, MIN_STAKE - 1), Error::<Test>::StakeTooLow);
+	});
+}
+
+#[test]
+fn register_fails_when_balance_cannot_cover_stake() {
+	new_test_ext().execute_with(|| {
+		assert_noop!(register(POOR, 1, MIN_STAKE), Error::<Test>::InsufficientBalance);
+	});
+}
+
+#[test]
+fn register_fails_when_already_registered() {
+	new_test_ext().execute_with(|| {
+		assert_ok!(register(ALICE, 1, MIN_STAKE));
+		assert_noop!(register(ALICE, 2, MIN_STAKE), Error::<Test>::AlreadyRegistered);
+	});
+}
+
+#[test]
+fn register_fails_when_service_key_in_use() {
+	new_test_ext().execute_with(|| {
+		assert_ok!(register(ALICE, 1, MIN_STAKE));
+		assert_noop!(register(BOB, 1, MIN_STAKE), Error::<Test>::ServiceKeyInUse);
+	});
+}
+
+#[test]
+fn register_fails_with_bad_endpoints() {
+	new_test_ext().execute_with(|| {
+		let call = |eps: EndpointsOf<Test>| {
+			Registry::register_provider(
+				RuntimeOrigin::signed(ALICE),
+				Services::Vpn,
+				eps,
+				location(b"DE"),
+				prices(),
+				key(1),
+				MIN_STAKE,
+			)
+		};
+		assert_noop!(call(endpoints(&[])), Error::<Test>::NoEndpoints);
+		assert_noop!(call(endpoints(&[""])), Error::<Test>::InvalidEndpoint);
+		assert_noop!(call(endpoints(&["has space:1"])), Error::<Test>::InvalidEndpoint);
+		assert_noop!(call(endpoints(&["ok:1", "bad\u{7f}"])), Error::<Test>::InvalidEndpoint);
+	});
+}
+
+#[test]
+fn oversized_endpoints_cannot_even_be_encoded_into_a_call() {
+	new_test_ext().execute_with(|| {
+		// Bounds are enforced at decoding: an endpoint longer than MaxEndpointLen (64) or
+		// more than MaxEndpoints (4) makes the extrinsic undecodable, so it never dispatches.
+		let too_long: Result<EndpointOf<Test>, _> = vec![b'a'; 65].try_into();
+		assert!(too_long.is_err());
+		let too_many: Result<EndpointsOf<Test>, _> =
+			vec![EndpointOf::<Test>::try_from(b"a:1".to_vec()).unwrap(); 5].try_into();
+		assert!(too_many.is_err());
+		use codec::{Decode, Encode};
+		let encoded = (vec![vec![b'a'; 65]]).encode();
+		assert!(EndpointsOf::<Test>::decode(&mut &encoded[..]).is_err());
+	});
+}
+
+#[test]
+fn register_fails_with_bad_location() {
+	new_test_ext().execute_with(|| {
+		let call = |loc: LocationOf<Test>| {
+			Registry::register_provider(
+				RuntimeOrigin::signed(ALICE),
+				Services::Cdn,
+				endpoints(&["cdn.example.net:443"]),
+				loc,
+				prices(),
+				key(1),
+				MIN_STAKE,
+			)
+		};
+		assert_noop!(call(location(b"de")), Error::<Test>::InvalidCountryCode);
+		assert_noop!(call(location(b"D1")), Error::<Test>::InvalidCountryCode);
+		let mut loc = location(b"DE");
+		loc.region = BoundedVec::try_from(vec![0xff, 0xfe]).unwrap();
+		assert_noop!(call(loc), Error::<Test>::InvalidRegion);
+	});
+}
+
+#[test]
+fn unsigned_origin_cannot_register() {
+	new_test_ext().execute_with(|| {
+		assert_noop!(
+			Registry::register_provider(
+				RuntimeOrigin::none(),
+				Services::Vpn,
+				endpoints(&["a:1"]),
+				location(b"DE"),
+				prices(),
+				key(1),
+				MIN_STAKE,
+			),
+			DispatchError::BadOrigin
+		);
+	});
+}
+
+#[test]
+fn update_provider_changes_only_given_fields() {
+	new_test_ext().execute_with(|| {
+		assert_ok!(register(ALICE, 1, MIN_STAKE));
+		let new_prices = Prices { per_gib: 99, per_hour: 7 };
+		assert_ok!(Registry::update_provider(
+			RuntimeOrigin::signed(ALICE),
+			Some(Services::Cdn),
+			None,
+			Some(location(b"BR")),
+			Some(new_prices),
+			Some(key(5)),
+		));
+		let r = record(ALICE);
+		assert_eq!(r.services, Services::Cdn);
+		assert_eq!(r.endpoints, endpoints(&["vpn.example.net:51820"]));
+		assert_eq!(r.location.country, *b"BR");
+		assert_eq!(r.prices, new_prices);
+		assert_eq!(r.service_key, key(5));
+		// The old key is free again, the new one taken.
+		assert_eq!(ServiceKeyOwners::<Test>::get(key(1).account_id()), None);
+		assert_ok!(register(BOB, 1, MIN_STAKE));
+		assert_noop!(register(CHARLIE, 5, MIN_STAKE), Error::<Test>::ServiceKeyInUse);
+		System::assert_has_event(Event::ProviderUpdated { provider: ALICE }.into());
+	});
+}
+
+#[test]
+fn update_fails_for_non_owner_and_bad_input() {
+	new_test_ext().execute_with(|| {
+		assert_ok!(register(ALICE, 1, MIN_STAKE));
+		assert_ok!(register(BOB, 2, MIN_STAKE));
+		// Bob cannot touch Alice's record: updates apply to the caller's own record only,
+		// and Charlie has none.
+		assert_noop!(
+			Registry::update_provider(RuntimeOrigin::signed(CHARLIE), Some(Services::Vpn), None, None, None, None),
+			Error::<Test>::NotRegistered
+		);
+		assert_noop!(
+			Registry::update_provider(RuntimeOrigin::signed(BOB), None, None, None, None, Some(key(1))),
+			Error::<Test>::ServiceKeyInUse
+		);
+		assert_noop!(
+			Registry::update_provider(RuntimeOrigin::signed(ALICE), None, Some(endpoints(&[])), None, None, None),
+			Error::<Test>::NoEndpoints
+		);
+		assert_noop!(
+			Registry::update_provider(RuntimeOrigin::signed(ALICE), None, None, Some(location(b"x1")), None, None),
+			Error::<Test>::InvalidCountryCode
+		);
+		// Keeping one's own key is fine.
+		assert_ok!(Registry::update_provider(RuntimeOrigin::signed(ALICE), None, None, None, None, Some(key(1))));
+	});
+}
+
+#[test]
+fn bond_extra_adds_to_stake_and_hold() {
+	new_test_ext().execute_with(|| {
+		assert_ok!(register(ALICE, 1, MIN_STAKE));
+		assert_ok!(Registry::bond_extra(RuntimeOrigin::signed(ALICE), 500));
+		assert_eq!(record(ALICE).stake, MIN_STAKE + 500);
+		assert_eq!(held(ALICE), MIN_STAKE + 500);
+		System::assert_last_event(
+			Event::StakeBonded { provider: ALICE, amount: 500, stake: MIN_STAKE + 500 }.into(),
+		);
+		assert_noop!(Registry::bond_extra(RuntimeOrigin::signed(ALICE), 0), Error::<Test>::ZeroAmount);
+		assert_noop!(Registry::bond_extra(RuntimeOrigin::signed(BOB), 1), Error::<Test>::NotRegistered);
+		assert_noop!(
+			Registry::bond_extra(RuntimeOrigin::signed(ALICE), 1_000_000),
+			Error::<Test>::InsufficientBalance
+		);
+	});
+}
+
+#[test]
+fn unbond_moves_stake_to_a_chunk_and_below_minimum_delists() {
+	new_test_ext().execute_with(|| {
+		assert_ok!(register(ALICE, 1, 2_000));
+		assert_ok!(Registry::unbond(RuntimeOrigin::signed(ALICE), 1_500));
+		let r = record(ALICE);
+		assert_eq!(r.stake, 500);
+		assert_eq!(r.unbonding[0], UnbondingChunk { amount: 1_500, unlock_at: 1 + UNBONDING_PERIOD });
+		// Still held in full until withdrawn.
+		assert_eq!(held(ALICE), 2_000);
+		assert!(!Registry::is_active(&ALICE), "below the minimum stake: not active");
+		System::assert_last_event(
+			Event::StakeUnbonded { provider: ALICE, amount: 1_500, unlock_at: 101, stake: 500 }.into(),
+		);
+		assert_noop!(Registry::unbond(RuntimeOrigin::signed(ALICE), 501), Error::<Test>::UnbondTooLarge);
+		assert_noop!(Registry::unbond(RuntimeOrigin::signed(ALICE), 0), Error::<Test>::ZeroAmount);
+		assert_noop!(Registry::unbond(RuntimeOrigin::signed(BOB), 1), Error::<Test>::NotRegistered);
+	});
+}
+
+#[test]
+fn unbond_fails_when_too_many_chunks() {
+	new_test_ext().execute_with(|| {
+		assert_ok!(register(ALICE, 1, 5_000));
+		for _ in 0..3 {
+			assert_ok!(Registry::unbond(RuntimeOrigin::signed(ALICE), 10));
+		}
+		assert_noop!(
+			Registry::unbond(RuntimeOrigin::signed(ALICE), 10),
+			Error::<Test>::TooManyUnbondingChunks
+		);
+	});
+}
+
+#[test]
+fn withdraw_fails_before_the_unbonding_period_and_works_after() {
+	new_test_ext().execute_with(|| {
+		assert_ok!(register(ALICE, 1, 2_000));
+		assert_ok!(Registry::unbond(RuntimeOrigin::signed(ALICE), 700));
+		System::set_block_number(UNBONDING_PERIOD); // one block early
+		assert_noop!(
+			Registry::withdraw_unbonded(RuntimeOrigin::signed(ALICE)),
+			Error::<Test>::NothingToWithdraw
+		);
+		System::set_block_number(1 + UNBONDING_PERIOD);
+		assert_ok!(Registry::withdraw_unbonded(RuntimeOrigin::signed(ALICE)));
+		assert_eq!(held(ALICE), 1_300);
+		assert_eq!(Balances::balance(&ALICE), 100_000 - 1_300);
+		assert!(record(ALICE).unbonding.is_empty());
+		System::assert_last_event(Event::StakeWithdrawn { provider: ALICE, amount: 700 }.into());
+		// Withdrawing twice releases nothing more.
+		assert_noop!(
+			Registry::withdraw_unbonded(RuntimeOrigin::signed(ALICE)),
+			Error::<Test>::NothingToWithdraw
+		);
+		assert_noop!(
+			Registry::withdraw_unbonded(RuntimeOrigin::signed(BOB)),
+			Error::<Test>::NotRegistered
+		);
+	});
+}
+
+#[test]
+fn deregister_unbonds_everything_and_withdraw_removes_the_provider() {
+	new_test_ext().execute_with(|| {
+		assert_ok!(register(ALICE, 1, 3_000));
+		assert_ok!(Registry::deregister_provider(RuntimeOrigin::signed(ALICE)));
+		let r = record(ALICE);
+		assert_eq!(r.status, ProviderStatus::Deregistered);
+		assert_eq!(r.stake, 0);
+		assert!(!Registry::is_active(&ALICE));
+		// Still known to the escrow (sessions can settle) but not active.
+		let summary = <Registry as ProviderRegistry<_, _>>::provider(&ALICE).unwrap();
+		assert!(!summary.active);
+		System::assert_last_event(
+			Event::ProviderDeregistered { provider: ALICE, unlock_at: 1 + UNBONDING_PERIOD }.into(),
+		);
+		// Nothing else is possible but withdrawing.
+		assert_noop!(Registry::deregister_provider(RuntimeOrigin::signed(ALICE)), Error::<Test>::ProviderDeregistered);
+		assert_noop!(Registry::bond_extra(RuntimeOrigin::signed(ALICE), 1), Error::<Test>::ProviderDeregistered);
+		assert_noop!(Registry::unbond(RuntimeOrigin::signed(ALICE), 1), Error::<Test>::ProviderDeregistered);
+		assert_noop!(
+			Registry::update_provider(RuntimeOrigin::signed(ALICE), Some(Services::Vpn), None, None, None, None),
+			Error::<Test>::ProviderDeregistered
+		);
+
+		System::set_block_number(1 + UNBONDING_PERIOD);
+		assert_ok!(Registry::withdraw_unbonded(RuntimeOrigin::signed(ALICE)));
+		assert!(Providers::<Test>::get(ALICE).is_none());
+		assert_eq!(ProviderCount::<Test>::get(), 0);
+		assert_eq!(held(ALICE), 0);
+		assert_eq!(Balances::balance(&ALICE), 100_000);
+		System::assert_last_event(Event::ProviderRemoved { provider: ALICE }.into());
+		// The key is free again and Alice can come back.
+		assert_ok!(register(ALICE, 1, MIN_STAKE));
+	});
+}
+
+#[test]
+fn deregister_fails_for_unknown_account() {
+	new_test_ext().execute_with(|| {
+		assert_noop!(Registry::deregister_provider(RuntimeOrigin::signed(BOB)), Error::<Test>::NotRegistered);
+	});
+}
+
+fn reason(s: &str) -> SlashReasonOf<Test> {
+	s.as_bytes().to_vec().try_into().unwrap()
+}
+
+#[test]
+fn force_slash_takes_stake_then_unbonding_and_pays_the_destination() {
+	new_test_ext().execute_with(|| {
+		assert_ok!(register(ALICE, 1, 3_000));
+		assert_ok!(Registry::unbond(RuntimeOrigin::signed(ALICE), 1_000));
+		assert_ok!(Registry::unbond(RuntimeOrigin::signed(ALICE), 500));
+		// stake 1_500; chunks [1_000, 500]
+		assert_ok!(Registry::force_slash(RuntimeOrigin::root(), ALICE, 2_200, reason("double billing")));
+		let r = record(ALICE);
+		assert_eq!(r.stake, 0);
+		// Newest chunk (500) taken first, then 200 of the older one.
+		assert_eq!(r.unbonding.iter().map(|c| c.amount).collect::<Vec<_>>(), vec![800]);
+		assert_eq!(held(ALICE), 800);
+		assert_eq!(Balances::balance(&TREASURY), 10 + 2_200);
+		System::assert_last_event(
+			Event::ProviderSlashed {
+				provider: ALICE,
+				amount: 2_200,
+				reason: reason("double billing"),
+				destination: Some(TREASURY),
+			}
+			.into(),
+		);
+	});
+}
+
+#[test]
+fn force_slash_can_burn() {
+	new_test_ext().execute_with(|| {
+		SlashTo::set(None);
+		assert_ok!(register(ALICE, 1, 3_000));
+		let issuance = Balances::total_issuance();
+		assert_ok!(Registry::force_slash(RuntimeOrigin::root(), ALICE, 1_000, reason("fraud")));
+		assert_eq!(Balances::total_issuance(), issuance - 1_000);
+		assert_eq!(record(ALICE).stake, 2_000);
+		SlashTo::set(Some(TREASURY));
+	});
+}
+
+#[test]
+fn force_slash_errors() {
+	new_test_ext().execute_with(|| {
+		assert_ok!(register(ALICE, 1, 3_000));
+		assert_noop!(
+			Registry::force_slash(RuntimeOrigin::signed(BOB), ALICE, 1, reason("x")),
+			DispatchError::BadOrigin
+		);
+		assert_noop!(
+			Registry::force_slash(RuntimeOrigin::root(), ALICE, 3_001, reason("x")),
+			Error::<Test>::SlashTooLarge
+		);
+		assert_noop!(
+			Registry::force_slash(RuntimeOrigin::root(), ALICE, 0, reason("x")),
+			Error::<Test>::ZeroAmount
+		);
+		assert_noop!(
+			Registry::force_slash(RuntimeOrigin::root(), BOB, 1, reason("x")),
+			Error::<Test>::NotRegistered
+		);
+	});
+}
+
+#[test]
+fn slashing_trait_enforces_reason_length_and_a_fully_slashed_provider_can_leave() {
+	new_test_ext().execute_with(|| {
+		assert_ok!(register(ALICE, 1, MIN_STAKE));
+		assert_noop!(
+			<Registry as ProviderSlashing<_, _>>::slash(&ALICE, 1, &[b'x'; 65]),
+			Error::<Test>::SlashReasonTooLong
+		);
+		assert_ok!(Registry::deregister_provider(RuntimeOrigin::signed(ALICE)));
+		assert_ok!(<Registry as ProviderSlashing<_, _>>::slash(&ALICE, MIN_STAKE, b"all of it"));
+		assert_eq!(held(ALICE), 0);
+		System::set_block_number(1 + UNBONDING_PERIOD);
+		assert_ok!(Registry::withdraw_unbonded(RuntimeOrigin::signed(ALICE)));
+		assert!(Providers::<Test>::get(ALICE).is_none());
+	});
+}
+
+#[test]
+fn genesis_config_registers_bootstrap_providers() {
+	let mut storage = frame_system::GenesisConfig::<Test>::default().build_storage().unwrap();
+	pallet_balances::GenesisConfig::<Test> { balances: vec![(ALICE, 10_000)], ..Default::default() }
+		.assimilate_storage(&mut storage)
+		.unwrap();
+	crate::GenesisConfig::<Test> {
+		providers: vec![(
+			ALICE,
+			Services::Vpn,
+			vec!["127.0.0.1:51820".into()],
+			"NL".into(),
+			10,
+			1,
+			key(3),
+			MIN_STAKE,
+		)],
+	}
+	.assimilate_storage(&mut storage)
+	.unwrap();
+	sp_io::TestExternalities::new(storage).execute_with(|| {
+		assert!(Registry::is_active(&ALICE));
+		assert_eq!(held(ALICE), MIN_STAKE);
+		Registry::do_try_state().unwrap();
+	});
+}
+
+#[test]
+fn integrity_test_passes() {
+	new_test_ext().execute_with(|| {
+		use frame_support::traits::Hooks;
+		<Registry as Hooks<u64>>::integrity_test();
+	});
+}

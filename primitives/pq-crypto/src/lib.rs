@@ -1,0 +1,77 @@
+//! Post-quantum primitives shared by the Interlattice runtime and its agents.
+//!
+//! - [`MlDsaPublicKey`], [`MlDsaSignature`]: ML-DSA-65 (FIPS 204, the standard form of
+//!   Dilithium) public keys and signatures as fixed-size, SCALE-encodable types.
+//! - [`receipt`]: the usage receipt a client signs for a session, and its exact signing
+//!   payload (byte layout in `docs/receipt-format.md`).
+//! - [`pq_crypto`]: the runtime host function that verifies an ML-DSA-65 signature natively;
+//!   [`verify`] is the one entry point the runtime and the agents both call.
+//! - `keys` (native only): key pairs, signing, and 0600 seed files.
+//! - [`runtime_api`]: the `PqCryptoApi` runtime API, through which clients can check a
+//!   signature or a receipt with the chain's own code.
+//!
+//! Every Interlattice ML-DSA signature uses the FIPS 204 context string [`CONTEXT`], and every
+//! signed message starts with a domain tag naming what it is (a receipt, a handshake, …), so a
+//! signature made for one purpose never verifies for another.
+
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+pub mod receipt;
+pub mod runtime_api;
+mod types;
+
+#[cfg(all(feature = "std", not(substrate_runtime)))]
+pub mod keys;
+
+pub use receipt::{SignedUsageReceipt, UsageReceipt};
+pub use types::{MlDsaPublicKey, MlDsaSignature, WrongLength};
+
+use sp_runtime_interface::{pass_by::PassFatPointerAndRead, runtime_interface};
+
+/// ML-DSA-65 public (verification) key length in bytes.
+pub const ML_DSA_65_PUBLIC_KEY_LEN: usize = 1952;
+/// ML-DSA-65 signature length in bytes.
+pub const ML_DSA_65_SIGNATURE_LEN: usize = 3309;
+/// Length of the seed an ML-DSA-65 key pair is derived from (FIPS 204 ξ).
+pub const ML_DSA_65_SEED_LEN: usize = 32;
+
+/// The FIPS 204 context string of every Interlattice signature.
+pub const CONTEXT: &[u8] = b"interlattice";
+
+/// Host functions for post-quantum cryptography. A released function never changes meaning;
+/// a change is a new `#[version(2)]`.
+#[runtime_interface]
+pub trait PqCrypto {
+	/// Verifies an ML-DSA-65 signature over `message` with the FIPS 204 `context` string.
+	/// Returns `false` for a wrong signature and for malformed input (a key or signature of
+	/// the wrong length, a context over 255 bytes); never panics.
+	fn ml_dsa_65_verify(
+		public_key: PassFatPointerAndRead<&[u8]>,
+		context: PassFatPointerAndRead<&[u8]>,
+		message: PassFatPointerAndRead<&[u8]>,
+		signature: PassFatPointerAndRead<&[u8]>,
+	) -> bool {
+		use libcrux_ml_dsa::{ml_dsa_65, MLDSASignature, MLDSAVerificationKey};
+		let (Ok(pk), Ok(sig)) = (
+			<[u8; ML_DSA_65_PUBLIC_KEY_LEN]>::try_from(public_key),
+			<[u8; ML_DSA_65_SIGNATURE_LEN]>::try_from(signature),
+		) else {
+			return false;
+		};
+		ml_dsa_65::verify(
+			&MLDSAVerificationKey::new(pk),
+			message,
+			context,
+			&MLDSASignature::new(sig),
+		)
+		.is_ok()
+	}
+}
+
+/// Verifies an Interlattice ML-DSA-65 signature (context [`CONTEXT`]). Inside the runtime
+/// this calls the host function; natively it runs the same code directly.
+pub fn verify(public_key: &MlDsaPublicKey, message: &[u8], signature: &MlDsaSignature) -> bool {
+	pq_crypto::ml_dsa_65_verify(public_key.as_ref(), CONTEXT, message, signature.as_ref())
+}

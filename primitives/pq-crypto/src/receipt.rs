@@ -1,0 +1,89 @@
+//! The usage receipt: what a client signs to acknowledge cumulative usage of a session.
+//!
+//! The exact byte layout of the signing payload is specified in `docs/receipt-format.md`;
+//! this module is its reference implementation, shared by the runtime and the agents.
+
+use alloc::vec::Vec;
+use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
+use scale_info::TypeInfo;
+
+use crate::{MlDsaPublicKey, MlDsaSignature};
+
+/// Domain tag that starts every receipt's signing payload (29 bytes, ASCII).
+pub const RECEIPT_DOMAIN_TAG: &[u8; 29] = b"interlattice/usage-receipt/v1";
+
+/// Length of a receipt's signing payload: tag (29) + genesis hash (32) + session id (8)
+/// + sequence (8) + bytes (8) + seconds (8) + amount (16).
+pub const RECEIPT_PAYLOAD_LEN: usize = 29 + 32 + 8 + 8 + 8 + 8 + 16;
+
+/// Cumulative usage of one session, as acknowledged by the client. Every field but the
+/// sequence number only grows over a session's life; a later receipt replaces an earlier one.
+#[derive(
+	Clone, Copy, Debug, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo,
+)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "camelCase", deny_unknown_fields))]
+pub struct UsageReceipt {
+	/// Genesis hash of the chain the session lives on: a receipt never crosses chains.
+	pub genesis_hash: [u8; 32],
+	/// The on-chain session this receipt is for.
+	pub session_id: u64,
+	/// Strictly increasing per session: a receipt with a sequence not above the last settled
+	/// one is a replay.
+	pub sequence: u64,
+	/// Bytes used so far in this session (both directions).
+	pub bytes: u64,
+	/// Seconds of service so far, where the service is priced by time (else 0).
+	pub seconds: u64,
+	/// Amount owed so far for this session, in the native token's smallest unit.
+	#[cfg_attr(feature = "serde", serde(with = "amount_as_string"))]
+	pub amount: u128,
+}
+
+impl UsageReceipt {
+	/// The exact bytes the client signs: [`RECEIPT_DOMAIN_TAG`] followed by the SCALE
+	/// encoding of the receipt (fixed-width little-endian integers, no length prefixes).
+	pub fn signing_payload(&self) -> Vec<u8> {
+		let mut payload = Vec::with_capacity(RECEIPT_PAYLOAD_LEN);
+		payload.extend_from_slice(RECEIPT_DOMAIN_TAG);
+		self.encode_to(&mut payload);
+		payload
+	}
+
+	/// Whether `signature` is a valid signature of this receipt by `signer`.
+	pub fn verify(&self, signer: &MlDsaPublicKey, signature: &MlDsaSignature) -> bool {
+		crate::verify(signer, &self.signing_payload(), signature)
+	}
+}
+
+/// A receipt with the client's ML-DSA-65 signature. The signer's key is not carried: the
+/// chain stores it once per session.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "camelCase", deny_unknown_fields))]
+pub struct SignedUsageReceipt {
+	/// The receipt.
+	pub receipt: UsageReceipt,
+	/// ML-DSA-65 signature of `receipt.signing_payload()` with context [`crate::CONTEXT`].
+	pub signature: MlDsaSignature,
+}
+
+impl SignedUsageReceipt {
+	/// Whether the signature is valid for `signer`.
+	pub fn verify(&self, signer: &MlDsaPublicKey) -> bool {
+		self.receipt.verify(signer, &self.signature)
+	}
+}
+
+/// u128 amounts as decimal strings in JSON: JavaScript numbers lose precision above 2^53.
+#[cfg(feature = "serde")]
+mod amount_as_string {
+	use alloc::string::{String, ToString};
+	pub fn serialize<S: serde::Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
+		s.serialize_str(&v.to_string())
+	}
+	pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+		let s = <String as serde::Deserialize>::deserialize(d)?;
+		s.parse().map_err(serde::de::Error::custom)
+	}
+}

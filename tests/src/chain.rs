@@ -1,0 +1,129 @@
+//! Building signed extrinsics and reading storage with the runtime's own types.
+
+use codec::{Decode, Encode};
+use interlattice_runtime::{
+	AccountId, Balance, Nonce, RuntimeCall, SignedPayload, TxExtension, UncheckedExtrinsic,
+	VERSION,
+};
+use serde_json::json;
+use sp_core::H256;
+use sp_crypto_hashing::twox_128;
+use sp_keyring::Sr25519Keyring;
+use sp_runtime::{generic::Era, MultiAddress, MultiSignature};
+
+use crate::{Rpc, RpcError};
+
+/// Account information as `frame_system` stores it.
+pub type AccountInfo = frame_system::AccountInfo<Nonce, pallet_balances::AccountData<Balance>>;
+/// One event record as `frame_system` stores it.
+pub type EventRecord = frame_system::EventRecord<interlattice_runtime::RuntimeEvent, H256>;
+
+/// Decodes a 0x-prefixed hex string.
+pub fn from_hex(s: &str) -> Vec<u8> {
+	hex::decode(s.trim_start_matches("0x")).expect("the node returns valid hex")
+}
+
+/// The genesis hash.
+pub fn genesis_hash(rpc: &Rpc) -> Result<H256, RpcError> {
+	let v = rpc.call("chain_getBlockHash", json!([0]))?;
+	Ok(H256::from_slice(&from_hex(v.as_str().unwrap_or_default())))
+}
+
+/// Signs `call` as `signer` with the given nonce: an immortal transaction with no tip.
+pub fn signed_extrinsic(
+	call: RuntimeCall,
+	signer: Sr25519Keyring,
+	nonce: Nonce,
+	genesis: H256,
+) -> UncheckedExtrinsic {
+	let tx_ext: TxExtension = (
+		frame_system::CheckNonZeroSender::new(),
+		frame_system::CheckSpecVersion::new(),
+		frame_system::CheckTxVersion::new(),
+		frame_system::CheckGenesis::new(),
+		frame_system::CheckEra::from(Era::Immortal),
+		frame_system::CheckNonce::from(nonce),
+		frame_system::CheckWeight::new(),
+		pallet_transaction_payment::ChargeTransactionPayment::from(0),
+		frame_metadata_hash_extension::CheckMetadataHash::new(false),
+		frame_system::WeightReclaim::new(),
+	);
+	// What the extensions add to the signed payload without sending it.
+	let implicit = (
+		(),
+		VERSION.spec_version,
+		VERSION.transaction_version,
+		genesis,
+		genesis,
+		(),
+		(),
+		(),
+		None::<[u8; 32]>,
+		(),
+	);
+	let payload = SignedPayload::from_raw(call.clone(), tx_ext.clone(), implicit);
+	let signature = payload.using_encoded(|bytes| signer.sign(bytes));
+	UncheckedExtrinsic::new_signed(
+		call,
+		MultiAddress::Id(signer.to_account_id()),
+		MultiSignature::Sr25519(signature),
+		tx_ext,
+	)
+}
+
+/// The next nonce of `who`, as the node's transaction pool sees it.
+pub fn next_nonce(rpc: &Rpc, who: &AccountId) -> Result<Nonce, RpcError> {
+	let v = rpc.call("system_accountNextIndex", json!([who.to_string()]))?;
+	v.as_u64()
+		.map(|n| n as Nonce)
+		.ok_or_else(|| RpcError::Malformed(format!("nonce {v}")))
+}
+
+/// Submits an extrinsic; returns its hash.
+pub fn submit(rpc: &Rpc, xt: &UncheckedExtrinsic) -> Result<String, RpcError> {
+	let v = rpc.call("author_submitExtrinsic", json!([format!("0x{}", hex::encode(xt.encode()))]))?;
+	Ok(v.as_str().unwrap_or_default().to_string())
+}
+
+/// Reads and decodes a storage value at `at` (best block when `None`).
+pub fn storage<T: Decode>(rpc: &Rpc, key: &[u8], at: Option<&str>) -> Result<Option<T>, RpcError> {
+	let key = format!("0x{}", hex::encode(key));
+	let params = match at {
+		Some(h) => json!([key, h]),
+		None => json!([key]),
+	};
+	let v = rpc.call("state_getStorage", params)?;
+	match v.as_str() {
+		None => Ok(None),
+		Some(s) => T::decode(&mut &from_hex(s)[..])
+			.map(Some)
+			.map_err(|e| RpcError::Malformed(format!("cannot decode storage: {e}"))),
+	}
+}
+
+/// The account record of `who` at `at`.
+pub fn account(rpc: &Rpc, who: &AccountId, at: Option<&str>) -> Result<AccountInfo, RpcError> {
+	let key = frame_system::Account::<interlattice_runtime::Runtime>::hashed_key_for(who);
+	Ok(storage::<AccountInfo>(rpc, &key, at)?.unwrap_or_default())
+}
+
+/// The events emitted in block `at`.
+pub fn events(rpc: &Rpc, at: &str) -> Result<Vec<EventRecord>, RpcError> {
+	let key = [twox_128(b"System"), twox_128(b"Events")].concat();
+	Ok(storage::<Vec<EventRecord>>(rpc, &key, Some(at))?.unwrap_or_default())
+}
+
+/// Finds the block (hash, index in block) on the best chain from `from` up to the head that
+/// contains `xt`.
+pub fn find_extrinsic(rpc: &Rpc, xt_hex: &str, from: u64) -> Option<(String, usize)> {
+	let best = rpc.best_number()?;
+	for n in from..=best {
+		let hash = rpc.block_hash(n)?;
+		let block = rpc.call("chain_getBlock", json!([hash])).ok()?;
+		let xts = block["block"]["extrinsics"].as_array()?;
+		if let Some(i) = xts.iter().position(|x| x.as_str() == Some(xt_hex)) {
+			return Some((hash, i));
+		}
+	}
+	None
+}
