@@ -25,6 +25,7 @@ pub const RECEIPT_PAYLOAD_LEN: usize = 29 + 32 + 8 + 8 + 8 + 8 + 16;
 #[cfg_attr(feature = "serde", serde(rename_all = "camelCase", deny_unknown_fields))]
 pub struct UsageReceipt {
 	/// Genesis hash of the chain the session lives on: a receipt never crosses chains.
+	#[cfg_attr(feature = "serde", serde(with = "bytes32_as_hex"))]
 	pub genesis_hash: [u8; 32],
 	/// The on-chain session this receipt is for.
 	pub session_id: u64,
@@ -72,6 +73,20 @@ impl SignedUsageReceipt {
 	/// Whether the signature is valid for `signer`.
 	pub fn verify(&self, signer: &MlDsaPublicKey) -> bool {
 		self.receipt.verify(signer, &self.signature)
+	}
+}
+
+/// 32-byte hashes as 0x-prefixed hex in JSON.
+#[cfg(feature = "serde")]
+mod bytes32_as_hex {
+	use alloc::string::String;
+	pub fn serialize<S: serde::Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+		s.serialize_str(&crate::types::to_hex(v))
+	}
+	pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+		let s = <String as serde::Deserialize>::deserialize(d)?;
+		let bytes = crate::types::from_hex(&s).map_err(serde::de::Error::custom)?;
+		<[u8; 32]>::try_from(&bytes[..]).map_err(|_| serde::de::Error::custom("expected 32 bytes"))
 	}
 }
 

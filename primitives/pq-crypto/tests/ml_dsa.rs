@@ -185,6 +185,7 @@ fn receipt_json_uses_hex_and_decimal_strings() {
 	};
 	let json = serde_json::to_value(receipt).unwrap();
 	assert_eq!(json["amount"], u128::MAX.to_string());
+	assert_eq!(json["genesisHash"], format!("0x{}", "01".repeat(32)));
 	let back: UsageReceipt = serde_json::from_value(json).unwrap();
 	assert_eq!(back, receipt);
 	let sig = MlDsaSignature([0xab; ML_DSA_65_SIGNATURE_LEN]);
