@@ -9,3 +9,5 @@ echo "[test] building the node (first build: ~40 min on 2 cores; later ones are 
 cargo build --locked -p interlattice-node
 echo "[test] running the test suite" >&2
 cargo test --locked --workspace --no-fail-fast "$@"
+echo "[test] running the pallet benchmarks as tests" >&2
+cargo test --locked -p pallet-provider-registry --features runtime-benchmarks benchmark

@@ -7,7 +7,9 @@ use frame_system::RawOrigin;
 use interlattice_pq_crypto::MlDsaPublicKey;
 use sp_runtime::traits::{Bounded, Saturating};
 
-use crate::{pallet::*, *};
+use frame_support::traits::Get;
+
+use crate::*;
 
 fn funded<T: Config>(name: &'static str, index: u32) -> T::AccountId {
 	let who: T::AccountId = account(name, index, 0);

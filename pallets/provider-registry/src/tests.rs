@@ -6,7 +6,7 @@ use frame_support::{
 	BoundedVec,
 };
 use interlattice_pq_crypto::MlDsaPublicKey;
-use sp_runtime::DispatchError;
+use sp_runtime::{BuildStorage, DispatchError};
 
 use crate::{mock::*, *};
 

@@ -1,10 +1,14 @@
 //! The records the registry stores.
 
 use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
-use frame_support::{pallet_prelude::*, traits::fungible::Inspect};
+use frame_support::{
+	pallet_prelude::*, traits::fungible::Inspect, CloneNoBound, DebugNoBound, EqNoBound,
+	PartialEqNoBound,
+};
 use frame_system::pallet_prelude::BlockNumberFor;
 use interlattice_pq_crypto::MlDsaPublicKey;
 use scale_info::TypeInfo;
+use sp_runtime::Saturating;
 
 use crate::Config;
 
@@ -18,11 +22,10 @@ pub type EndpointsOf<T> = BoundedVec<EndpointOf<T>, <T as Config>::MaxEndpoints>
 /// A provider's location.
 pub type LocationOf<T> = Location<<T as Config>::MaxRegionLen>;
 /// A provider's record.
-pub type ProviderRecordOf<T> = ProviderRecord<
-	BalanceOf<T>,
-	BlockNumberFor<T>,
-	EndpointsOf<T>,
-	LocationOf<T>,
+pub type ProviderRecordOf<T> = ProviderRecord<T>;
+/// A provider's unbonding chunks.
+pub type UnbondingOf<T> = BoundedVec<
+	UnbondingChunk<BalanceOf<T>, BlockNumberFor<T>>,
 	<T as Config>::MaxUnbondingChunks,
 >;
 /// Why a provider was slashed, in words (UTF-8, bounded).
@@ -66,7 +69,8 @@ impl Services {
 
 /// Where a provider's servers run, as far as it declares.
 #[derive(
-	Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo,
+	CloneNoBound, PartialEqNoBound, EqNoBound, DebugNoBound, Encode, Decode,
+	DecodeWithMemTracking, MaxEncodedLen, TypeInfo,
 )]
 #[scale_info(skip_type_params(MaxRegionLen))]
 pub struct Location<MaxRegionLen: Get<u32>> {
@@ -128,44 +132,41 @@ pub struct UnbondingChunk<Balance, BlockNumber> {
 
 /// Everything the registry knows about one provider.
 #[derive(
-	Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo,
+	CloneNoBound, PartialEqNoBound, EqNoBound, DebugNoBound, Encode, Decode, MaxEncodedLen,
+	TypeInfo,
 )]
-#[scale_info(skip_type_params(MaxUnbondingChunks))]
-pub struct ProviderRecord<Balance, BlockNumber, Endpoints, Location, MaxUnbondingChunks: Get<u32>>
-{
+#[scale_info(skip_type_params(T))]
+#[codec(mel_bound())]
+pub struct ProviderRecord<T: Config> {
 	/// The services offered.
 	pub services: Services,
 	/// Network endpoints clients dial.
-	pub endpoints: Endpoints,
+	pub endpoints: EndpointsOf<T>,
 	/// Declared location.
-	pub location: Location,
+	pub location: LocationOf<T>,
 	/// Prices.
-	pub prices: Prices<Balance>,
+	pub prices: Prices<BalanceOf<T>>,
 	/// ML-DSA-65 public key the provider's agent proves in handshakes.
 	pub service_key: MlDsaPublicKey,
 	/// Bonded stake (held, slashable). The provider is active while this is at least
 	/// `MinStake` and it is registered.
-	pub stake: Balance,
+	pub stake: BalanceOf<T>,
 	/// Stake being unbonded (still held and slashable until withdrawn).
-	pub unbonding: BoundedVec<UnbondingChunk<Balance, BlockNumber>, MaxUnbondingChunks>,
+	pub unbonding: UnbondingOf<T>,
 	/// Registered or deregistered.
 	pub status: ProviderStatus,
 	/// Block of registration.
-	pub registered_at: BlockNumber,
+	pub registered_at: BlockNumberFor<T>,
 }
 
-impl<Balance, BlockNumber, Endpoints, Location, Max> ProviderRecord<Balance, BlockNumber, Endpoints, Location, Max>
-where
-	Balance: Copy + PartialOrd + sp_runtime::Saturating + Default,
-	Max: Get<u32>,
-{
+impl<T: Config> ProviderRecord<T> {
 	/// Stake plus everything still unbonding: what the hold must equal.
-	pub fn total_held(&self) -> Balance {
+	pub fn total_held(&self) -> BalanceOf<T> {
 		self.unbonding.iter().fold(self.stake, |acc, c| acc.saturating_add(c.amount))
 	}
 
 	/// Whether the provider is listed as active given the minimum stake.
-	pub fn is_active(&self, min_stake: Balance) -> bool {
+	pub fn is_active(&self, min_stake: BalanceOf<T>) -> bool {
 		self.status == ProviderStatus::Registered && self.stake >= min_stake
 	}
 }
