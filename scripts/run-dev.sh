@@ -12,7 +12,8 @@ P2P_PORT="${P2P_PORT:-30333}"
 
 "$INTERLATTICE_ROOT/scripts/setup.sh"
 echo "[run] building the node (first build: ~40 min on 2 cores; later ones are incremental)" >&2
-cargo build --locked -p interlattice-node
+# Built exactly as the test suite builds it (one feature set, one build for both).
+cargo test --locked --workspace --no-run -q
 
 for port in "$RPC_PORT" "$P2P_PORT"; do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then

@@ -5,9 +5,10 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$INTERLATTICE_ROOT"
 "$INTERLATTICE_ROOT/scripts/setup.sh"
-echo "[test] building the node (first build: ~40 min on 2 cores; later ones are incremental)" >&2
-cargo build --locked -p interlattice-node
-echo "[test] running the test suite" >&2
+# One `cargo test` over the workspace builds the node binary too (the end-to-end tests run
+# it), with the same features as everything else: a separate `cargo build -p` would compile
+# much of polkadot-sdk a second time with other features.
+echo "[test] building and running the test suite (first build: ~35 min on 2 cores)" >&2
 cargo test --locked --workspace --no-fail-fast "$@"
 echo "[test] running the pallet benchmarks as tests" >&2
 cargo test --locked -p pallet-provider-registry --features runtime-benchmarks benchmark

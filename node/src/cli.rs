@@ -35,6 +35,11 @@ pub enum Subcommand {
 
 	/// Database metadata.
 	ChainInfo(sc_cli::ChainInfoCmd),
+
+	/// Runtime benchmarks (only in a node built with `--features runtime-benchmarks`).
+	#[cfg(feature = "runtime-benchmarks")]
+	#[command(subcommand)]
+	Benchmark(frame_benchmarking_cli::BenchmarkCmd),
 }
 
 /// The node's command line.

@@ -22,6 +22,7 @@ use alloc::vec::Vec;
 pub mod apis;
 pub mod configs;
 pub mod genesis_config_presets;
+pub mod weights;
 
 use sp_runtime::{
 	generic, impl_opaque_keys,
@@ -202,4 +203,26 @@ mod runtime {
 
 	#[runtime::pallet_index(7)]
 	pub type Utility = pallet_utility;
+
+	#[runtime::pallet_index(8)]
+	pub type ProviderRegistry = pallet_provider_registry;
+
+	/// No calls, no storage: measures ML-DSA-65 verification for the weights of pallets
+	/// that verify receipts.
+	#[runtime::pallet_index(9)]
+	pub type PqWeights = pallet_pq_weights;
+}
+
+#[cfg(feature = "runtime-benchmarks")]
+mod benches {
+	frame_benchmarking::define_benchmarks!(
+		[frame_benchmarking, BaselineBench::<Runtime>]
+		[frame_system, SystemBench::<Runtime>]
+		[pallet_balances, Balances]
+		[pallet_timestamp, Timestamp]
+		[pallet_sudo, Sudo]
+		[pallet_utility, Utility]
+		[pallet_provider_registry, ProviderRegistry]
+		[pallet_pq_weights, PqWeights]
+	);
 }

@@ -76,7 +76,7 @@ mod benchmarks {
 			max_endpoints::<T>(),
 			max_location::<T>(),
 			Prices::default(),
-			service_key(0),
+			alloc::boxed::Box::new(service_key(0)),
 			stake::<T>(),
 		);
 		assert!(Providers::<T>::contains_key(&who));
@@ -92,7 +92,7 @@ mod benchmarks {
 			Some(max_endpoints::<T>()),
 			Some(max_location::<T>()),
 			Some(Prices::default()),
-			Some(service_key(1)),
+			Some(alloc::boxed::Box::new(service_key(1))),
 		);
 		assert_eq!(Providers::<T>::get(&who).unwrap().service_key, service_key(1));
 	}

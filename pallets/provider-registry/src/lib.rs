@@ -42,6 +42,7 @@ pub mod pallet {
 		traits::fungible::{Inspect, InspectHold, Mutate, MutateHold},
 	};
 	use frame_system::pallet_prelude::*;
+	use alloc::boxed::Box;
 	use interlattice_pq_crypto::MlDsaPublicKey;
 
 	/// Storage layout version.
@@ -304,7 +305,8 @@ pub mod pallet {
 		/// - `endpoints`: at least one; printable ASCII, e.g. `vpn.example.net:51820`.
 		/// - `location`: ISO 3166-1 alpha-2 country (upper case), region (UTF-8), hosting.
 		/// - `prices`: per GiB and per hour, in the smallest unit.
-		/// - `service_key`: the agent's ML-DSA-65 public key; unique among providers.
+		/// - `service_key`: the agent's ML-DSA-65 public key (boxed: 1952 bytes would bloat
+		///   every `RuntimeCall`); unique among providers.
 		/// - `stake`: at least `MinStake`; held with `HoldReason::ProviderStake`.
 		///
 		/// Errors: `AlreadyRegistered`, `StakeTooLow`, `InsufficientBalance`, `NoEndpoints`,
@@ -317,11 +319,11 @@ pub mod pallet {
 			endpoints: EndpointsOf<T>,
 			location: LocationOf<T>,
 			prices: Prices<BalanceOf<T>>,
-			service_key: MlDsaPublicKey,
+			service_key: Box<MlDsaPublicKey>,
 			stake: BalanceOf<T>,
 		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
-			Self::do_register(who, services, endpoints, location, prices, service_key, stake)
+			Self::do_register(who, services, endpoints, location, prices, *service_key, stake)
 		}
 
 		/// Change any of a provider's services, endpoints, location, prices or service key
@@ -339,10 +341,10 @@ pub mod pallet {
 			endpoints: Option<EndpointsOf<T>>,
 			location: Option<LocationOf<T>>,
 			prices: Option<Prices<BalanceOf<T>>>,
-			service_key: Option<MlDsaPublicKey>,
+			service_key: Option<Box<MlDsaPublicKey>>,
 		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
-			Self::do_update(who, services, endpoints, location, prices, service_key)
+			Self::do_update(who, services, endpoints, location, prices, service_key.map(|k| *k))
 		}
 
 		/// Bond more stake.

@@ -35,7 +35,7 @@ fn register(who: AccountId, key_byte: u8, stake: Balance) -> sp_runtime::Dispatc
 		endpoints(&["vpn.example.net:51820"]),
 		location(b"DE"),
 		prices(),
-		key(key_byte),
+		Box::new(key(key_byte)),
 		stake,
 	)
 }
@@ -112,7 +112,7 @@ fn register_fails_with_bad_endpoints() {
 				eps,
 				location(b"DE"),
 				prices(),
-				key(1),
+				Box::new(key(1)),
 				MIN_STAKE,
 			)
 		};
@@ -149,7 +149,7 @@ fn register_fails_with_bad_location() {
 				endpoints(&["cdn.example.net:443"]),
 				loc,
 				prices(),
-				key(1),
+				Box::new(key(1)),
 				MIN_STAKE,
 			)
 		};
@@ -171,7 +171,7 @@ fn unsigned_origin_cannot_register() {
 				endpoints(&["a:1"]),
 				location(b"DE"),
 				prices(),
-				key(1),
+				Box::new(key(1)),
 				MIN_STAKE,
 			),
 			DispatchError::BadOrigin
@@ -190,7 +190,7 @@ fn update_provider_changes_only_given_fields() {
 			None,
 			Some(location(b"BR")),
 			Some(new_prices),
-			Some(key(5)),
+			Some(Box::new(key(5))),
 		));
 		let r = record(ALICE);
 		assert_eq!(r.services, Services::Cdn);
@@ -218,7 +218,7 @@ fn update_fails_for_non_owner_and_bad_input() {
 			Error::<Test>::NotRegistered
 		);
 		assert_noop!(
-			Registry::update_provider(RuntimeOrigin::signed(BOB), None, None, None, None, Some(key(1))),
+			Registry::update_provider(RuntimeOrigin::signed(BOB), None, None, None, None, Some(Box::new(key(1)))),
 			Error::<Test>::ServiceKeyInUse
 		);
 		assert_noop!(
@@ -230,7 +230,7 @@ fn update_fails_for_non_owner_and_bad_input() {
 			Error::<Test>::InvalidCountryCode
 		);
 		// Keeping one's own key is fine.
-		assert_ok!(Registry::update_provider(RuntimeOrigin::signed(ALICE), None, None, None, None, Some(key(1))));
+		assert_ok!(Registry::update_provider(RuntimeOrigin::signed(ALICE), None, None, None, None, Some(Box::new(key(1)))));
 	});
 }
 

@@ -1,7 +1,8 @@
 //! Weights of the registry's calls.
 //!
-//! `SubstrateWeight` is generated from `src/benchmarking.rs` by the node's `benchmark pallet`
-//! command (see `docs/benchmarks.md`); the `()` implementation is for unit tests only and
+//! The runtime's implementation is generated from `src/benchmarking.rs` by the node's `benchmark pallet`
+//! command into `runtime/src/weights/pallet_provider_registry.rs` (`scripts/benchmark.sh`,
+//! numbers in `docs/benchmarks.md`); the `()` implementation is for unit tests only and
 //! must never be used by a runtime.
 
 use frame_support::weights::Weight;

@@ -20,8 +20,8 @@ use sp_version::RuntimeVersion;
 use super::{
 	AccountId, Aura, Balance, Balances, Block, BlockNumber, Hash, Nonce, OriginCaller,
 	PalletInfo, Runtime, RuntimeCall, RuntimeEvent, RuntimeFreezeReason, RuntimeHoldReason,
-	RuntimeOrigin, RuntimeTask, System, EXISTENTIAL_DEPOSIT, SLOT_DURATION, SS58_PREFIX,
-	VERSION,
+	RuntimeOrigin, RuntimeTask, System, DAYS, EXISTENTIAL_DEPOSIT, SLOT_DURATION, SS58_PREFIX,
+	UNIT, VERSION,
 };
 
 /// Share of a block's weight and length available to normal (non-operational) transactions.
@@ -132,3 +132,31 @@ impl pallet_utility::Config for Runtime {
 	type PalletsOrigin = OriginCaller;
 	type WeightInfo = pallet_utility::weights::SubstrateWeight<Runtime>;
 }
+
+parameter_types! {
+	/// Minimum bonded stake of an active provider: 1,000 LAT.
+	pub const ProviderMinStake: Balance = 1_000 * UNIT;
+	/// Unbonded stake stays held (and slashable) for 7 days: longer than any settlement or
+	/// dispute window of the session escrow.
+	pub const ProviderUnbondingPeriod: BlockNumber = 7 * DAYS;
+	/// Slashed stake is burned until the chain has a treasury.
+	pub const ProviderSlashDestination: Option<AccountId> = None;
+}
+
+impl pallet_provider_registry::Config for Runtime {
+	type RuntimeEvent = RuntimeEvent;
+	type Currency = Balances;
+	type RuntimeHoldReason = RuntimeHoldReason;
+	type MinStake = ProviderMinStake;
+	type UnbondingPeriod = ProviderUnbondingPeriod;
+	type MaxEndpoints = ConstU32<8>;
+	type MaxEndpointLen = ConstU32<128>;
+	type MaxRegionLen = ConstU32<64>;
+	type MaxUnbondingChunks = ConstU32<16>;
+	type MaxSlashReasonLen = ConstU32<256>;
+	type SlashOrigin = frame_system::EnsureRoot<AccountId>;
+	type SlashDestination = ProviderSlashDestination;
+	type WeightInfo = crate::weights::pallet_provider_registry::WeightInfo<Runtime>;
+}
+
+impl pallet_pq_weights::Config for Runtime {}
