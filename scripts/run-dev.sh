@@ -11,7 +11,7 @@ RPC_PORT="${RPC_PORT:-9944}"
 P2P_PORT="${P2P_PORT:-30333}"
 
 "$INTERLATTICE_ROOT/scripts/setup.sh"
-echo "[run] building the node (first build: ~40 min on 2 cores; later ones are incremental)" >&2
+echo "[run] building the node (first build: ~35 min on 2 cores; later ones are incremental)" >&2
 # Built exactly as the test suite builds it (one feature set, one build for both).
 cargo test --locked --workspace --no-run -q
 
