@@ -1,10 +1,11 @@
-//! The node's JSON-RPC extensions: account nonces (`system_accountNextIndex`) and fee
-//! queries (`payment_queryInfo`, `payment_queryFeeDetails`). The standard Substrate methods
-//! (chain, state, author, system) are added by `sc_service`.
+//! The node's JSON-RPC extensions: account nonces (`system_accountNextIndex`), fee queries
+//! (`payment_queryInfo`, `payment_queryFeeDetails`) and Interlattice's own methods
+//! (`registry_*`, crate `interlattice-rpc`, documented in `docs/rpc.md`). The standard
+//! Substrate methods (chain, state, author, system) are added by `sc_service`.
 
 use std::sync::Arc;
 
-use interlattice_runtime::{opaque::Block, AccountId, Balance, Nonce};
+use interlattice_runtime::{opaque::Block, AccountId, Balance, BlockNumber, Nonce};
 use jsonrpsee::RpcModule;
 use sc_transaction_pool_api::TransactionPool;
 use sp_api::ProvideRuntimeApi;
@@ -33,16 +34,19 @@ where
 	C::Api: substrate_frame_rpc_system::AccountNonceApi<Block, AccountId, Nonce>,
 	C::Api: pallet_transaction_payment_rpc::TransactionPaymentRuntimeApi<Block, Balance>,
 	C::Api: BlockBuilder<Block>,
+	C::Api: pallet_provider_registry::ProviderRegistryApi<Block, AccountId, Balance, BlockNumber>,
 	P: TransactionPool + 'static,
 {
 	use pallet_transaction_payment_rpc::{TransactionPayment, TransactionPaymentApiServer};
+	use interlattice_rpc::registry::{Registry, RegistryApiServer};
 	use substrate_frame_rpc_system::{System, SystemApiServer};
 
 	let mut module = RpcModule::new(());
 	let FullDeps { client, pool } = deps;
 
 	module.merge(System::new(client.clone(), pool).into_rpc())?;
-	module.merge(TransactionPayment::new(client).into_rpc())?;
+	module.merge(TransactionPayment::new(client.clone()).into_rpc())?;
+	module.merge(Registry::new(client, interlattice_runtime::SS58_PREFIX).into_rpc())?;
 
 	Ok(module)
 }

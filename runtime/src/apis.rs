@@ -1,5 +1,6 @@
 //! The runtime APIs the node and clients call: block building, transaction validation,
-//! consensus, metadata, genesis presets, account nonces and fees.
+//! consensus, metadata, genesis presets, account nonces, fees, the provider registry and
+//! post-quantum signature checks.
 
 use alloc::vec::Vec;
 use frame_support::{
@@ -18,7 +19,7 @@ use sp_runtime::{
 use sp_version::RuntimeVersion;
 
 use super::{
-	AccountId, Aura, Balance, Block, Executive, Grandpa, InherentDataExt, Nonce, Runtime,
+	AccountId, Aura, Balance, Block, BlockNumber, Executive, Grandpa, InherentDataExt, Nonce, ProviderRegistry, Runtime,
 	RuntimeCall, RuntimeGenesisConfig, SessionKeys, System, TransactionPayment, VERSION,
 };
 
@@ -237,6 +238,27 @@ impl_runtime_apis! {
 			let params = (&config, &whitelist);
 			add_benchmarks!(params, batches);
 			Ok(batches)
+		}
+	}
+
+	impl pallet_provider_registry::ProviderRegistryApi<Block, AccountId, Balance, BlockNumber> for Runtime {
+		fn providers(
+			filter: pallet_provider_registry::ProviderFilter<Balance>,
+			order: pallet_provider_registry::ProviderOrder,
+			offset: u32,
+			limit: u32,
+		) -> pallet_provider_registry::ProviderPage<AccountId, Balance, BlockNumber> {
+			ProviderRegistry::query_providers(filter, order, offset, limit)
+		}
+
+		fn provider(
+			account: AccountId,
+		) -> Option<pallet_provider_registry::ProviderInfo<AccountId, Balance, BlockNumber>> {
+			ProviderRegistry::query_provider(account)
+		}
+
+		fn stats() -> pallet_provider_registry::RegistryStats<Balance> {
+			ProviderRegistry::query_stats()
 		}
 	}
 

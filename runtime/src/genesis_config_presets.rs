@@ -7,7 +7,12 @@
 //!
 //! All three use the well-known development keys: they are for development and testing only.
 
-use crate::{AccountId, BalancesConfig, RuntimeGenesisConfig, SudoConfig, UNIT};
+use crate::{
+	AccountId, BalancesConfig, ProviderRegistryConfig, RuntimeGenesisConfig, SudoConfig, MILLI_UNIT,
+	UNIT,
+};
+use interlattice_pq_crypto::{dev_keys, MlDsaPublicKey};
+use pallet_provider_registry::Services;
 use alloc::{string::String, vec, vec::Vec};
 use frame_support::build_struct_json_patch;
 use serde_json::Value;
@@ -21,6 +26,37 @@ pub const TESTNET_RUNTIME_PRESET: &str = "testnet";
 
 /// Balance given to each endowed development account: one million LAT.
 pub const ENDOWMENT: u128 = 1_000_000 * UNIT;
+
+/// Control-channel endpoint of the bootstrap dVPN provider (Charlie) of every preset.
+pub const DEV_VPN_ENDPOINT: &str = "127.0.0.1:7310";
+/// HTTP endpoint of the bootstrap dCDN provider (Dave) of every preset.
+pub const DEV_CDN_ENDPOINT: &str = "http://127.0.0.1:7320";
+/// Stake of each bootstrap provider: ten thousand LAT.
+pub const DEV_PROVIDER_STAKE: u128 = 10_000 * UNIT;
+
+/// The bootstrap providers of development networks, with the well-known development service
+/// keys (`interlattice_pq_crypto::dev_keys`): Charlie serves the VPN from Germany (0.5 LAT per
+/// GiB, 0.1 LAT per hour), Dave the CDN from the Netherlands (0.2 LAT per GiB).
+fn bootstrap_providers() -> ProviderRegistryConfig {
+	let provider = |who: Sr25519Keyring, key: &[u8; 1952], services, endpoint: &str, country: &str, per_gib, per_hour| {
+		(
+			who.to_account_id(),
+			services,
+			vec![String::from(endpoint)],
+			String::from(country),
+			per_gib,
+			per_hour,
+			MlDsaPublicKey(*key),
+			DEV_PROVIDER_STAKE,
+		)
+	};
+	ProviderRegistryConfig {
+		providers: vec![
+			provider(Sr25519Keyring::Charlie, dev_keys::CHARLIE, Services::Vpn, DEV_VPN_ENDPOINT, "DE", 500 * MILLI_UNIT, 100 * MILLI_UNIT),
+			provider(Sr25519Keyring::Dave, dev_keys::DAVE, Services::Cdn, DEV_CDN_ENDPOINT, "NL", 200 * MILLI_UNIT, 0),
+		],
+	}
+}
 
 fn genesis(
 	initial_authorities: Vec<(AuraId, GrandpaId)>,
@@ -38,6 +74,7 @@ fn genesis(
 			authorities: initial_authorities.iter().map(|x| (x.1.clone(), 1)).collect::<Vec<_>>(),
 		},
 		sudo: SudoConfig { key: Some(root) },
+		provider_registry: bootstrap_providers(),
 	})
 }
 
@@ -141,6 +178,18 @@ mod tests {
 		assert_eq!(count(local_testnet_config_genesis()), Some(2));
 		assert_eq!(count(testnet_config_genesis()), Some(4));
 		assert!(get_preset(&PresetId::from("no_such_preset")).is_none());
+	}
+
+	#[test]
+	fn presets_ship_the_bootstrap_providers_with_the_development_service_keys() {
+		for name in preset_names() {
+			let patch: Value = serde_json::from_slice(&get_preset(&name).unwrap()).unwrap();
+			let providers = patch["providerRegistry"]["providers"].as_array().expect("providers");
+			assert_eq!(providers.len(), 2, "{name:?}");
+			let key = |i: usize| serde_json::from_value::<MlDsaPublicKey>(providers[i][6].clone()).unwrap();
+			assert_eq!(Some(key(0)), dev_keys::dev_public_key("charlie"));
+			assert_eq!(Some(key(1)), dev_keys::dev_public_key("dave"));
+		}
 	}
 
 	fn json_patch_merge(base: &mut Value, patch: Value) {

@@ -127,3 +127,36 @@ pub fn find_extrinsic(rpc: &Rpc, xt_hex: &str, from: u64) -> Option<(String, usi
 	}
 	None
 }
+
+/// Submits `call` signed by `who` and waits (up to a minute) for its inclusion; returns the
+/// block hash and the events of that extrinsic.
+pub fn submit_and_wait(
+	node: &mut crate::Node,
+	who: Sr25519Keyring,
+	call: RuntimeCall,
+) -> (String, Vec<interlattice_runtime::RuntimeEvent>) {
+	let genesis = genesis_hash(&node.rpc).expect("genesis hash");
+	let nonce = next_nonce(&node.rpc, &who.to_account_id()).expect("nonce");
+	let xt = signed_extrinsic(call, who, nonce, genesis);
+	let xt_hex = format!("0x{}", hex::encode(xt.encode()));
+	let start = node.rpc.best_number().expect("best block");
+	submit(&node.rpc, &xt).expect("the pool accepts the extrinsic");
+	let (block, index) = node
+		.wait(std::time::Duration::from_secs(60), "inclusion", |n| find_extrinsic(&n.rpc, &xt_hex, start))
+		.expect("the extrinsic is included");
+	let events = events(&node.rpc, &block)
+		.expect("events")
+		.into_iter()
+		.filter(|e| e.phase == frame_system::Phase::ApplyExtrinsic(index as u32))
+		.map(|e| e.event)
+		.collect();
+	(block, events)
+}
+
+/// Whether `events` end with `ExtrinsicSuccess`.
+pub fn succeeded(events: &[interlattice_runtime::RuntimeEvent]) -> bool {
+	matches!(
+		events.last(),
+		Some(interlattice_runtime::RuntimeEvent::System(frame_system::Event::ExtrinsicSuccess { .. }))
+	)
+}

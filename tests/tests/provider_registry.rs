@@ -1,58 +1,43 @@
-//! The provider registry in the running runtime: real signed extrinsics register two
-//! providers in different countries, their stake is held, storage shows their records, and
-//! unbonding below the minimum stake takes one out of the active set.
+//! The provider registry in the running runtime, queried the way dApps do: the bootstrap
+//! providers of the dev preset are listed; real signed extrinsics register two providers in
+//! different countries; the `registry_*` JSON-RPC methods filter, order and page them; their
+//! stake is held; unbonding below the minimum stake takes one out of the active listing.
 
 use std::time::Duration;
 
-use codec::Encode;
-use interlattice_pq_crypto::keys::MlDsaKeyPair;
-use interlattice_runtime::{Runtime, RuntimeCall, RuntimeEvent, UNIT};
-use interlattice_tests::{chain, Node, NodeConfig};
-use pallet_provider_registry::{
-	Call as RegistryCall, Hosting, Location, Prices, ProviderRecord, ProviderStatus, Services,
+use interlattice_pq_crypto::{dev_keys, keys::MlDsaKeyPair};
+use interlattice_runtime::{Runtime, RuntimeCall, RuntimeEvent, MILLI_UNIT, UNIT};
+use interlattice_tests::{
+	chain::{self, submit_and_wait, succeeded},
+	rpc::RpcError,
+	Node, NodeConfig,
 };
-use sp_keyring::Sr25519Keyring;
+use pallet_provider_registry::{
+	Call as RegistryCall, Hosting, Location, Prices, ProviderRecord, Services,
+};
+use serde_json::{json, Value};
+use sp_core::crypto::{Ss58AddressFormat, Ss58Codec};
+use sp_keyring::Sr25519Keyring::{self, Charlie, Dave, Eve, Ferdie};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-fn register_call(country: &[u8; 2], endpoint: &str, key_seed: u8, stake: u128) -> RuntimeCall {
+fn register_call(services: Services, country: &[u8; 2], per_gib: u128, key_seed: u8, stake: u128) -> RuntimeCall {
 	RuntimeCall::ProviderRegistry(RegistryCall::register_provider {
-		services: Services::Both,
-		endpoints: vec![endpoint.as_bytes().to_vec().try_into().unwrap()].try_into().unwrap(),
+		services,
+		endpoints: vec![b"203.0.113.7:7310".to_vec().try_into().unwrap()].try_into().unwrap(),
 		location: Location {
 			country: *country,
 			region: b"somewhere".to_vec().try_into().unwrap(),
-			hosting: Hosting::Datacenter,
+			hosting: Hosting::Residential,
 		},
-		prices: Prices { per_gib: UNIT / 10, per_hour: UNIT / 100 },
+		prices: Prices { per_gib, per_hour: UNIT / 100 },
 		service_key: Box::new(MlDsaKeyPair::from_seed([key_seed; 32]).public().clone()),
 		stake,
 	})
 }
 
-/// Submits `call` signed by `who` and waits for it to be included; returns the block hash
-/// and the events of that extrinsic.
-fn submit_and_wait(
-	node: &mut Node,
-	who: Sr25519Keyring,
-	call: RuntimeCall,
-) -> (String, Vec<RuntimeEvent>) {
-	let genesis = chain::genesis_hash(&node.rpc).unwrap();
-	let nonce = chain::next_nonce(&node.rpc, &who.to_account_id()).unwrap();
-	let xt = chain::signed_extrinsic(call, who, nonce, genesis);
-	let xt_hex = format!("0x{}", hex::encode(xt.encode()));
-	let start = node.rpc.best_number().unwrap();
-	chain::submit(&node.rpc, &xt).expect("the pool accepts the extrinsic");
-	let (block, index) = node
-		.wait(MINUTE, "inclusion", |n| chain::find_extrinsic(&n.rpc, &xt_hex, start))
-		.unwrap();
-	let events = chain::events(&node.rpc, &block)
-		.unwrap()
-		.into_iter()
-		.filter(|e| e.phase == frame_system::Phase::ApplyExtrinsic(index as u32))
-		.map(|e| e.event)
-		.collect();
-	(block, events)
+fn ss58(who: Sr25519Keyring) -> String {
+	who.to_account_id().to_ss58check_with_version(Ss58AddressFormat::custom(interlattice_runtime::SS58_PREFIX))
 }
 
 fn record(node: &Node, who: Sr25519Keyring, at: &str) -> Option<ProviderRecord<Runtime>> {
@@ -60,53 +45,147 @@ fn record(node: &Node, who: Sr25519Keyring, at: &str) -> Option<ProviderRecord<R
 	chain::storage(&node.rpc, &key, Some(at)).unwrap()
 }
 
+/// `registry_providers(query)`: (total, accounts of the page).
+fn list(node: &Node, query: Value) -> (u64, Vec<String>) {
+	let page = node.rpc.call("registry_providers", json!([query])).expect("registry_providers");
+	let accounts = page["providers"]
+		.as_array()
+		.unwrap()
+		.iter()
+		.map(|p| p["account"].as_str().unwrap().to_string())
+		.collect();
+	(page["total"].as_u64().unwrap(), accounts)
+}
+
+fn names(list: &[Sr25519Keyring]) -> Vec<String> {
+	list.iter().map(|k| ss58(*k)).collect()
+}
+
+/// Equal stakes are ordered by account id (ascending raw bytes).
+fn by_account(mut list: Vec<Sr25519Keyring>) -> Vec<Sr25519Keyring> {
+	list.sort_by_key(|k| k.to_account_id());
+	list
+}
+
+fn invalid_params(result: Result<Value, RpcError>) -> String {
+	match result {
+		Err(RpcError::Server(e)) if e["code"] == -32602 => e["message"].as_str().unwrap().to_string(),
+		other => panic!("expected invalid params, got {other:?}"),
+	}
+}
+
 #[test]
-fn providers_register_with_real_extrinsics_and_unbonding_delists() {
+fn providers_register_with_real_extrinsics_and_the_registry_rpc_lists_them() {
 	let dir = tempfile::tempdir().unwrap();
 	let mut config = NodeConfig::new("dev", dir.path());
 	config.validator = Some("alice");
 	let mut node = Node::start(config).expect("dev node starts");
 	node.wait(MINUTE, "block 1", |n| n.rpc.best_number().filter(|&b| b >= 1)).unwrap();
 
-	let stake = 2_000 * UNIT;
+	// The dev preset's bootstrap providers: Charlie (VPN, DE) and Dave (CDN, NL).
+	let (total, page) = list(&node, json!({}));
+	assert_eq!((total, page), (2, names(&by_account(vec![Charlie, Dave]))));
+	let charlie = node.rpc.call("registry_provider", json!([ss58(Charlie)])).unwrap();
+	assert_eq!(charlie["services"], "vpn");
+	assert_eq!(charlie["country"], "DE");
+	assert_eq!(charlie["endpoints"], json!(["127.0.0.1:7310"]));
+	assert_eq!(charlie["prices"], json!({"perGib": (500 * MILLI_UNIT).to_string(), "perHour": (100 * MILLI_UNIT).to_string()}));
+	assert_eq!(charlie["stake"], (10_000 * UNIT).to_string(), "amounts are decimal strings");
+	assert_eq!(charlie["active"], true);
+	assert_eq!(
+		charlie["serviceKey"],
+		format!("0x{}", hex::encode(dev_keys::dev_public_key("charlie").unwrap().as_ref()))
+	);
+
+	// Eve and Ferdie register with real signed extrinsics.
 	let (block, events) =
-		submit_and_wait(&mut node, Sr25519Keyring::Bob, register_call(b"DE", "vpn.bob.example:51820", 1, stake));
+		submit_and_wait(&mut node, Eve, register_call(Services::Both, b"DE", 100 * MILLI_UNIT, 1, 2_000 * UNIT));
 	assert!(
 		events.iter().any(|e| matches!(e,
 			RuntimeEvent::ProviderRegistry(pallet_provider_registry::Event::ProviderRegistered { country, .. })
 				if country == b"DE")),
 		"{events:?}"
 	);
-	let bob = record(&node, Sr25519Keyring::Bob, &block).expect("Bob is registered");
-	assert_eq!(bob.stake, stake);
-	assert_eq!(bob.status, ProviderStatus::Registered);
-	let account = chain::account(&node.rpc, &Sr25519Keyring::Bob.to_account_id(), Some(&block)).unwrap();
-	assert!(account.data.reserved >= stake, "the stake is held: {:?}", account.data);
-
+	assert_eq!(record(&node, Eve, &block).expect("Eve is registered").stake, 2_000 * UNIT);
+	let account = chain::account(&node.rpc, &Eve.to_account_id(), Some(&block)).unwrap();
+	assert!(account.data.reserved >= 2_000 * UNIT, "the stake is held: {:?}", account.data);
+	let (_, events) =
+		submit_and_wait(&mut node, Ferdie, register_call(Services::Vpn, b"BR", 200 * MILLI_UNIT, 2, 3_000 * UNIT));
+	assert!(succeeded(&events), "{events:?}");
+	// A registration reusing Eve's service key fails on-chain with a named error.
 	let (_, events) = submit_and_wait(
 		&mut node,
-		Sr25519Keyring::Charlie,
-		register_call(b"BR", "cdn.charlie.example:443", 2, stake),
+		Sr25519Keyring::Bob,
+		register_call(Services::Vpn, b"FR", 1, 1, 2_000 * UNIT),
 	);
-	assert!(matches!(events.last(), Some(RuntimeEvent::System(frame_system::Event::ExtrinsicSuccess { .. }))));
-
-	// A third registration with Bob's service key fails on-chain with a named error.
-	let (_, events) =
-		submit_and_wait(&mut node, Sr25519Keyring::Dave, register_call(b"FR", "x.example:1", 1, stake));
 	assert!(
 		events.iter().any(|e| matches!(e, RuntimeEvent::System(frame_system::Event::ExtrinsicFailed { .. }))),
 		"{events:?}"
 	);
 
-	// Charlie unbonds below the minimum stake: still registered, no longer active.
-	let (block, _) = submit_and_wait(
+	// Filters.
+	let mut by_stake = by_account(vec![Charlie, Dave]);
+	by_stake.extend([Ferdie, Eve]);
+	assert_eq!(list(&node, json!({})), (4, names(&by_stake)));
+	assert_eq!(list(&node, json!({"country": "de"})), (2, names(&[Charlie, Eve])));
+	assert_eq!(list(&node, json!({"service": "cdn"})), (2, names(&[Dave, Eve])));
+	assert_eq!(list(&node, json!({"service": "vpn", "country": "BR"})), (1, names(&[Ferdie])));
+	assert_eq!(list(&node, json!({"maxPricePerGib": (100 * MILLI_UNIT).to_string()})), (1, names(&[Eve])));
+	assert_eq!(list(&node, json!({"minStake": (3_000 * UNIT).to_string()})).0, 3);
+	assert_eq!(list(&node, json!({"hosting": "residential"})), (2, names(&by_account(vec![Eve, Ferdie]))));
+	// Order and pagination.
+	let mut by_price = vec![Eve];
+	by_price.extend(by_account(vec![Dave, Ferdie]));
+	by_price.push(Charlie);
+	assert_eq!(list(&node, json!({"order": "pricePerGib"})), (4, names(&by_price)));
+	assert_eq!(list(&node, json!({"order": "pricePerGib", "limit": 2})), (4, names(&by_price[..2])));
+	assert_eq!(list(&node, json!({"order": "pricePerGib", "limit": 2, "offset": 2})), (4, names(&by_price[2..])));
+	assert_eq!(list(&node, json!({"order": "pricePerGib", "offset": 4})), (4, vec![]));
+
+	// Eve unbonds below the minimum stake: still registered, no longer listed as active.
+	let (_, events) = submit_and_wait(
 		&mut node,
-		Sr25519Keyring::Charlie,
+		Eve,
 		RuntimeCall::ProviderRegistry(RegistryCall::unbond { amount: 1_500 * UNIT }),
 	);
-	let charlie = record(&node, Sr25519Keyring::Charlie, &block).unwrap();
-	assert_eq!(charlie.stake, 500 * UNIT);
-	assert!(!charlie.is_active(1_000 * UNIT));
-	assert!(record(&node, Sr25519Keyring::Bob, &block).unwrap().is_active(1_000 * UNIT));
-	assert!(record(&node, Sr25519Keyring::Dave, &block).is_none());
+	assert!(succeeded(&events), "{events:?}");
+	assert_eq!(list(&node, json!({"country": "DE"})), (1, names(&[Charlie])));
+	assert_eq!(list(&node, json!({"country": "DE", "activeOnly": false})), (2, names(&[Charlie, Eve])));
+	let eve = node.rpc.call("registry_provider", json!([ss58(Eve)])).unwrap();
+	assert_eq!((eve["active"].clone(), eve["status"].clone()), (json!(false), json!("registered")));
+	assert_eq!((eve["stake"].clone(), eve["unbonding"].clone()), (json!((500 * UNIT).to_string()), json!((1_500 * UNIT).to_string())));
+
+	let stats = node.rpc.call("registry_stats", json!([])).unwrap();
+	assert_eq!(stats["providers"], json!({"registered": 4, "active": 3}));
+	assert_eq!(stats["vpn"], json!({"registered": 3, "active": 2}));
+	assert_eq!(stats["cdn"], json!({"registered": 2, "active": 1}));
+	assert_eq!(
+		stats["countries"],
+		json!([
+			{"country": "BR", "registered": 1, "active": 1},
+			{"country": "DE", "registered": 2, "active": 1},
+			{"country": "NL", "registered": 1, "active": 1},
+		])
+	);
+	assert_eq!(stats["totalStake"], (23_500 * UNIT).to_string());
+	assert_eq!(stats["totalUnbonding"], (1_500 * UNIT).to_string());
+
+	// The listing at an earlier block still shows the past.
+	let (total, _) = {
+		let page = node.rpc.call("registry_providers", json!([{"country": "DE"}, block])).unwrap();
+		(page["total"].as_u64().unwrap(), ())
+	};
+	assert_eq!(total, 2, "at Eve's registration block both DE providers were active");
+
+	// Bad input: clear errors, nothing else.
+	assert!(invalid_params(node.rpc.call("registry_providers", json!([{"limit": 0}]))).contains("limit"));
+	assert!(invalid_params(node.rpc.call("registry_providers", json!([{"country": "DEU"}]))).contains("country"));
+	invalid_params(node.rpc.call("registry_providers", json!([{"colour": "red"}])));
+	invalid_params(node.rpc.call("registry_providers", json!([{"maxPricePerGib": "-3"}])));
+	assert!(invalid_params(node.rpc.call("registry_provider", json!(["not-an-account"]))).contains("account"));
+	assert_eq!(node.rpc.call("registry_provider", json!([ss58(Sr25519Keyring::One)])).unwrap(), Value::Null);
+	assert_eq!(
+		node.rpc.call("registry_provider", json!([format!("0x{}", hex::encode(Charlie.to_account_id()))])).unwrap()["account"],
+		ss58(Charlie)
+	);
 }

@@ -6,6 +6,7 @@ extern crate alloc;
 pub use pallet::*;
 
 mod impls;
+pub mod query;
 pub mod types;
 pub mod weights;
 
@@ -16,6 +17,7 @@ mod mock;
 #[cfg(test)]
 mod tests;
 
+pub use query::*;
 pub use types::*;
 pub use weights::WeightInfo;
 

@@ -475,3 +475,145 @@ fn integrity_test_passes() {
 		<Registry as Hooks<u64>>::integrity_test();
 	});
 }
+
+/// Registers `who` with the given services, country, hosting, price per GiB, price per hour
+/// and stake (key byte = account id).
+fn register_with(
+	who: AccountId,
+	services: Services,
+	country: &[u8; 2],
+	hosting: Hosting,
+	per_gib: Balance,
+	per_hour: Balance,
+	stake: Balance,
+) {
+	assert_ok!(Registry::register_provider(
+		RuntimeOrigin::signed(who),
+		services,
+		endpoints(&["203.0.113.1:51820"]),
+		Location { country: *country, region: Default::default(), hosting },
+		Prices { per_gib, per_hour },
+		Box::new(key(who as u8)),
+		stake,
+	));
+}
+
+fn listed(filter: ProviderFilter<Balance>, order: ProviderOrder, offset: u32, limit: u32) -> (u32, Vec<AccountId>) {
+	let page = Registry::query_providers(filter, order, offset, limit);
+	(page.total, page.providers.into_iter().map(|p| p.account).collect())
+}
+
+/// Five providers: ALICE VPN/DE/dc, BOB CDN/BR/res, CHARLIE both/DE/res, 5 VPN/BR/dc (below
+/// the minimum after unbonding), 6 CDN/DE/dc (deregistered).
+fn query_fixture() {
+	for who in [5, 6] {
+		<Balances as frame_support::traits::fungible::Mutate<_>>::set_balance(&who, 100_000);
+	}
+	register_with(ALICE, Services::Vpn, b"DE", Hosting::Datacenter, 30, 5, 5_000);
+	register_with(BOB, Services::Cdn, b"BR", Hosting::Residential, 10, 0, 2_000);
+	register_with(CHARLIE, Services::Both, b"DE", Hosting::Residential, 20, 7, 3_000);
+	register_with(5, Services::Vpn, b"BR", Hosting::Datacenter, 5, 1, 1_500);
+	assert_ok!(Registry::unbond(RuntimeOrigin::signed(5), 600));
+	register_with(6, Services::Cdn, b"DE", Hosting::Datacenter, 1, 0, 4_000);
+	assert_ok!(Registry::deregister_provider(RuntimeOrigin::signed(6)));
+}
+
+#[test]
+fn listing_filters_orders_and_pages() {
+	new_test_ext().execute_with(|| {
+		query_fixture();
+		let all = ProviderFilter { active_only: false, ..Default::default() };
+		let by_stake = ProviderOrder::StakeDescending;
+		// Active only by default: 5 (below minimum) and 6 (deregistered) are not listed.
+		assert_eq!(listed(Default::default(), by_stake, 0, 10), (3, vec![ALICE, CHARLIE, BOB]));
+		// Bonded stake: 6 has none left (all unbonding), 5 has 900.
+		assert_eq!(listed(all.clone(), by_stake, 0, 10), (5, vec![ALICE, CHARLIE, BOB, 5, 6]));
+		assert_eq!(
+			listed(all.clone(), ProviderOrder::PricePerGibAscending, 0, 10),
+			(5, vec![6, 5, BOB, CHARLIE, ALICE])
+		);
+		// Equal prices per hour (BOB and 6 at 0) are ordered by account.
+		assert_eq!(
+			listed(all.clone(), ProviderOrder::PricePerHourAscending, 0, 10),
+			(5, vec![BOB, 6, 5, ALICE, CHARLIE])
+		);
+		assert_eq!(
+			listed(all.clone(), ProviderOrder::RegisteredAtAscending, 0, 10).0,
+			5
+		);
+		// Filters.
+		let f = |f: ProviderFilter<Balance>| listed(f, by_stake, 0, 10);
+		assert_eq!(f(ProviderFilter { service: Some(ServiceKind::Vpn), ..Default::default() }), (2, vec![ALICE, CHARLIE]));
+		assert_eq!(f(ProviderFilter { service: Some(ServiceKind::Cdn), ..Default::default() }), (2, vec![CHARLIE, BOB]));
+		assert_eq!(f(ProviderFilter { country: Some(*b"BR"), ..all.clone() }), (2, vec![BOB, 5]));
+		assert_eq!(f(ProviderFilter { hosting: Some(Hosting::Residential), ..Default::default() }), (2, vec![CHARLIE, BOB]));
+		assert_eq!(f(ProviderFilter { max_price_per_gib: Some(20), ..Default::default() }), (2, vec![CHARLIE, BOB]));
+		assert_eq!(f(ProviderFilter { max_price_per_hour: Some(5), ..Default::default() }), (2, vec![ALICE, BOB]));
+		assert_eq!(f(ProviderFilter { min_stake: Some(3_000), ..Default::default() }), (2, vec![ALICE, CHARLIE]));
+		assert_eq!(
+			f(ProviderFilter { service: Some(ServiceKind::Vpn), country: Some(*b"DE"), max_price_per_gib: Some(25), ..Default::default() }),
+			(1, vec![CHARLIE])
+		);
+		assert_eq!(f(ProviderFilter { country: Some(*b"FR"), ..Default::default() }), (0, vec![]));
+		// Pages: stable, disjoint, and the total counts all matches.
+		assert_eq!(listed(all.clone(), by_stake, 0, 2), (5, vec![ALICE, CHARLIE]));
+		assert_eq!(listed(all.clone(), by_stake, 2, 2), (5, vec![BOB, 5]));
+		assert_eq!(listed(all.clone(), by_stake, 4, 2), (5, vec![6]));
+		assert_eq!(listed(all.clone(), by_stake, 5, 2), (5, vec![]));
+		assert_eq!(listed(all, by_stake, u32::MAX, u32::MAX), (5, vec![]));
+	});
+}
+
+#[test]
+fn listing_limit_is_clamped() {
+	new_test_ext().execute_with(|| {
+		for who in 10..(10 + MAX_PAGE_LIMIT as u64 + 5) {
+			<Balances as frame_support::traits::fungible::Mutate<_>>::set_balance(&who, 10_000);
+			register_with(who, Services::Vpn, b"DE", Hosting::Datacenter, 1, 1, 1_000);
+		}
+		let (total, page) = listed(Default::default(), ProviderOrder::StakeDescending, 0, u32::MAX);
+		assert_eq!(total, MAX_PAGE_LIMIT + 5);
+		assert_eq!(page.len(), MAX_PAGE_LIMIT as usize);
+		assert_eq!(listed(Default::default(), ProviderOrder::StakeDescending, 0, 0).1.len(), 0);
+	});
+}
+
+#[test]
+fn provider_query_shows_every_field() {
+	new_test_ext().execute_with(|| {
+		query_fixture();
+		let p = Registry::query_provider(5).expect("registered");
+		assert_eq!(p.account, 5);
+		assert_eq!(p.services, Services::Vpn);
+		assert_eq!(p.endpoints, vec![b"203.0.113.1:51820".to_vec()]);
+		assert_eq!(p.country, *b"BR");
+		assert_eq!(p.hosting, Hosting::Datacenter);
+		assert_eq!(p.prices, Prices { per_gib: 5, per_hour: 1 });
+		assert_eq!(p.service_key, key(5));
+		assert_eq!((p.stake, p.unbonding), (900, 600));
+		assert_eq!((p.status, p.active), (ProviderStatus::Registered, false));
+		assert_eq!(p.registered_at, 1);
+		let d = Registry::query_provider(6).expect("deregistered providers stay visible");
+		assert_eq!((d.status, d.active, d.stake, d.unbonding), (ProviderStatus::Deregistered, false, 0, 4_000));
+		assert_eq!(Registry::query_provider(POOR), None);
+	});
+}
+
+#[test]
+fn stats_count_services_countries_and_stake() {
+	new_test_ext().execute_with(|| {
+		let empty = Registry::query_stats();
+		assert_eq!(empty.providers, ProviderCounts::default());
+		assert!(empty.countries.is_empty());
+		assert_eq!(empty.min_stake, MIN_STAKE);
+		query_fixture();
+		let s = Registry::query_stats();
+		let c = |registered, active| ProviderCounts { registered, active };
+		assert_eq!(s.providers, c(5, 3));
+		assert_eq!(s.vpn, c(3, 2));
+		assert_eq!(s.cdn, c(3, 2));
+		assert_eq!(s.countries, vec![(*b"BR", c(2, 1)), (*b"DE", c(3, 2))]);
+		assert_eq!(s.total_stake, 5_000 + 2_000 + 3_000 + 900);
+		assert_eq!(s.total_unbonding, 600 + 4_000);
+	});
+}

@@ -84,6 +84,11 @@ impl MlDsaKeyPair {
 		Self { seed: Zeroizing::new(seed), signing_key: pair.signing_key, public }
 	}
 
+	/// The well-known development key `name` (see [`crate::dev_keys`]): its secret is public.
+	pub fn dev(name: &str) -> Self {
+		Self::from_seed(crate::dev_keys::dev_seed(name))
+	}
+
 	/// The public key.
 	pub fn public(&self) -> &MlDsaPublicKey {
 		&self.public

@@ -219,3 +219,14 @@ fn seed_files_are_private_never_overwritten_and_checked() {
 fn hex(s: &str) -> Vec<u8> {
 	(0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
+
+#[test]
+fn shipped_development_keys_match_their_public_seeds() {
+	use interlattice_pq_crypto::dev_keys::{dev_public_key, DEV_KEY_NAMES};
+	for name in DEV_KEY_NAMES {
+		let pair = interlattice_pq_crypto::keys::MlDsaKeyPair::dev(name);
+		assert_eq!(dev_public_key(name).as_ref(), Some(pair.public()), "dev-keys/{name}.pk is stale");
+	}
+	assert_ne!(dev_public_key("charlie"), dev_public_key("dave"));
+	assert_eq!(dev_public_key("mallory"), None);
+}

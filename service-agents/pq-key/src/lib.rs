@@ -32,6 +32,11 @@ pub enum Command {
 		/// The key file to create (refuses to overwrite).
 		#[arg(long, short)]
 		out: PathBuf,
+		/// Write the well-known development key of this name (e.g. `charlie`, the dev chain's
+		/// bootstrap dVPN provider) instead of a random one. Its secret is public: for
+		/// development networks only.
+		#[arg(long, value_name = "NAME")]
+		dev: Option<String>,
 	},
 	/// Show a key's public key and account.
 	Inspect {
@@ -111,12 +116,18 @@ fn public_arg(arg: &str) -> Result<MlDsaPublicKey> {
 /// Runs one command, writing its output to `out`. Returns the process exit code.
 pub fn run(cli: Cli, out: &mut impl Write) -> Result<i32> {
 	match cli.command {
-		Command::Generate { out: path } => {
-			let pair = MlDsaKeyPair::generate()?;
+		Command::Generate { out: path, dev } => {
+			let pair = match &dev {
+				Some(name) => MlDsaKeyPair::dev(&name.to_lowercase()),
+				None => MlDsaKeyPair::generate()?,
+			};
 			pair.write_seed_file(&path)?;
 			writeln!(out, "key file:   {} (mode 0600; keep it secret)", path.display())?;
 			writeln!(out, "public key: 0x{}", hex::encode(pair.public().as_ref()))?;
 			writeln!(out, "account:    {}", account_of(pair.public()))?;
+			if let Some(name) = dev {
+				writeln!(out, "warning:    development key `{name}`: its secret is public")?;
+			}
 		},
 		Command::Inspect { key, full } => {
 			let pair = MlDsaKeyPair::read_seed_file(&key)?;

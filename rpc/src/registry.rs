@@ -1,0 +1,89 @@
+//! `registry_*`: the provider directory over JSON-RPC.
+
+use std::{marker::PhantomData, sync::Arc};
+
+use jsonrpsee::{core::RpcResult, proc_macros::rpc};
+use pallet_provider_registry::ProviderRegistryApi as RuntimeApi;
+use sp_api::ProvideRuntimeApi;
+use sp_blockchain::HeaderBackend;
+use sp_core::crypto::AccountId32;
+use sp_runtime::traits::Block as BlockT;
+
+use crate::{
+	invalid_params,
+	json::{ProviderJson, ProviderPageJson, ProviderQuery, RegistryStatsJson},
+	runtime_error,
+};
+
+/// The provider registry's JSON-RPC methods.
+#[rpc(server, namespace = "registry")]
+pub trait RegistryApi<BlockHash> {
+	/// Providers matching `query` (all fields optional), one page of them, in order.
+	#[method(name = "providers")]
+	fn providers(&self, query: Option<ProviderQuery>, at: Option<BlockHash>) -> RpcResult<ProviderPageJson>;
+
+	/// One provider by account (SS58 or `0x` hex), also when deregistered; `null` if unknown.
+	#[method(name = "provider")]
+	fn provider(&self, account: String, at: Option<BlockHash>) -> RpcResult<Option<ProviderJson>>;
+
+	/// Registry-wide statistics.
+	#[method(name = "stats")]
+	fn stats(&self, at: Option<BlockHash>) -> RpcResult<RegistryStatsJson>;
+}
+
+/// Serves [`RegistryApiServer`] from the runtime API of a client.
+pub struct Registry<C, Block> {
+	client: Arc<C>,
+	ss58_prefix: u16,
+	_block: PhantomData<Block>,
+}
+
+impl<C, Block> Registry<C, Block> {
+	/// Answers from `client`; shows accounts with `ss58_prefix`.
+	pub fn new(client: Arc<C>, ss58_prefix: u16) -> Self {
+		Self { client, ss58_prefix, _block: PhantomData }
+	}
+}
+
+impl<C, Block> Registry<C, Block>
+where
+	Block: BlockT,
+	C: HeaderBackend<Block>,
+{
+	fn at(&self, at: Option<Block::Hash>) -> Block::Hash {
+		at.unwrap_or_else(|| self.client.info().best_hash)
+	}
+}
+
+impl<C, Block> RegistryApiServer<Block::Hash> for Registry<C, Block>
+where
+	Block: BlockT,
+	C: ProvideRuntimeApi<Block> + HeaderBackend<Block> + Send + Sync + 'static,
+	C::Api: RuntimeApi<Block, AccountId32, u128, u32>,
+{
+	fn providers(&self, query: Option<ProviderQuery>, at: Option<Block::Hash>) -> RpcResult<ProviderPageJson> {
+		let query = query.unwrap_or_default().check().map_err(invalid_params)?;
+		let page = self
+			.client
+			.runtime_api()
+			.providers(self.at(at), query.filter, query.order, query.offset, query.limit)
+			.map_err(runtime_error)?;
+		Ok(ProviderPageJson {
+			total: page.total,
+			offset: query.offset,
+			providers: page.providers.into_iter().map(|p| ProviderJson::new(p, self.ss58_prefix)).collect(),
+		})
+	}
+
+	fn provider(&self, account: String, at: Option<Block::Hash>) -> RpcResult<Option<ProviderJson>> {
+		let account: crate::json::Account =
+			account.parse().map_err(|e: String| invalid_params(format!("account: {e}")))?;
+		let info = self.client.runtime_api().provider(self.at(at), account.0).map_err(runtime_error)?;
+		Ok(info.map(|p| ProviderJson::new(p, self.ss58_prefix)))
+	}
+
+	fn stats(&self, at: Option<Block::Hash>) -> RpcResult<RegistryStatsJson> {
+		let stats = self.client.runtime_api().stats(self.at(at)).map_err(runtime_error)?;
+		Ok(stats.into())
+	}
+}
