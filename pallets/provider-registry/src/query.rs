@@ -56,7 +56,8 @@ impl<Balance> Default for ProviderFilter<Balance> {
 	}
 }
 
-/// Order of a listing. Ties are broken by account id (ascending), so pages are stable.
+/// Order of a listing. Ties are broken by account id (ascending, as `Ord` on the account id:
+/// byte order for 32-byte accounts), so pages are stable.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Encode, Decode, TypeInfo)]
 pub enum ProviderOrder {
 	/// Largest bonded stake first.
@@ -231,11 +232,10 @@ impl<T: Config> Pallet<T> {
 			})
 			.collect();
 		let total = u32::try_from(matches.len()).unwrap_or(u32::MAX);
-		let account_order = |a: &T::AccountId, b: &T::AccountId| a.encode().cmp(&b.encode());
 		match order {
 			ProviderOrder::StakeDescending =>
-				matches.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| account_order(&a.1, &b.1))),
-			_ => matches.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| account_order(&a.1, &b.1))),
+				matches.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1))),
+			_ => matches.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1))),
 		}
 		let providers = matches
 			.into_iter()

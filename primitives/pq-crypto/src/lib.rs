@@ -77,3 +77,39 @@ pub trait PqCrypto {
 pub fn verify(public_key: &MlDsaPublicKey, message: &[u8], signature: &MlDsaSignature) -> bool {
 	pq_crypto::ml_dsa_65_verify(public_key.as_ref(), CONTEXT, message, signature.as_ref())
 }
+
+/// Signing for runtime benchmarks only: the weight of settling a receipt must include a real
+/// ML-DSA-65 verification of a valid signature, and a benchmark runs inside the runtime, which
+/// holds no secret keys and has no signing code. The node registers these host functions only
+/// when built with the `runtime-benchmarks` feature; a production runtime never imports them.
+#[cfg(feature = "runtime-benchmarks")]
+#[runtime_interface]
+pub trait PqCryptoBenchmarking {
+	/// The public key (1952 bytes) of the ML-DSA-65 key pair derived from the 32-byte `seed`,
+	/// followed by its signature (3309 bytes) of `message` with context [`CONTEXT`]
+	/// (deterministic signing). Empty if the seed is not 32 bytes.
+	fn ml_dsa_65_sign_with_seed(
+		seed: PassFatPointerAndRead<&[u8]>,
+		message: PassFatPointerAndRead<&[u8]>,
+	) -> sp_runtime_interface::pass_by::AllocateAndReturnFatPointer<alloc::vec::Vec<u8>> {
+		let Ok(seed) = <[u8; ML_DSA_65_SEED_LEN]>::try_from(seed) else {
+			return alloc::vec::Vec::new();
+		};
+		let pair = libcrux_ml_dsa::ml_dsa_65::generate_key_pair(seed);
+		let Ok(signature) = libcrux_ml_dsa::ml_dsa_65::sign(&pair.signing_key, message, CONTEXT, [0u8; 32])
+		else {
+			return alloc::vec::Vec::new();
+		};
+		let mut out = pair.verification_key.as_ref().to_vec();
+		out.extend_from_slice(signature.as_ref());
+		out
+	}
+}
+
+/// Signs `message` as the benchmark key derived from `seed`; see [`pq_crypto_benchmarking`].
+#[cfg(feature = "runtime-benchmarks")]
+pub fn benchmark_sign(seed: [u8; ML_DSA_65_SEED_LEN], message: &[u8]) -> Option<(MlDsaPublicKey, MlDsaSignature)> {
+	let out = pq_crypto_benchmarking::ml_dsa_65_sign_with_seed(&seed, message);
+	let (pk, sig) = out.split_at_checked(ML_DSA_65_PUBLIC_KEY_LEN)?;
+	Some((MlDsaPublicKey::from_slice(pk).ok()?, MlDsaSignature::from_slice(sig).ok()?))
+}

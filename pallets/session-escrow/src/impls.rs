@@ -1,0 +1,305 @@
+//! The escrow's logic: every check before any write.
+
+use frame_support::{
+	ensure,
+	pallet_prelude::*,
+	storage::with_storage_layer,
+	traits::{
+		fungible::{InspectHold, MutateHold},
+		tokens::{Fortitude, Precision, Restriction},
+	},
+};
+use frame_system::pallet_prelude::BlockNumberFor;
+use interlattice_pq_crypto::{MlDsaPublicKey, SignedUsageReceipt};
+use pallet_provider_registry::{Prices, ProviderRegistry, ServiceKind};
+use sp_runtime::{
+	traits::{Saturating, Zero},
+	DispatchError, DispatchResult,
+};
+
+use crate::{max_amount_owed, pallet::*, BalanceOf, Session, SessionId, SessionStatus};
+
+impl<T: Config> Pallet<T> {
+	fn hold_reason() -> T::RuntimeHoldReason {
+		HoldReason::SessionDeposit.into()
+	}
+
+	fn ensure_can_hold(who: &T::AccountId, amount: BalanceOf<T>) -> DispatchResult {
+		ensure!(
+			CurrencyOf::<T>::ensure_can_hold(&Self::hold_reason(), who, amount).is_ok(),
+			Error::<T>::InsufficientBalance
+		);
+		Ok(())
+	}
+
+	/// This chain's genesis hash, as bytes (what every receipt must name).
+	pub fn genesis_hash() -> [u8; 32] {
+		let hash = frame_system::Pallet::<T>::block_hash(BlockNumberFor::<T>::zero());
+		let mut out = [0u8; 32];
+		let bytes = hash.as_ref();
+		let n = bytes.len().min(32);
+		out[..n].copy_from_slice(&bytes[..n]);
+		out
+	}
+
+	pub(crate) fn do_open_session(
+		client: T::AccountId,
+		provider: T::AccountId,
+		service: ServiceKind,
+		client_key: MlDsaPublicKey,
+		max_prices: Prices<BalanceOf<T>>,
+		deposit: BalanceOf<T>,
+		duration: BlockNumberFor<T>,
+	) -> Result<SessionId, DispatchError> {
+		let summary = T::Registry::provider(&provider).ok_or(Error::<T>::ProviderNotFound)?;
+		ensure!(summary.active, Error::<T>::ProviderNotActive);
+		ensure!(summary.services.offers(service), Error::<T>::ServiceNotOffered);
+		ensure!(
+			summary.prices.per_gib <= max_prices.per_gib && summary.prices.per_hour <= max_prices.per_hour,
+			Error::<T>::PriceAboveMaximum
+		);
+		ensure!(deposit >= T::MinDeposit::get(), Error::<T>::DepositTooLow);
+		ensure!(
+			!duration.is_zero() && duration <= T::MaxSessionDuration::get(),
+			Error::<T>::InvalidDuration
+		);
+		Self::ensure_can_hold(&client, deposit)?;
+		let session_id = NextSessionId::<T>::get();
+		let next_id = session_id.checked_add(1).ok_or(Error::<T>::Overflow)?;
+		let mut client_sessions = ClientSessions::<T>::get(&client);
+		client_sessions.try_push(session_id).map_err(|_| Error::<T>::TooManySessions)?;
+
+		CurrencyOf::<T>::hold(&Self::hold_reason(), &client, deposit)?;
+		let now = frame_system::Pallet::<T>::block_number();
+		let expires_at = now.saturating_add(duration);
+		let session = Session::<T> {
+			client: client.clone(),
+			provider: provider.clone(),
+			service,
+			client_key,
+			prices: summary.prices,
+			deposit,
+			settled: Zero::zero(),
+			sequence: 0,
+			bytes: 0,
+			seconds: 0,
+			opened_at: now,
+			expires_at,
+			status: SessionStatus::Open,
+		};
+		Sessions::<T>::insert(session_id, session);
+		NextSessionId::<T>::put(next_id);
+		ClientSessions::<T>::insert(&client, client_sessions);
+		ProviderSessions::<T>::insert(&provider, session_id, ());
+		Self::deposit_event(Event::SessionOpened {
+			session_id,
+			client,
+			provider,
+			service,
+			prices: summary.prices,
+			deposit,
+			expires_at,
+		});
+		Ok(session_id)
+	}
+
+	pub(crate) fn do_top_up(who: T::AccountId, session_id: SessionId, amount: BalanceOf<T>) -> DispatchResult {
+		let mut session = Sessions::<T>::get(session_id).ok_or(Error::<T>::SessionNotFound)?;
+		ensure!(session.client == who, Error::<T>::NotClient);
+		ensure!(session.status == SessionStatus::Open, Error::<T>::SessionClosing);
+		ensure!(!amount.is_zero(), Error::<T>::ZeroAmount);
+		session.deposit = session.deposit.checked_add(amount).ok_or(Error::<T>::Overflow)?;
+		Self::ensure_can_hold(&who, amount)?;
+
+		CurrencyOf::<T>::hold(&Self::hold_reason(), &who, amount)?;
+		let deposit = session.deposit;
+		Sessions::<T>::insert(session_id, session);
+		Self::deposit_event(Event::DepositToppedUp { session_id, amount, deposit });
+		Ok(())
+	}
+
+	/// Every check of a receipt against its session, in the order the errors are reported.
+	/// The signature is checked last: it is the expensive one.
+	pub fn check_receipt(
+		session: &Session<T>,
+		signed: &SignedUsageReceipt,
+		now: BlockNumberFor<T>,
+	) -> DispatchResult {
+		let r = &signed.receipt;
+		ensure!(r.genesis_hash == Self::genesis_hash(), Error::<T>::WrongChain);
+		ensure!(now <= session.settle_until(T::SettlementWindow::get()), Error::<T>::SettlementWindowOver);
+		ensure!(r.sequence > session.sequence, Error::<T>::ReceiptReplayed);
+		ensure!(
+			r.bytes >= session.bytes && r.seconds >= session.seconds && r.amount >= session.settled,
+			Error::<T>::UsageDecreased
+		);
+		let owed = max_amount_owed(&session.prices, r.bytes, r.seconds).ok_or(Error::<T>::Overflow)?;
+		ensure!(r.amount <= owed, Error::<T>::AmountExceedsUsage);
+		ensure!(r.amount <= session.deposit, Error::<T>::AmountExceedsDeposit);
+		ensure!(signed.verify(&session.client_key), Error::<T>::BadSignature);
+		Ok(())
+	}
+
+	/// Settles one receipt; returns (paid to the provider, fee). Changes nothing on error.
+	pub(crate) fn do_settle(signed: &SignedUsageReceipt) -> Result<(BalanceOf<T>, BalanceOf<T>), DispatchError> {
+		let r = &signed.receipt;
+		let mut session = Sessions::<T>::get(r.session_id).ok_or(Error::<T>::SessionNotFound)?;
+		Self::check_receipt(&session, signed, frame_system::Pallet::<T>::block_number())?;
+
+		let delta = r.amount.saturating_sub(session.settled);
+		let fee = T::ProtocolFee::get().mul_floor(delta);
+		let paid = delta.saturating_sub(fee);
+		let reason = Self::hold_reason();
+		with_storage_layer(|| -> DispatchResult {
+			if !paid.is_zero() {
+				CurrencyOf::<T>::transfer_on_hold(
+					&reason,
+					&session.client,
+					&session.provider,
+					paid,
+					Precision::Exact,
+					Restriction::Free,
+					Fortitude::Force,
+				)?;
+			}
+			if !fee.is_zero() {
+				match T::FeeDestination::get() {
+					Some(dest) => CurrencyOf::<T>::transfer_on_hold(
+						&reason,
+						&session.client,
+						&dest,
+						fee,
+						Precision::Exact,
+						Restriction::Free,
+						Fortitude::Force,
+					)
+					.map(|_| ())?,
+					None => CurrencyOf::<T>::burn_held(&reason, &session.client, fee, Precision::Exact, Fortitude::Force)
+						.map(|_| ())?,
+				}
+			}
+			Ok(())
+		})?;
+		session.settled = r.amount;
+		session.sequence = r.sequence;
+		session.bytes = r.bytes;
+		session.seconds = r.seconds;
+		Sessions::<T>::insert(r.session_id, session);
+		Self::deposit_event(Event::ReceiptSettled {
+			session_id: r.session_id,
+			sequence: r.sequence,
+			bytes: r.bytes,
+			seconds: r.seconds,
+			paid,
+			fee,
+			settled: r.amount,
+		});
+		Ok((paid, fee))
+	}
+
+	pub(crate) fn do_settle_batch(receipts: &[SignedUsageReceipt]) -> DispatchResult {
+		ensure!(!receipts.is_empty(), Error::<T>::EmptyBatch);
+		let (mut accepted, mut rejected) = (0u32, 0u32);
+		let (mut paid, mut fees) = (BalanceOf::<T>::zero(), BalanceOf::<T>::zero());
+		for signed in receipts {
+			// Each receipt in its own storage layer: a failure reverts only that receipt.
+			match with_storage_layer(|| Self::do_settle(signed)) {
+				Ok((p, f)) => {
+					accepted.saturating_inc();
+					paid.saturating_accrue(p);
+					fees.saturating_accrue(f);
+				},
+				Err(error) => {
+					rejected.saturating_inc();
+					Self::deposit_event(Event::ReceiptRejected {
+						session_id: signed.receipt.session_id,
+						sequence: signed.receipt.sequence,
+						error,
+					});
+				},
+			}
+		}
+		Self::deposit_event(Event::ReceiptsSettled { accepted, rejected, paid, fees });
+		Ok(())
+	}
+
+	pub(crate) fn do_close(who: T::AccountId, session_id: SessionId) -> DispatchResult {
+		let mut session = Sessions::<T>::get(session_id).ok_or(Error::<T>::SessionNotFound)?;
+		if who == session.provider {
+			return Self::finalize(session_id, session);
+		}
+		ensure!(who == session.client, Error::<T>::NotParticipant);
+		ensure!(session.status == SessionStatus::Open, Error::<T>::SessionClosing);
+		let now = frame_system::Pallet::<T>::block_number();
+		let settle_until = now.min(session.expires_at).saturating_add(T::SettlementWindow::get());
+		session.status = SessionStatus::Closing { settle_until };
+		Sessions::<T>::insert(session_id, session);
+		Self::deposit_event(Event::SessionClosing { session_id, settle_until });
+		Ok(())
+	}
+
+	pub(crate) fn do_finalize_expired(session_id: SessionId) -> DispatchResult {
+		let session = Sessions::<T>::get(session_id).ok_or(Error::<T>::SessionNotFound)?;
+		let now = frame_system::Pallet::<T>::block_number();
+		ensure!(now > session.settle_until(T::SettlementWindow::get()), Error::<T>::SettlementWindowOpen);
+		Self::finalize(session_id, session)
+	}
+
+	/// Releases the rest of the deposit to the client and removes the session.
+	fn finalize(session_id: SessionId, session: Session<T>) -> DispatchResult {
+		let refunded = session.remaining();
+		if !refunded.is_zero() {
+			CurrencyOf::<T>::release(&Self::hold_reason(), &session.client, refunded, Precision::Exact)?;
+		}
+		Sessions::<T>::remove(session_id);
+		ClientSessions::<T>::mutate_exists(&session.client, |ids| {
+			if let Some(list) = ids {
+				list.retain(|id| *id != session_id);
+				if list.is_empty() {
+					*ids = None;
+				}
+			}
+		});
+		ProviderSessions::<T>::remove(&session.provider, session_id);
+		Self::deposit_event(Event::SessionClosed { session_id, settled: session.settled, refunded });
+		Ok(())
+	}
+
+	/// The pallet's invariants:
+	/// - every client's deposit hold equals the sum of its sessions' remaining deposits;
+	/// - no session settled more than its deposit, or more than its usage costs;
+	/// - the client and provider indexes list exactly the stored sessions;
+	/// - every session id is below `NextSessionId`.
+	#[cfg(any(feature = "try-runtime", test))]
+	pub fn do_try_state() -> Result<(), sp_runtime::TryRuntimeError> {
+		use alloc::collections::btree_map::BTreeMap;
+		let mut remaining: BTreeMap<T::AccountId, BalanceOf<T>> = BTreeMap::new();
+		let next = NextSessionId::<T>::get();
+		let mut count = 0usize;
+		for (id, s) in Sessions::<T>::iter() {
+			count += 1;
+			ensure!(id < next, "session id not below NextSessionId");
+			ensure!(s.settled <= s.deposit, "settled more than the deposit");
+			ensure!(
+				max_amount_owed(&s.prices, s.bytes, s.seconds).is_some_and(|owed| s.settled <= owed),
+				"settled more than the usage costs"
+			);
+			ensure!(ClientSessions::<T>::get(&s.client).contains(&id), "session missing from its client's index");
+			ensure!(ProviderSessions::<T>::contains_key(&s.provider, id), "session missing from its provider's index");
+			let r = remaining.entry(s.client.clone()).or_default();
+			*r = r.saturating_add(s.remaining());
+		}
+		let mut indexed = 0usize;
+		for (client, ids) in ClientSessions::<T>::iter() {
+			indexed += ids.len();
+			let held = CurrencyOf::<T>::balance_on_hold(&Self::hold_reason(), &client);
+			ensure!(
+				held == remaining.get(&client).copied().unwrap_or_default(),
+				"client's deposit hold differs from its sessions' remaining deposits"
+			);
+		}
+		ensure!(indexed == count, "client index lists sessions that do not exist");
+		ensure!(ProviderSessions::<T>::iter().count() == count, "provider index lists sessions that do not exist");
+		Ok(())
+	}
+}

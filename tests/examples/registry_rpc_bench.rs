@@ -1,0 +1,162 @@
+//! Benchmark: latency of the `registry_*` JSON-RPC methods with 10,000 providers.
+//!
+//! Builds a development chain spec whose genesis registers `--providers` (default 10,000)
+//! providers with distinct real ML-DSA-65 service keys, spread over 25 countries, both services
+//! and a range of prices and stakes; starts a dev node on it; then times each query shape
+//! `--runs` times over JSON-RPC on loopback and prints min / median / p95 / max in
+//! milliseconds, as a Markdown table for docs/benchmarks.md.
+//!
+//! ```text
+//! source scripts/env.sh && cargo test --workspace --no-run -q   # builds node + this example
+//! cargo run -q -p interlattice-tests --example registry_rpc_bench -- --providers 10000 --runs 30
+//! ```
+
+use std::time::{Duration, Instant};
+
+use interlattice_pq_crypto::keys::MlDsaKeyPair;
+use interlattice_runtime::{MILLI_UNIT, UNIT};
+use interlattice_tests::{node::node_binary, Node, NodeConfig};
+use serde_json::{json, Value};
+use sp_core::crypto::{AccountId32, Ss58AddressFormat, Ss58Codec};
+
+const COUNTRIES: [&str; 25] = [
+	"AR", "AU", "BR", "CA", "CH", "DE", "EE", "ES", "FI", "FR", "GB", "IN", "IS", "JP", "KE",
+	"KR", "MX", "NL", "NO", "PL", "RO", "SE", "SG", "US", "ZA",
+];
+
+fn arg(name: &str, default: usize) -> usize {
+	let args: Vec<String> = std::env::args().collect();
+	args.iter()
+		.position(|a| a == name)
+		.and_then(|i| args.get(i + 1))
+		.map(|v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number")))
+		.unwrap_or(default)
+}
+
+fn account(i: usize) -> AccountId32 {
+	sp_crypto_hashing::blake2_256(format!("registry-bench/{i}").as_bytes()).into()
+}
+
+fn build_spec(raw: bool) -> Value {
+	let mut args = vec!["build-spec", "--chain", "dev"];
+	if raw {
+		args.push("--raw");
+	}
+	let out = std::process::Command::new(node_binary())
+		.args(args)
+		.stderr(std::process::Stdio::null())
+		.output()
+		.expect("node runs");
+	assert!(out.status.success(), "build-spec failed");
+	serde_json::from_slice(&out.stdout).expect("spec is JSON")
+}
+
+fn merge(base: &mut Value, patch: Value) {
+	match (base, patch) {
+		(Value::Object(b), Value::Object(p)) =>
+			for (k, v) in p {
+				merge(b.entry(k).or_insert(Value::Null), v);
+			},
+		(b, p) => *b = p,
+	}
+}
+
+/// A raw dev chain spec with `n` extra providers in its genesis state. The state is built
+/// natively from the dev preset plus the providers (the Wasm genesis builder cannot take a
+/// 40 MB patch: one allocation in the runtime is limited to 32 MiB), then written into the
+/// dev raw spec in place of its state, keeping its `:code`.
+fn chain_spec(n: usize, dir: &std::path::Path) -> std::path::PathBuf {
+	let plain = build_spec(false);
+	let mut patch = plain["genesis"]["runtimeGenesis"]["patch"].clone();
+	let started = Instant::now();
+	for i in 0..n {
+		let who = account(i);
+		let stake = 1_000 * UNIT + (i as u128 % 97) * 10 * UNIT;
+		patch["balances"]["balances"].as_array_mut().unwrap().push(json!([who, 2 * stake]));
+		let services = ["Vpn", "Cdn", "Both"][i % 3];
+		let mut seed = [0u8; 32];
+		seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+		let key = MlDsaKeyPair::from_seed(seed).public().clone();
+		patch["providerRegistry"]["providers"].as_array_mut().unwrap().push(json!([
+			who,
+			services,
+			[format!("198.51.100.{}:{}", i % 250, 7000 + i % 1000)],
+			COUNTRIES[i % COUNTRIES.len()],
+			(100 + (i as u128 * 7919) % 900) * MILLI_UNIT,
+			(i as u128 % 11) * 10 * MILLI_UNIT,
+			key,
+			stake,
+		]));
+	}
+	eprintln!("[bench] {n} providers with real ML-DSA-65 keys generated in {:.1?}", started.elapsed());
+	let mut config = serde_json::to_value(interlattice_runtime::RuntimeGenesisConfig::default()).unwrap();
+	merge(&mut config, patch);
+	let config: interlattice_runtime::RuntimeGenesisConfig = serde_json::from_value(config).expect("valid genesis config");
+	let storage = sp_runtime::BuildStorage::build_storage(&config).expect("genesis state builds");
+	let mut spec = build_spec(true);
+	let top = spec["genesis"]["raw"]["top"].as_object_mut().unwrap();
+	let code_key = format!("0x{}", hex::encode(b":code"));
+	let code = top.remove(&code_key).expect("raw spec has :code");
+	top.clear();
+	top.insert(code_key, code);
+	for (k, v) in storage.top {
+		top.insert(format!("0x{}", hex::encode(k)), Value::String(format!("0x{}", hex::encode(v))));
+	}
+	let path = dir.join("registry-bench.json");
+	std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
+	eprintln!("[bench] chain spec: {} MB", std::fs::metadata(&path).unwrap().len() / 1_000_000);
+	path
+}
+
+fn time(node: &Node, method: &str, params: Value, runs: usize) -> (Vec<f64>, Value) {
+	let mut samples = Vec::with_capacity(runs);
+	let mut last = Value::Null;
+	// One warm-up call (the first runtime call after start compiles nothing, but fills caches).
+	node.rpc.call(method, params.clone()).expect("call succeeds");
+	for _ in 0..runs {
+		let t = Instant::now();
+		last = node.rpc.call(method, params.clone()).expect("call succeeds");
+		samples.push(t.elapsed().as_secs_f64() * 1e3);
+	}
+	samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+	(samples, last)
+}
+
+fn main() {
+	let n = arg("--providers", 10_000);
+	let runs = arg("--runs", 30);
+	let dir = tempfile::tempdir().unwrap();
+	let spec = chain_spec(n, dir.path());
+	let mut config = NodeConfig::new(spec.to_str().unwrap(), &dir.path().join("node"));
+	config.validator = Some("alice");
+	let started = Instant::now();
+	let mut node = Node::start(config).expect("node starts");
+	node.wait(Duration::from_secs(300), "block 1", |n| n.rpc.best_number().filter(|&b| b >= 1)).unwrap();
+	eprintln!("[bench] node up with block 1 after {:.1?}", started.elapsed());
+
+	let stats = node.rpc.call("registry_stats", json!([])).unwrap();
+	let registered = stats["providers"]["registered"].as_u64().unwrap();
+	assert_eq!(registered, n as u64 + 2, "all providers (plus the two bootstrap ones) are registered");
+
+	let some = AccountId32::from(account(n / 2)).to_ss58check_with_version(Ss58AddressFormat::custom(4242));
+	let cases: Vec<(&str, &str, Value)> = vec![
+		("first page, default query (active, by stake, 20)", "registry_providers", json!([{}])),
+		("page of 100", "registry_providers", json!([{"limit": 100}])),
+		("country filter (DE), 20", "registry_providers", json!([{"country": "DE"}])),
+		("VPN, max price, min stake, by price", "registry_providers",
+			json!([{"service": "vpn", "maxPricePerGib": (500 * MILLI_UNIT).to_string(), "minStake": (1_200 * UNIT).to_string(), "order": "pricePerGib"}])),
+		("deep page (offset 9,000), 20", "registry_providers", json!([{"offset": 9_000, "order": "registeredAt"}])),
+		("one provider", "registry_provider", json!([some])),
+		("stats", "registry_stats", json!([])),
+	];
+	println!("Registry RPC latency, {n} providers (+2 bootstrap), {runs} runs each, ms:\n");
+	println!("| query | matches | min | median | p95 | max |");
+	println!("|---|---:|---:|---:|---:|---:|");
+	for (name, method, params) in cases {
+		let (s, last) = time(&node, method, params, runs);
+		let matches = last.get("total").and_then(Value::as_u64).map(|t| t.to_string()).unwrap_or("—".into());
+		let p95 = s[((s.len() as f64 * 0.95).ceil() as usize).saturating_sub(1)];
+		println!("| {name} | {matches} | {:.1} | {:.1} | {:.1} | {:.1} |", s[0], s[s.len() / 2], p95, s[s.len() - 1]);
+	}
+	node.stop();
+}
