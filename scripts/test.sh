@@ -11,4 +11,4 @@ cd "$INTERLATTICE_ROOT"
 echo "[test] building and running the test suite (first build: ~35 min on 2 cores)" >&2
 cargo test --locked --workspace --no-fail-fast "$@"
 echo "[test] running the pallet benchmarks as tests" >&2
-cargo test --locked -p pallet-provider-registry --features runtime-benchmarks benchmark
+cargo test --locked -p pallet-provider-registry -p pallet-session-escrow --features runtime-benchmarks benchmark

@@ -10,7 +10,7 @@ use sc_service::ChainType;
 /// The chain spec type of this node: no chain-spec extensions; genesis is built by executing
 /// the runtime, which needs the node's extra host functions (post-quantum verification).
 pub type ChainSpec =
-	sc_service::GenericChainSpec<sc_service::NoExtension, interlattice_pq_crypto::pq_crypto::HostFunctions>;
+	sc_service::GenericChainSpec<sc_service::NoExtension, crate::service::PqHostFunctions>;
 
 /// Token symbol, decimals and SS58 format, so that wallets (polkadot.js) show balances and
 /// addresses right.

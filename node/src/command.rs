@@ -124,7 +124,7 @@ pub fn run() -> sc_cli::Result<()> {
 			runner.sync_run(|config| match cmd {
 				BenchmarkCmd::Pallet(cmd) => cmd.run_with_spec::<
 					sp_runtime::traits::HashingFor<Block>,
-					interlattice_pq_crypto::pq_crypto::HostFunctions,
+					crate::service::PqHostFunctions,
 				>(Some(config.chain_spec)),
 				BenchmarkCmd::Machine(cmd) =>
 					cmd.run(&config, SUBSTRATE_REFERENCE_HARDWARE.clone()),

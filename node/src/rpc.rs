@@ -1,6 +1,6 @@
 //! The node's JSON-RPC extensions: account nonces (`system_accountNextIndex`), fee queries
 //! (`payment_queryInfo`, `payment_queryFeeDetails`) and Interlattice's own methods
-//! (`registry_*`, crate `interlattice-rpc`, documented in `docs/rpc.md`). The standard
+//! (`registry_*`, `escrow_*`, crate `interlattice-rpc`, documented in `docs/rpc.md`). The standard
 //! Substrate methods (chain, state, author, system) are added by `sc_service`.
 
 use std::sync::Arc;
@@ -35,10 +35,14 @@ where
 	C::Api: pallet_transaction_payment_rpc::TransactionPaymentRuntimeApi<Block, Balance>,
 	C::Api: BlockBuilder<Block>,
 	C::Api: pallet_provider_registry::ProviderRegistryApi<Block, AccountId, Balance, BlockNumber>,
+	C::Api: pallet_session_escrow::SessionEscrowApi<Block, AccountId, Balance, BlockNumber>,
 	P: TransactionPool + 'static,
 {
 	use pallet_transaction_payment_rpc::{TransactionPayment, TransactionPaymentApiServer};
-	use interlattice_rpc::registry::{Registry, RegistryApiServer};
+	use interlattice_rpc::{
+		escrow::{Escrow, EscrowApiServer},
+		registry::{Registry, RegistryApiServer},
+	};
 	use substrate_frame_rpc_system::{System, SystemApiServer};
 
 	let mut module = RpcModule::new(());
@@ -46,7 +50,8 @@ where
 
 	module.merge(System::new(client.clone(), pool).into_rpc())?;
 	module.merge(TransactionPayment::new(client.clone()).into_rpc())?;
-	module.merge(Registry::new(client, interlattice_runtime::SS58_PREFIX).into_rpc())?;
+	module.merge(Registry::new(client.clone(), interlattice_runtime::SS58_PREFIX).into_rpc())?;
+	module.merge(Escrow::new(client, interlattice_runtime::SS58_PREFIX).into_rpc())?;
 
 	Ok(module)
 }

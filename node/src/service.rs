@@ -16,8 +16,19 @@ use sp_consensus_aura::sr25519::{AuthorityId as AuraId, AuthorityPair as AuraPai
 /// The host functions the runtime may call: Substrate's, plus the post-quantum signature
 /// verification (`interlattice_pq_crypto::pq_crypto`). Every code path of this binary that
 /// executes the runtime (the node, chain-spec export, subcommands) uses this one list.
-pub type HostFunctions =
-	(sp_io::SubstrateHostFunctions, interlattice_pq_crypto::pq_crypto::HostFunctions);
+pub type HostFunctions = (sp_io::SubstrateHostFunctions, PqHostFunctions);
+
+/// Interlattice's own host functions: ML-DSA-65 verification, plus, in a node built for
+/// benchmarking only, the signing function the escrow's benchmarks use.
+#[cfg(not(feature = "runtime-benchmarks"))]
+pub type PqHostFunctions = interlattice_pq_crypto::pq_crypto::HostFunctions;
+/// Interlattice's own host functions: ML-DSA-65 verification, plus, in a node built for
+/// benchmarking only, the signing function the escrow's benchmarks use.
+#[cfg(feature = "runtime-benchmarks")]
+pub type PqHostFunctions = (
+	interlattice_pq_crypto::pq_crypto::HostFunctions,
+	interlattice_pq_crypto::pq_crypto_benchmarking::HostFunctions,
+);
 
 /// The Wasm executor with this node's host functions.
 pub type RuntimeExecutor = sc_executor::WasmExecutor<HostFunctions>;

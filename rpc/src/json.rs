@@ -489,3 +489,123 @@ mod tests {
 		assert!(serde_json::from_str::<ProviderQuery>(r#"{"service":"email"}"#).is_err());
 	}
 }
+
+/// A 64-bit counter (session id, sequence number, bytes, seconds) as a decimal string: it may
+/// exceed 2^53. Reads a string, or a JSON number up to 2^53.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Default)]
+pub struct Counter(pub u64);
+
+impl Serialize for Counter {
+	fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+		s.collect_str(&self.0)
+	}
+}
+
+impl<'de> Deserialize<'de> for Counter {
+	fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+		let Amount(v) = Amount::deserialize(d)?;
+		u64::try_from(v).map(Counter).map_err(|_| de::Error::custom("exceeds 2^64"))
+	}
+}
+
+/// `"open"` or `"closing"`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatusJson {
+	/// In service.
+	Open,
+	/// Closed by the client; the provider can still settle until `settleUntil`.
+	Closing,
+}
+
+/// One session (`escrow_*` methods).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionJson {
+	/// The session's id.
+	pub session_id: Counter,
+	/// Who pays (SS58).
+	pub client: String,
+	/// Who serves (SS58).
+	pub provider: String,
+	/// `"vpn"` or `"cdn"`.
+	pub service: ServiceJson,
+	/// The ML-DSA-65 key that signs this session's receipts.
+	pub client_key: interlattice_pq_crypto::MlDsaPublicKey,
+	/// Prices fixed for the session.
+	pub prices: PricesJson,
+	/// Total deposited.
+	pub deposit: Amount,
+	/// Cumulative amount settled (provider's pay plus protocol fee).
+	pub settled: Amount,
+	/// Still escrowed: `deposit - settled`.
+	pub remaining: Amount,
+	/// Sequence of the last settled receipt (0: none).
+	pub sequence: Counter,
+	/// Cumulative bytes of the last settled receipt.
+	pub bytes: Counter,
+	/// Cumulative seconds of the last settled receipt.
+	pub seconds: Counter,
+	/// Block of opening.
+	pub opened_at: u32,
+	/// Last block of service.
+	pub expires_at: u32,
+	/// Open or closing.
+	pub status: SessionStatusJson,
+	/// Last block in which receipts settle.
+	pub settle_until: u32,
+}
+
+impl SessionJson {
+	/// From the runtime API's answer.
+	pub fn new(s: pallet_session_escrow::SessionInfo<AccountId32, u128, u32>, ss58_prefix: u16) -> Self {
+		SessionJson {
+			session_id: Counter(s.session_id),
+			client: Account(s.client).to_ss58(ss58_prefix),
+			provider: Account(s.provider).to_ss58(ss58_prefix),
+			service: match s.service {
+				ServiceKind::Vpn => ServiceJson::Vpn,
+				ServiceKind::Cdn => ServiceJson::Cdn,
+			},
+			client_key: s.client_key,
+			prices: PricesJson { per_gib: Amount(s.prices.per_gib), per_hour: Amount(s.prices.per_hour) },
+			deposit: Amount(s.deposit),
+			settled: Amount(s.settled),
+			remaining: Amount(s.deposit.saturating_sub(s.settled)),
+			sequence: Counter(s.sequence),
+			bytes: Counter(s.bytes),
+			seconds: Counter(s.seconds),
+			opened_at: s.opened_at,
+			expires_at: s.expires_at,
+			status: if s.closing { SessionStatusJson::Closing } else { SessionStatusJson::Open },
+			settle_until: s.settle_until,
+		}
+	}
+}
+
+/// Paging of `escrow_providerSessions`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PageQuery {
+	/// Sessions to skip (default 0).
+	#[serde(default, skip_serializing_if = "Option::is_none")]
+	pub offset: Option<u32>,
+	/// Page size (default [`DEFAULT_PAGE_LIMIT`], at most
+	/// [`pallet_session_escrow::MAX_SESSIONS_PAGE`]).
+	#[serde(default, skip_serializing_if = "Option::is_none")]
+	pub limit: Option<u32>,
+}
+
+#[cfg(test)]
+mod session_tests {
+	use super::*;
+
+	#[test]
+	fn counters_are_strings_and_read_safely() {
+		assert_eq!(serde_json::to_string(&Counter(u64::MAX)).unwrap(), format!("\"{}\"", u64::MAX));
+		assert_eq!(serde_json::from_str::<Counter>("\"18446744073709551615\"").unwrap(), Counter(u64::MAX));
+		assert_eq!(serde_json::from_str::<Counter>("7").unwrap(), Counter(7));
+		assert!(serde_json::from_str::<Counter>("\"18446744073709551616\"").is_err());
+		assert!(serde_json::from_str::<Counter>("\"x\"").is_err());
+	}
+}

@@ -3,14 +3,18 @@
 //! the last parameter), so its semantics are versioned with the runtime.
 //!
 //! - [`registry`]: `registry_providers`, `registry_provider`, `registry_stats`: the provider
-//!   directory dApps, wallets and clients query (`docs/rpc.md`).
+//!   directory dApps, wallets and clients query.
+//! - [`escrow`]: `escrow_session`, `escrow_clientSessions`, `escrow_providerSessions`: the
+//!   sessions agents and wallets follow.
 //!
 //! Conventions for every method (see `docs/rpc.md`): JSON field names in camelCase; token
 //! amounts as decimal strings (they exceed 2^53 and would lose precision as JavaScript
-//! numbers); accounts in SS58 with the chain's prefix (input also accepts `0x` + 64 hex
+//! numbers), and so are all integers wider than 32 bits (session ids, sequence numbers,
+//! byte and second counters); accounts in SS58 with the chain's prefix (input also accepts `0x` + 64 hex
 //! digits); binary data as `0x` hex; invalid parameters are error `-32602` with a message that
 //! names the parameter.
 
+pub mod escrow;
 pub mod json;
 pub mod registry;
 

@@ -19,7 +19,7 @@ use sp_runtime::{
 use sp_version::RuntimeVersion;
 
 use super::{
-	AccountId, Aura, Balance, Block, BlockNumber, Executive, Grandpa, InherentDataExt, Nonce, ProviderRegistry, Runtime,
+	AccountId, Aura, Balance, Block, BlockNumber, Executive, Grandpa, InherentDataExt, Nonce, ProviderRegistry, Runtime, SessionEscrow,
 	RuntimeCall, RuntimeGenesisConfig, SessionKeys, System, TransactionPayment, VERSION,
 };
 
@@ -259,6 +259,32 @@ impl_runtime_apis! {
 
 		fn stats() -> pallet_provider_registry::RegistryStats<Balance> {
 			ProviderRegistry::query_stats()
+		}
+	}
+
+	impl pallet_session_escrow::SessionEscrowApi<Block, AccountId, Balance, BlockNumber> for Runtime {
+		fn session(
+			session_id: pallet_session_escrow::SessionId,
+		) -> Option<pallet_session_escrow::SessionInfo<AccountId, Balance, BlockNumber>> {
+			SessionEscrow::query_session(session_id)
+		}
+
+		fn client_sessions(
+			client: AccountId,
+		) -> Vec<pallet_session_escrow::SessionInfo<AccountId, Balance, BlockNumber>> {
+			SessionEscrow::query_client_sessions(client)
+		}
+
+		fn provider_sessions(
+			provider: AccountId,
+			offset: u32,
+			limit: u32,
+		) -> Vec<pallet_session_escrow::SessionInfo<AccountId, Balance, BlockNumber>> {
+			SessionEscrow::query_provider_sessions(provider, offset, limit)
+		}
+
+		fn genesis_hash() -> [u8; 32] {
+			SessionEscrow::genesis_hash()
 		}
 	}
 

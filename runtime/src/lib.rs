@@ -110,7 +110,7 @@ pub const VERSION: RuntimeVersion = RuntimeVersion {
 	spec_name: alloc::borrow::Cow::Borrowed("interlattice"),
 	impl_name: alloc::borrow::Cow::Borrowed("interlattice-node"),
 	authoring_version: 1,
-	spec_version: 101,
+	spec_version: 102,
 	impl_version: 1,
 	apis: apis::RUNTIME_API_VERSIONS,
 	transaction_version: 1,
@@ -211,6 +211,9 @@ mod runtime {
 	/// that verify receipts.
 	#[runtime::pallet_index(9)]
 	pub type PqWeights = pallet_pq_weights;
+
+	#[runtime::pallet_index(10)]
+	pub type SessionEscrow = pallet_session_escrow;
 }
 
 #[cfg(feature = "runtime-benchmarks")]
@@ -224,5 +227,6 @@ mod benches {
 		[pallet_utility, Utility]
 		[pallet_provider_registry, ProviderRegistry]
 		[pallet_pq_weights, PqWeights]
+		[pallet_session_escrow, SessionEscrow]
 	);
 }

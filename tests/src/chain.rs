@@ -160,3 +160,8 @@ pub fn succeeded(events: &[interlattice_runtime::RuntimeEvent]) -> bool {
 		Some(interlattice_runtime::RuntimeEvent::System(frame_system::Event::ExtrinsicSuccess { .. }))
 	)
 }
+
+/// The best block's hash.
+pub fn rpc_best_hash(rpc: &Rpc) -> String {
+	rpc.call("chain_getBlockHash", serde_json::json!([])).expect("best hash").as_str().unwrap_or_default().to_string()
+}

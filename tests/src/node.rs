@@ -15,13 +15,19 @@ pub fn node_binary() -> PathBuf {
 	if let Some(p) = std::env::var_os("INTERLATTICE_NODE") {
 		return p.into();
 	}
+	workspace_binary("interlattice-node")
+}
+
+/// Path of a binary of this workspace in `$CARGO_TARGET_DIR/debug` (else the default shared
+/// target directory). The test script builds every binary before the tests run.
+pub fn workspace_binary(name: &str) -> PathBuf {
 	let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| {
 		PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/interlattice/target")
 	});
-	let path = target.join("debug/interlattice-node");
+	let path = target.join("debug").join(name);
 	assert!(
 		path.exists(),
-		"node binary {} not found: build it first (scripts/test.sh does), or set INTERLATTICE_NODE",
+		"binary {} not found: build it first (scripts/test.sh does), or set INTERLATTICE_NODE",
 		path.display()
 	);
 	path

@@ -312,6 +312,25 @@ impl<T: Config> ProviderRegistry<T::AccountId, BalanceOf<T>> for Pallet<T> {
 			service_key: r.service_key,
 		})
 	}
+
+	#[cfg(feature = "runtime-benchmarks")]
+	fn register_for_benchmarks(who: &T::AccountId, prices: Prices<BalanceOf<T>>) -> DispatchResult {
+		use sp_runtime::traits::Hash;
+		let seed = who.using_encoded(sp_runtime::traits::BlakeTwo256::hash);
+		let mut key = [0u8; interlattice_pq_crypto::ML_DSA_65_PUBLIC_KEY_LEN];
+		key[..32].copy_from_slice(seed.as_ref());
+		let endpoint: crate::EndpointOf<T> =
+			alloc::vec![b'e'; 16].try_into().map_err(|_| Error::<T>::InvalidEndpoint)?;
+		Self::do_register(
+			who.clone(),
+			Services::Both,
+			alloc::vec![endpoint].try_into().map_err(|_| Error::<T>::NoEndpoints)?,
+			crate::Location { country: *b"DE", region: Default::default(), hosting: crate::Hosting::Datacenter },
+			prices,
+			MlDsaPublicKey(key),
+			T::MinStake::get(),
+		)
+	}
 }
 
 impl<T: Config> ProviderSlashing<T::AccountId, BalanceOf<T>> for Pallet<T> {

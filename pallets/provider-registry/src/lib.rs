@@ -26,6 +26,11 @@ pub trait ProviderRegistry<AccountId, Balance> {
 	/// The provider registered under `who`, if any (also when deregistered: open sessions
 	/// must still settle with it).
 	fn provider(who: &AccountId) -> Option<ProviderSummary<Balance>>;
+
+	/// Registers `who` (already funded) as an active provider of both services at `prices`
+	/// with the minimum stake, for other pallets' benchmarks.
+	#[cfg(feature = "runtime-benchmarks")]
+	fn register_for_benchmarks(who: &AccountId, prices: Prices<Balance>) -> sp_runtime::DispatchResult;
 }
 
 /// Slashing entry point for other pallets (e.g. a future evidence-based slashing).

@@ -20,7 +20,7 @@ use sp_version::RuntimeVersion;
 use super::{
 	AccountId, Aura, Balance, Balances, Block, BlockNumber, Hash, Nonce, OriginCaller,
 	PalletInfo, Runtime, RuntimeCall, RuntimeEvent, RuntimeFreezeReason, RuntimeHoldReason,
-	RuntimeOrigin, RuntimeTask, System, DAYS, EXISTENTIAL_DEPOSIT, SLOT_DURATION, SS58_PREFIX,
+	RuntimeOrigin, RuntimeTask, System, DAYS, EXISTENTIAL_DEPOSIT, HOURS, SLOT_DURATION, SS58_PREFIX,
 	UNIT, VERSION,
 };
 
@@ -160,3 +160,54 @@ impl pallet_provider_registry::Config for Runtime {
 }
 
 impl pallet_pq_weights::Config for Runtime {}
+
+parameter_types! {
+	/// Smallest session deposit: one LAT.
+	pub const SessionMinDeposit: Balance = UNIT;
+	/// Longest session: three days.
+	pub const MaxSessionDuration: BlockNumber = 3 * DAYS;
+	/// The provider's last receipts settle up to an hour after a session ends. With
+	/// `MaxSessionDuration` this stays far below the registry's seven-day unbonding period,
+	/// so stake cannot leave while its sessions can still settle (`tests` below).
+	pub const SessionSettlementWindow: BlockNumber = HOURS;
+	/// 1 % of every settled amount is burned (no treasury yet; a later runtime can send it to
+	/// one by setting `SessionFeeDestination`).
+	pub const SessionProtocolFee: Perbill = Perbill::from_percent(1);
+	pub const SessionFeeDestination: Option<AccountId> = None;
+}
+
+impl pallet_session_escrow::Config for Runtime {
+	type RuntimeEvent = RuntimeEvent;
+	type Currency = Balances;
+	type RuntimeHoldReason = RuntimeHoldReason;
+	type Registry = crate::ProviderRegistry;
+	type MinDeposit = SessionMinDeposit;
+	type MaxSessionDuration = MaxSessionDuration;
+	type SettlementWindow = SessionSettlementWindow;
+	type MaxSessionsPerClient = ConstU32<32>;
+	/// 500 receipts of ~3.4 KB fill under half of a block's normal-class length.
+	type MaxReceiptsPerBatch = ConstU32<500>;
+	type ProtocolFee = SessionProtocolFee;
+	type FeeDestination = SessionFeeDestination;
+	type WeightInfo = crate::weights::pallet_session_escrow::WeightInfo<Runtime>;
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	#[test]
+	fn stake_unbonds_only_after_every_session_it_backs_has_settled() {
+		let longest_settlement: BlockNumber =
+			MaxSessionDuration::get() + SessionSettlementWindow::get();
+		assert!(ProviderUnbondingPeriod::get() > longest_settlement);
+	}
+
+	#[test]
+	fn a_full_batch_of_receipts_fits_in_a_block() {
+		let receipt = <interlattice_pq_crypto::SignedUsageReceipt as codec::MaxEncodedLen>::max_encoded_len();
+		let batch = receipt * 500 + 16;
+		let normal = *RuntimeBlockLength::get().max.get(DispatchClass::Normal) as usize;
+		assert!(batch < normal, "{batch} > {normal}");
+	}
+}

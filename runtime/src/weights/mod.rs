@@ -4,3 +4,4 @@
 
 pub mod pallet_pq_weights;
 pub mod pallet_provider_registry;
+pub mod pallet_session_escrow;

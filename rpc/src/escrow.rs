@@ -1,0 +1,101 @@
+//! `escrow_*`: sessions over JSON-RPC, for agents and wallets.
+
+use std::{marker::PhantomData, sync::Arc};
+
+use jsonrpsee::{core::RpcResult, proc_macros::rpc};
+use pallet_session_escrow::SessionEscrowApi as RuntimeApi;
+use sp_api::ProvideRuntimeApi;
+use sp_blockchain::HeaderBackend;
+use sp_core::crypto::AccountId32;
+use sp_runtime::traits::Block as BlockT;
+
+use crate::{
+	invalid_params,
+	json::{Account, Counter, PageQuery, SessionJson, DEFAULT_PAGE_LIMIT},
+	runtime_error,
+};
+
+/// The session escrow's JSON-RPC methods.
+#[rpc(server, namespace = "escrow")]
+pub trait EscrowApi<BlockHash> {
+	/// One session not yet finalized, by id (decimal string or number); `null` if unknown
+	/// or finalized.
+	#[method(name = "session")]
+	fn session(&self, session_id: Counter, at: Option<BlockHash>) -> RpcResult<Option<SessionJson>>;
+
+	/// A client's sessions not yet finalized, by id.
+	#[method(name = "clientSessions")]
+	fn client_sessions(&self, client: String, at: Option<BlockHash>) -> RpcResult<Vec<SessionJson>>;
+
+	/// A provider's sessions not yet finalized, by id, one page.
+	#[method(name = "providerSessions")]
+	fn provider_sessions(
+		&self,
+		provider: String,
+		page: Option<PageQuery>,
+		at: Option<BlockHash>,
+	) -> RpcResult<Vec<SessionJson>>;
+}
+
+/// Serves [`EscrowApiServer`] from the runtime API of a client.
+pub struct Escrow<C, Block> {
+	client: Arc<C>,
+	ss58_prefix: u16,
+	_block: PhantomData<Block>,
+}
+
+impl<C, Block> Escrow<C, Block> {
+	/// Answers from `client`; shows accounts with `ss58_prefix`.
+	pub fn new(client: Arc<C>, ss58_prefix: u16) -> Self {
+		Self { client, ss58_prefix, _block: PhantomData }
+	}
+}
+
+fn account(name: &str, value: &str) -> RpcResult<AccountId32> {
+	value
+		.parse::<Account>()
+		.map(|a| a.0)
+		.map_err(|e| invalid_params(format!("{name}: {e}")))
+}
+
+impl<C, Block> EscrowApiServer<Block::Hash> for Escrow<C, Block>
+where
+	Block: BlockT,
+	C: ProvideRuntimeApi<Block> + HeaderBackend<Block> + Send + Sync + 'static,
+	C::Api: RuntimeApi<Block, AccountId32, u128, u32>,
+{
+	fn session(&self, session_id: Counter, at: Option<Block::Hash>) -> RpcResult<Option<SessionJson>> {
+		let at = at.unwrap_or_else(|| self.client.info().best_hash);
+		let s = self.client.runtime_api().session(at, session_id.0).map_err(runtime_error)?;
+		Ok(s.map(|s| SessionJson::new(s, self.ss58_prefix)))
+	}
+
+	fn client_sessions(&self, client: String, at: Option<Block::Hash>) -> RpcResult<Vec<SessionJson>> {
+		let client = account("client", &client)?;
+		let at = at.unwrap_or_else(|| self.client.info().best_hash);
+		let list = self.client.runtime_api().client_sessions(at, client).map_err(runtime_error)?;
+		Ok(list.into_iter().map(|s| SessionJson::new(s, self.ss58_prefix)).collect())
+	}
+
+	fn provider_sessions(
+		&self,
+		provider: String,
+		page: Option<PageQuery>,
+		at: Option<Block::Hash>,
+	) -> RpcResult<Vec<SessionJson>> {
+		let provider = account("provider", &provider)?;
+		let page = page.unwrap_or_default();
+		let limit = page.limit.unwrap_or(DEFAULT_PAGE_LIMIT);
+		let max = pallet_session_escrow::MAX_SESSIONS_PAGE;
+		if limit == 0 || limit > max {
+			return Err(invalid_params(format!("limit {limit} is outside 1..={max}")));
+		}
+		let at = at.unwrap_or_else(|| self.client.info().best_hash);
+		let list = self
+			.client
+			.runtime_api()
+			.provider_sessions(at, provider, page.offset.unwrap_or(0), limit)
+			.map_err(runtime_error)?;
+		Ok(list.into_iter().map(|s| SessionJson::new(s, self.ss58_prefix)).collect())
+	}
+}
