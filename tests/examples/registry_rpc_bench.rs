@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use interlattice_pq_crypto::keys::MlDsaKeyPair;
 use interlattice_runtime::{MILLI_UNIT, UNIT};
-use interlattice_tests::{node::node_binary, Node, NodeConfig};
+use interlattice_tests::{Node, NodeConfig};
 use serde_json::{json, Value};
 use sp_core::crypto::{AccountId32, Ss58AddressFormat, Ss58Codec};
 
@@ -37,37 +37,12 @@ fn account(i: usize) -> AccountId32 {
 	sp_crypto_hashing::blake2_256(format!("registry-bench/{i}").as_bytes()).into()
 }
 
-fn build_spec(raw: bool) -> Value {
-	let mut args = vec!["build-spec", "--chain", "dev"];
-	if raw {
-		args.push("--raw");
-	}
-	let out = std::process::Command::new(node_binary())
-		.args(args)
-		.stderr(std::process::Stdio::null())
-		.output()
-		.expect("node runs");
-	assert!(out.status.success(), "build-spec failed");
-	serde_json::from_slice(&out.stdout).expect("spec is JSON")
-}
-
-fn merge(base: &mut Value, patch: Value) {
-	match (base, patch) {
-		(Value::Object(b), Value::Object(p)) =>
-			for (k, v) in p {
-				merge(b.entry(k).or_insert(Value::Null), v);
-			},
-		(b, p) => *b = p,
-	}
-}
-
 /// A raw dev chain spec with `n` extra providers in its genesis state. The state is built
 /// natively from the dev preset plus the providers (the Wasm genesis builder cannot take a
 /// 40 MB patch: one allocation in the runtime is limited to 32 MiB), then written into the
 /// dev raw spec in place of its state, keeping its `:code`.
 fn chain_spec(n: usize, dir: &std::path::Path) -> std::path::PathBuf {
-	let plain = build_spec(false);
-	let mut patch = plain["genesis"]["runtimeGenesis"]["patch"].clone();
+	let mut patch = interlattice_tests::spec::dev_patch();
 	let started = Instant::now();
 	for i in 0..n {
 		let who = account(i);
@@ -89,21 +64,7 @@ fn chain_spec(n: usize, dir: &std::path::Path) -> std::path::PathBuf {
 		]));
 	}
 	eprintln!("[bench] {n} providers with real ML-DSA-65 keys generated in {:.1?}", started.elapsed());
-	let mut config = serde_json::to_value(interlattice_runtime::RuntimeGenesisConfig::default()).unwrap();
-	merge(&mut config, patch);
-	let config: interlattice_runtime::RuntimeGenesisConfig = serde_json::from_value(config).expect("valid genesis config");
-	let storage = sp_runtime::BuildStorage::build_storage(&config).expect("genesis state builds");
-	let mut spec = build_spec(true);
-	let top = spec["genesis"]["raw"]["top"].as_object_mut().unwrap();
-	let code_key = format!("0x{}", hex::encode(b":code"));
-	let code = top.remove(&code_key).expect("raw spec has :code");
-	top.clear();
-	top.insert(code_key, code);
-	for (k, v) in storage.top {
-		top.insert(format!("0x{}", hex::encode(k)), Value::String(format!("0x{}", hex::encode(v))));
-	}
-	let path = dir.join("registry-bench.json");
-	std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
+	let path = interlattice_tests::spec::raw_spec_with(dir, "registry-bench", patch, || {});
 	eprintln!("[bench] chain spec: {} MB", std::fs::metadata(&path).unwrap().len() / 1_000_000);
 	path
 }

@@ -36,6 +36,17 @@ pub fn signed_extrinsic(
 	nonce: Nonce,
 	genesis: H256,
 ) -> UncheckedExtrinsic {
+	signed_extrinsic_by(call, &signer.pair(), nonce, genesis)
+}
+
+/// Signs `call` with any sr25519 key pair (see [`signed_extrinsic`]).
+pub fn signed_extrinsic_by(
+	call: RuntimeCall,
+	signer: &sp_core::sr25519::Pair,
+	nonce: Nonce,
+	genesis: H256,
+) -> UncheckedExtrinsic {
+	use sp_core::Pair;
 	let tx_ext: TxExtension = (
 		frame_system::CheckNonZeroSender::new(),
 		frame_system::CheckSpecVersion::new(),
@@ -44,6 +55,7 @@ pub fn signed_extrinsic(
 		frame_system::CheckEra::from(Era::Immortal),
 		frame_system::CheckNonce::from(nonce),
 		frame_system::CheckWeight::new(),
+		pallet_session_escrow::CheckReceipts::new(),
 		pallet_transaction_payment::ChargeTransactionPayment::from(0),
 		frame_metadata_hash_extension::CheckMetadataHash::new(false),
 		frame_system::WeightReclaim::new(),
@@ -58,14 +70,16 @@ pub fn signed_extrinsic(
 		(),
 		(),
 		(),
+		(),
 		None::<[u8; 32]>,
 		(),
 	);
 	let payload = SignedPayload::from_raw(call.clone(), tx_ext.clone(), implicit);
 	let signature = payload.using_encoded(|bytes| signer.sign(bytes));
+	let account: AccountId = signer.public().into();
 	UncheckedExtrinsic::new_signed(
 		call,
-		MultiAddress::Id(signer.to_account_id()),
+		MultiAddress::Id(account),
 		MultiSignature::Sr25519(signature),
 		tx_ext,
 	)

@@ -9,6 +9,7 @@
 pub mod chain;
 pub mod node;
 pub mod rpc;
+pub mod spec;
 
 pub use node::{Node, NodeConfig};
 pub use rpc::{Rpc, RpcError};

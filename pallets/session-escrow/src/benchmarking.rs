@@ -112,6 +112,20 @@ mod benchmarks {
 		assert_eq!(Sessions::<T>::get(id).map(|s| s.deposit), Some(deposit::<T>() * 2));
 	}
 
+	/// One receipt, valid, with a protocol fee to pay.
+	#[benchmark]
+	fn settle_receipt() {
+		let provider = provider::<T>();
+		let client = funded::<T>("client", 0);
+		let id = open::<T>(&client, &provider, key(0));
+		let receipt = alloc::boxed::Box::new(signed_receipt::<T>(0, id));
+
+		#[extrinsic_call]
+		_(RawOrigin::Signed(provider), receipt);
+
+		assert_eq!(Sessions::<T>::get(id).map(|s| s.sequence), Some(1));
+	}
+
 	/// `n` receipts for `n` sessions of `n` clients, all valid.
 	#[benchmark]
 	fn settle_receipts(n: Linear<1, { T::MaxReceiptsPerBatch::get() }>) {

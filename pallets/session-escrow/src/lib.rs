@@ -5,6 +5,7 @@ extern crate alloc;
 
 pub use pallet::*;
 
+pub mod extension;
 mod impls;
 pub mod query;
 pub mod types;
@@ -17,6 +18,7 @@ mod mock;
 #[cfg(test)]
 mod tests;
 
+pub use extension::CheckReceipts;
 pub use query::*;
 pub use types::*;
 pub use weights::WeightInfo;
@@ -333,7 +335,7 @@ pub mod pallet {
 		/// `AmountExceedsUsage`, `AmountExceedsDeposit`, `BadSignature`,
 		/// `SettlementWindowOver`, `Overflow`.
 		#[pallet::call_index(2)]
-		#[pallet::weight(T::WeightInfo::settle_receipts(1))]
+		#[pallet::weight(T::WeightInfo::settle_receipt())]
 		pub fn settle_receipt(origin: OriginFor<T>, receipt: Box<SignedUsageReceipt>) -> DispatchResult {
 			ensure_signed(origin)?;
 			Self::do_settle(&receipt).map(|_| ())

@@ -582,3 +582,65 @@ mod properties {
 		}
 	}
 }
+
+mod pool_check {
+	//! `CheckReceipts` refuses transactions with receipts that would not settle before they
+	//! reach the pool, and stays out of the way inside blocks.
+
+	use super::*;
+	use frame_support::dispatch::DispatchInfo;
+	use sp_runtime::{
+		traits::DispatchTransaction,
+		transaction_validity::{InvalidTransaction, TransactionSource, TransactionValidityError},
+	};
+
+	fn validate(call: RuntimeCall, source: TransactionSource) -> Result<(), TransactionValidityError> {
+		CheckReceipts::<Test>::new()
+			.validate_only(Some(VPN_PROVIDER).into(), &call, &DispatchInfo::default(), 0, source, 0)
+			.map(|_| ())
+	}
+
+	fn one(r: SignedUsageReceipt) -> RuntimeCall {
+		RuntimeCall::Escrow(Call::settle_receipt { receipt: Box::new(r) })
+	}
+
+	#[test]
+	fn valid_receipts_pass_and_invalid_ones_are_refused_with_a_reason() {
+		new_test_ext().execute_with(|| {
+			let id = open_vpn();
+			let external = TransactionSource::External;
+			assert_eq!(validate(one(signed(1, receipt(id, 1, MIB, 0, 1))), external), Ok(()));
+			assert_ok!(settle(signed(1, receipt(id, 1, MIB, 0, 1))));
+			assert_eq!(
+				validate(one(signed(1, receipt(id, 1, MIB, 0, 1))), external),
+				Err(InvalidTransaction::Stale.into())
+			);
+			assert_eq!(
+				validate(one(signed(2, receipt(id, 2, MIB, 0, 1))), TransactionSource::Local),
+				Err(InvalidTransaction::BadProof.into())
+			);
+			let mut other_chain = receipt(id, 2, MIB, 0, 1);
+			other_chain.genesis_hash = [0; 32];
+			let wrong_chain_index = match DispatchError::from(Error::<Test>::WrongChain) {
+				DispatchError::Module(m) => m.error[0],
+				_ => unreachable!(),
+			};
+			assert_eq!(
+				validate(one(signed(1, other_chain)), external),
+				Err(InvalidTransaction::Custom(wrong_chain_index).into())
+			);
+			// A batch is refused if any of its receipts is invalid…
+			let batch = |list: Vec<SignedUsageReceipt>| {
+				RuntimeCall::Escrow(Call::settle_receipts { receipts: list.try_into().unwrap() })
+			};
+			let good = signed(1, receipt(id, 2, 2 * MIB, 0, 2));
+			let bad = signed(9, receipt(id, 3, 3 * MIB, 0, 3));
+			assert_eq!(validate(batch(vec![good.clone()]), external), Ok(()));
+			assert_eq!(validate(batch(vec![good.clone(), bad.clone()]), external), Err(InvalidTransaction::BadProof.into()));
+			// …but inside a block, dispatch decides (and charges for every receipt).
+			assert_eq!(validate(batch(vec![good, bad]), TransactionSource::InBlock), Ok(()));
+			// Other calls are not looked at.
+			assert_eq!(validate(RuntimeCall::Escrow(Call::finalize_session { session_id: id }), external), Ok(()));
+		});
+	}
+}

@@ -11,6 +11,8 @@ use frame_support::weights::Weight;
 pub trait WeightInfo {
 	fn open_session() -> Weight;
 	fn top_up_deposit() -> Weight;
+	/// One receipt with its ML-DSA-65 verification (`settle_receipt`).
+	fn settle_receipt() -> Weight;
 	/// `n` receipts, each with its ML-DSA-65 verification, each settling a different session.
 	fn settle_receipts(n: u32) -> Weight;
 	fn close_session() -> Weight;
@@ -23,6 +25,9 @@ impl WeightInfo for () {
 		Weight::zero()
 	}
 	fn top_up_deposit() -> Weight {
+		Weight::zero()
+	}
+	fn settle_receipt() -> Weight {
 		Weight::zero()
 	}
 	fn settle_receipts(_n: u32) -> Weight {

@@ -61,8 +61,8 @@ impl<T: frame_system::Config> pallet_session_escrow::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `2975`
 		//  Estimated: `6950`
-		// Minimum execution time: 1_128_920_000 picoseconds.
-		Weight::from_parts(1_620_132_000, 0)
+		// Minimum execution time: 1_275_148_000 picoseconds.
+		Weight::from_parts(1_660_432_000, 0)
 			.saturating_add(Weight::from_parts(0, 6950))
 			.saturating_add(T::DbWeight::get().reads(5))
 			.saturating_add(T::DbWeight::get().writes(6))
@@ -77,11 +77,29 @@ impl<T: frame_system::Config> pallet_session_escrow::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `2546`
 		//  Estimated: `5599`
-		// Minimum execution time: 843_966_000 picoseconds.
-		Weight::from_parts(1_304_272_000, 0)
+		// Minimum execution time: 843_265_000 picoseconds.
+		Weight::from_parts(1_189_531_000, 0)
 			.saturating_add(Weight::from_parts(0, 5599))
 			.saturating_add(T::DbWeight::get().reads(3))
 			.saturating_add(T::DbWeight::get().writes(3))
+	}
+	/// Storage: `SessionEscrow::Sessions` (r:1 w:1)
+	/// Proof: `SessionEscrow::Sessions` (`max_values`: None, `max_size`: Some(2134), added: 4609, mode: `MaxEncodedLen`)
+	/// Storage: `System::BlockHash` (r:1 w:0)
+	/// Proof: `System::BlockHash` (`max_values`: None, `max_size`: Some(44), added: 2519, mode: `MaxEncodedLen`)
+	/// Storage: `Balances::Holds` (r:1 w:1)
+	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(85), added: 2560, mode: `MaxEncodedLen`)
+	/// Storage: `System::Account` (r:2 w:2)
+	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
+	fn settle_receipt() -> Weight {
+		// Proof Size summary in bytes:
+		//  Measured:  `2723`
+		//  Estimated: `6196`
+		// Minimum execution time: 1_201_438_000 picoseconds.
+		Weight::from_parts(1_311_612_000, 0)
+			.saturating_add(Weight::from_parts(0, 6196))
+			.saturating_add(T::DbWeight::get().reads(5))
+			.saturating_add(T::DbWeight::get().writes(4))
 	}
 	/// Storage: `SessionEscrow::Sessions` (r:500 w:500)
 	/// Proof: `SessionEscrow::Sessions` (`max_values`: None, `max_size`: Some(2134), added: 4609, mode: `MaxEncodedLen`)
@@ -96,11 +114,11 @@ impl<T: frame_system::Config> pallet_session_escrow::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `172 + n * (2296 ±0)`
 		//  Estimated: `3593 + n * (4609 ±0)`
-		// Minimum execution time: 1_337_050_000 picoseconds.
-		Weight::from_parts(46_734_749_479, 0)
+		// Minimum execution time: 1_293_305_000 picoseconds.
+		Weight::from_parts(38_472_719_360, 0)
 			.saturating_add(Weight::from_parts(0, 3593))
-			// Standard Error: 41_364_062
-			.saturating_add(Weight::from_parts(1_164_048_948, 0).saturating_mul(n.into()))
+			// Standard Error: 20_490_867
+			.saturating_add(Weight::from_parts(1_030_497_453, 0).saturating_mul(n.into()))
 			.saturating_add(T::DbWeight::get().reads(2))
 			.saturating_add(T::DbWeight::get().reads((3_u64).saturating_mul(n.into())))
 			.saturating_add(T::DbWeight::get().writes(1))
@@ -121,8 +139,8 @@ impl<T: frame_system::Config> pallet_session_escrow::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `2592`
 		//  Estimated: `5599`
-		// Minimum execution time: 741_444_000 picoseconds.
-		Weight::from_parts(806_140_000, 0)
+		// Minimum execution time: 762_165_000 picoseconds.
+		Weight::from_parts(827_141_000, 0)
 			.saturating_add(Weight::from_parts(0, 5599))
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(5))
@@ -141,8 +159,8 @@ impl<T: frame_system::Config> pallet_session_escrow::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `2592`
 		//  Estimated: `5599`
-		// Minimum execution time: 725_730_000 picoseconds.
-		Weight::from_parts(813_571_000, 0)
+		// Minimum execution time: 741_393_000 picoseconds.
+		Weight::from_parts(814_362_000, 0)
 			.saturating_add(Weight::from_parts(0, 5599))
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(5))

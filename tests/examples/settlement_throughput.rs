@@ -1,0 +1,221 @@
+//! Benchmark: receipts settled per block when blocks are full of batch settlements, and
+//! balance transfers per block, on the same dev chain in one run.
+//!
+//! The genesis state (built natively) holds `--sessions` open VPN sessions of as many funded
+//! clients with the bootstrap provider Charlie. Once the node runs, every client's receipt is
+//! signed (ML-DSA-65), packed into `settle_receipts` batches of 500, and all batches are
+//! submitted at once; then `--transfers` balance transfers are submitted at once. Per block,
+//! the receipts or transfers included, the block's length and the normal-class weight used
+//! are printed, with the limit that binds.
+//!
+//! ```text
+//! source scripts/env.sh && cargo test --workspace --no-run -q
+//! cargo run -q -p interlattice-tests --example settlement_throughput -- --sessions 3000 --transfers 6000
+//! ```
+
+use std::time::Duration;
+
+
+use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt, UsageReceipt};
+use interlattice_runtime::{Runtime, RuntimeCall, RuntimeEvent, RuntimeOrigin, SessionEscrow, MILLI_UNIT, UNIT};
+use interlattice_tests::{chain, Node, NodeConfig};
+use pallet_provider_registry::{Prices, ServiceKind};
+use serde_json::json;
+use sp_core::{crypto::AccountId32, sr25519, Pair};
+use sp_keyring::Sr25519Keyring;
+
+fn arg(name: &str, default: usize) -> usize {
+	let args: Vec<String> = std::env::args().collect();
+	args.iter()
+		.position(|a| a == name)
+		.and_then(|i| args.get(i + 1))
+		.map(|v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number")))
+		.unwrap_or(default)
+}
+
+fn client(i: usize) -> AccountId32 {
+	sp_crypto_hashing::blake2_256(format!("throughput-client/{i}").as_bytes()).into()
+}
+
+fn client_key(i: usize) -> MlDsaKeyPair {
+	let mut seed = [3u8; 32];
+	seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+	MlDsaKeyPair::from_seed(seed)
+}
+
+/// One block's share of the run.
+struct BlockStats {
+	number: u64,
+	items: usize,
+	extrinsics: usize,
+	length: usize,
+	weight_ms: f64,
+}
+
+/// Watches blocks from `from` on until `total` events matching `count` were seen.
+fn watch(node: &mut Node, from: u64, total: usize, count: impl Fn(&RuntimeEvent) -> bool) -> Vec<BlockStats> {
+	let mut seen = 0;
+	let mut next = from;
+	let mut stats = Vec::new();
+	let deadline = std::time::Instant::now() + Duration::from_secs(900);
+	while seen < total {
+		assert!(std::time::Instant::now() < deadline, "only {seen} of {total} included");
+		let Some(best) = node.rpc.best_number() else { continue };
+		if next > best {
+			std::thread::sleep(Duration::from_millis(500));
+			continue;
+		}
+		let hash = node.rpc.block_hash(next).unwrap();
+		let block = node.rpc.call("chain_getBlock", json!([hash])).unwrap();
+		let xts = block["block"]["extrinsics"].as_array().unwrap();
+		let length: usize = xts.iter().map(|x| (x.as_str().unwrap().len() - 2) / 2).sum();
+		let items = chain::events(&node.rpc, &hash).unwrap().iter().filter(|e| count(&e.event)).count();
+		let weight_key = [sp_crypto_hashing::twox_128(b"System"), sp_crypto_hashing::twox_128(b"BlockWeight")].concat();
+		let consumed: frame_support::dispatch::PerDispatchClass<frame_support::weights::Weight> =
+			chain::storage(&node.rpc, &weight_key, Some(&hash)).unwrap().unwrap_or_default();
+		let weight_ms = consumed.get(frame_support::dispatch::DispatchClass::Normal).ref_time() as f64 / 1e9;
+		seen += items;
+		eprintln!("[bench] block #{next}: {items} ({seen}/{total})");
+		stats.push(BlockStats { number: next, items, extrinsics: xts.len(), length, weight_ms });
+		next += 1;
+	}
+	stats
+}
+
+fn report(title: &str, unit: &str, stats: &[BlockStats]) {
+	let limits = <Runtime as frame_system::Config>::BlockLength::get();
+	let max_len = *limits.max.get(frame_support::dispatch::DispatchClass::Normal) as f64;
+	let weights = <Runtime as frame_system::Config>::BlockWeights::get();
+	let max_weight = weights
+		.get(frame_support::dispatch::DispatchClass::Normal)
+		.max_total
+		.unwrap_or(weights.max_block)
+		.ref_time() as f64 / 1e9;
+	println!("\n{title}\n");
+	println!("| block | {unit} | extrinsics | length (KiB) | % of normal length | normal weight (ms) | % of normal weight |");
+	println!("|---:|---:|---:|---:|---:|---:|---:|");
+	for s in stats.iter().filter(|s| s.items > 0) {
+		println!(
+			"| #{} | {} | {} | {:.0} | {:.0} % | {:.0} | {:.0} % |",
+			s.number,
+			s.items,
+			s.extrinsics,
+			s.length as f64 / 1024.0,
+			100.0 * s.length as f64 / max_len,
+			s.weight_ms,
+			100.0 * s.weight_ms / max_weight
+		);
+	}
+	let best = stats.iter().map(|s| s.items).max().unwrap_or(0);
+	println!("\nmost {unit} in one block: {best} (normal-class limits: {:.0} KiB, {:.0} ms)", max_len / 1024.0, max_weight);
+}
+
+fn main() {
+	let sessions = arg("--sessions", 3_000);
+	let transfers = arg("--transfers", 6_000);
+	let dir = tempfile::tempdir().unwrap();
+	let charlie = Sr25519Keyring::Charlie.to_account_id();
+
+	eprintln!("[bench] genesis with {sessions} open sessions");
+	let keys: Vec<MlDsaKeyPair> = (0..sessions).map(client_key).collect();
+	let mut patch = interlattice_tests::spec::dev_patch();
+	for i in 0..sessions {
+		patch["balances"]["balances"].as_array_mut().unwrap().push(json!([client(i), 100 * UNIT]));
+	}
+	let spec = interlattice_tests::spec::raw_spec_with(dir.path(), "throughput", patch, || {
+		for (i, key) in keys.iter().enumerate() {
+			SessionEscrow::open_session(
+				RuntimeOrigin::signed(client(i)),
+				charlie.clone(),
+				ServiceKind::Vpn,
+				Box::new(key.public().clone()),
+				Prices { per_gib: UNIT, per_hour: UNIT },
+				10 * UNIT,
+				1_000,
+			)
+			.expect("session opens");
+		}
+	});
+	let mut config = NodeConfig::new(spec.to_str().unwrap(), &dir.path().join("node"));
+	config.validator = Some("alice");
+	config.extra = vec!["--pool-kbytes".into(), "65536".into(), "--pool-limit".into(), "20000".into()];
+	let mut node = Node::start(config).expect("node starts");
+	node.wait(Duration::from_secs(300), "block 1", |n| n.rpc.best_number().filter(|&b| b >= 1)).unwrap();
+	let genesis = chain::genesis_hash(&node.rpc).unwrap();
+
+	// Receipts: 1 GiB at 0.5 LAT per GiB for every session.
+	eprintln!("[bench] signing {sessions} receipts");
+	let receipts: Vec<SignedUsageReceipt> = keys
+		.iter()
+		.enumerate()
+		.map(|(i, key)| {
+			let receipt = UsageReceipt {
+				genesis_hash: genesis.0,
+				session_id: i as u64,
+				sequence: 1,
+				bytes: 1 << 30,
+				seconds: 0,
+				amount: 500 * MILLI_UNIT,
+			};
+			let signature = key.sign(&receipt.signing_payload()).unwrap();
+			SignedUsageReceipt { receipt, signature }
+		})
+		.collect();
+	let submitters = [Sr25519Keyring::Bob, Sr25519Keyring::Dave, Sr25519Keyring::Eve, Sr25519Keyring::Ferdie];
+	let mut nonces: Vec<u32> = submitters.iter().map(|s| chain::next_nonce(&node.rpc, &s.to_account_id()).unwrap()).collect();
+	let start = node.rpc.best_number().unwrap() + 1;
+	for (j, batch) in receipts.chunks(500).enumerate() {
+		let k = j % submitters.len();
+		let call = RuntimeCall::SessionEscrow(pallet_session_escrow::Call::settle_receipts {
+			receipts: batch.to_vec().try_into().unwrap(),
+		});
+		let xt = chain::signed_extrinsic(call, submitters[k], nonces[k], genesis);
+		nonces[k] += 1;
+		chain::submit(&node.rpc, &xt).expect("the pool accepts the batch");
+	}
+	eprintln!("[bench] {} batches submitted", receipts.len().div_ceil(500));
+	let settled = watch(&mut node, start, sessions, |e| {
+		matches!(e, RuntimeEvent::SessionEscrow(pallet_session_escrow::Event::ReceiptSettled { .. }))
+	});
+
+	// Transfers, from fresh funded senders (one transfer each, so nonces never serialize them).
+	eprintln!("[bench] signing {transfers} transfers");
+	let alice = Sr25519Keyring::Alice;
+	let senders: Vec<sr25519::Pair> =
+		(0..transfers).map(|i| sr25519::Pair::from_string(&format!("//throughput-sender/{i}"), None).unwrap()).collect();
+	// Fund the senders in batches of 500 transfers through utility.batch_all.
+	let mut nonce = chain::next_nonce(&node.rpc, &alice.to_account_id()).unwrap();
+	for chunk in senders.chunks(500) {
+		let calls = chunk
+			.iter()
+			.map(|p| {
+				RuntimeCall::Balances(pallet_balances::Call::transfer_allow_death {
+					dest: sp_runtime::MultiAddress::Id(p.public().into()),
+					value: 10 * UNIT,
+				})
+			})
+			.collect();
+		let xt = chain::signed_extrinsic(RuntimeCall::Utility(pallet_utility::Call::batch_all { calls }), alice, nonce, genesis);
+		nonce += 1;
+		chain::submit(&node.rpc, &xt).expect("funding batch accepted");
+	}
+	let funded_from = node.rpc.best_number().unwrap();
+	watch(&mut node, funded_from, transfers, |e| {
+		matches!(e, RuntimeEvent::Balances(pallet_balances::Event::Endowed { .. }))
+	});
+	let start = node.rpc.best_number().unwrap() + 1;
+	for (i, pair) in senders.iter().enumerate() {
+		let call = RuntimeCall::Balances(pallet_balances::Call::transfer_allow_death {
+			dest: sp_runtime::MultiAddress::Id(client(i % sessions.max(1))),
+			value: UNIT,
+		});
+		chain::submit(&node.rpc, &chain::signed_extrinsic_by(call, pair, 0, genesis)).expect("transfer accepted");
+	}
+	let transferred = watch(&mut node, start, transfers, |e| {
+		matches!(e, RuntimeEvent::Balances(pallet_balances::Event::Transfer { .. }))
+	});
+	println!("Settlement and transfer throughput, dev chain, one run ({sessions} receipts in batches of 500, {transfers} transfers):");
+	report("Blocks with batch settlements", "receipts", &settled);
+	report("Blocks with transfers", "transfers", &transferred);
+	node.stop();
+}
