@@ -1,6 +1,7 @@
 //! ML-DSA-65 through the crate's public API and the host function's native side: round
-//! trips, rejection of every kind of bad input, NIST ACVP key-generation vectors, and
-//! interoperability with a second, independent implementation (`fips204`).
+//! trips, rejection of every kind of bad input, NIST ACVP key-generation and
+//! signature-verification vectors, and interoperability with a second, independent
+//! implementation (`fips204`).
 
 use fips204::traits::{KeyGen, SerDes, Signer, Verifier};
 use interlattice_pq_crypto::{
@@ -118,6 +119,61 @@ fn nist_acvp_key_generation_vectors_pass() {
 		assert_eq!(ours.signing_key.as_slice(), &hex(&t.sk)[..], "sk of tcId {}", t.tc_id);
 		// And through our own key type.
 		assert_eq!(MlDsaKeyPair::from_seed(seed).public().as_ref(), &hex(&t.pk)[..]);
+	}
+}
+
+#[derive(serde::Deserialize)]
+struct AcvpSigVerFile {
+	#[serde(rename = "parameterSet")]
+	parameter_set: String,
+	#[serde(rename = "signatureInterface")]
+	signature_interface: String,
+	#[serde(rename = "preHash")]
+	pre_hash: String,
+	tests: Vec<AcvpSigVer>,
+}
+
+#[derive(serde::Deserialize)]
+struct AcvpSigVer {
+	#[serde(rename = "tcId")]
+	tc_id: u32,
+	#[serde(rename = "testPassed")]
+	test_passed: bool,
+	reason: String,
+	pk: String,
+	message: String,
+	context: String,
+	signature: String,
+}
+
+/// NIST's sigVer vectors from the group with the external interface and no pre-hash: each
+/// case gives a key, a message, a context string and a signature, and `testPassed` is the
+/// result of ML-DSA.Verify(pk, M, σ, ctx) itself, so every case goes through our real entry
+/// point unchanged. (The internal-interface groups verify M′ directly and would need
+/// libcrux's `acvp` feature; the pre-hash groups are HashML-DSA, which we do not accept.)
+#[test]
+fn nist_acvp_signature_verification_vectors_pass() {
+	let file: AcvpSigVerFile =
+		serde_json::from_str(include_str!("data/acvp-ml-dsa-65-sigver.json")).unwrap();
+	assert_eq!(file.parameter_set, "ML-DSA-65");
+	assert_eq!(file.signature_interface, "external");
+	assert_eq!(file.pre_hash, "pure");
+	assert!(file.tests.iter().any(|t| t.test_passed), "no valid case");
+	assert!(file.tests.iter().any(|t| !t.test_passed), "no invalid case");
+	for t in file.tests {
+		let (pk, message, context, sig) =
+			(hex(&t.pk), hex(&t.message), hex(&t.context), hex(&t.signature));
+		let case = format!("tcId {} ({})", t.tc_id, t.reason);
+		assert_eq!(
+			pq_crypto::ml_dsa_65_verify(&pk, &context, &message, &sig),
+			t.test_passed,
+			"{case}"
+		);
+		// The same verdict from the second implementation.
+		let their_pk =
+			fips204::ml_dsa_65::PublicKey::try_from_bytes(pk.try_into().unwrap()).unwrap();
+		let sig: [u8; ML_DSA_65_SIGNATURE_LEN] = sig.try_into().unwrap();
+		assert_eq!(their_pk.verify(&message, &sig, &context), t.test_passed, "fips204: {case}");
 	}
 }
 
