@@ -4,13 +4,14 @@
 //! The genesis state (built natively) holds `--sessions` open VPN sessions of as many funded
 //! clients with the bootstrap provider Charlie. Once the node runs, every client's receipt is
 //! signed (ML-DSA-65), packed into `settle_receipts` batches of 500, and all batches are
-//! submitted at once; then `--transfers` balance transfers are submitted at once. Per block,
+//! submitted at once; then `--transfers` balance transfers are submitted at once (signed first,
+//! then sent by eight threads). Per block,
 //! the receipts or transfers included, the block's length and the normal-class weight used
 //! are printed, with the limit that binds.
 //!
 //! ```text
 //! source scripts/env.sh && cargo test --workspace --no-run -q
-//! cargo run -q -p interlattice-tests --example settlement_throughput -- --sessions 3000 --transfers 6000
+//! cargo run -q -p interlattice-tests --example settlement_throughput -- --sessions 3000 --transfers 12000
 //! ```
 
 use std::time::Duration;
@@ -112,7 +113,7 @@ fn report(title: &str, unit: &str, stats: &[BlockStats]) {
 
 fn main() {
 	let sessions = arg("--sessions", 3_000);
-	let transfers = arg("--transfers", 6_000);
+	let transfers = arg("--transfers", 12_000);
 	let dir = tempfile::tempdir().unwrap();
 	let charlie = Sr25519Keyring::Charlie.to_account_id();
 
@@ -203,14 +204,30 @@ fn main() {
 	watch(&mut node, funded_from, transfers, |e| {
 		matches!(e, RuntimeEvent::Balances(pallet_balances::Event::Endowed { .. }))
 	});
+	// Sign everything first, then submit from several threads, so that the pool fills faster
+	// than blocks drain it and blocks are limited by the chain, not by the client.
+	let xts: Vec<_> = senders
+		.iter()
+		.enumerate()
+		.map(|(i, pair)| {
+			let call = RuntimeCall::Balances(pallet_balances::Call::transfer_allow_death {
+				dest: sp_runtime::MultiAddress::Id(client(i % sessions.max(1))),
+				value: UNIT,
+			});
+			chain::signed_extrinsic_by(call, pair, 0, genesis)
+		})
+		.collect();
 	let start = node.rpc.best_number().unwrap() + 1;
-	for (i, pair) in senders.iter().enumerate() {
-		let call = RuntimeCall::Balances(pallet_balances::Call::transfer_allow_death {
-			dest: sp_runtime::MultiAddress::Id(client(i % sessions.max(1))),
-			value: UNIT,
-		});
-		chain::submit(&node.rpc, &chain::signed_extrinsic_by(call, pair, 0, genesis)).expect("transfer accepted");
-	}
+	let rpc = node.rpc;
+	std::thread::scope(|scope| {
+		for part in xts.chunks(xts.len().div_ceil(8).max(1)) {
+			scope.spawn(move || {
+				for xt in part {
+					chain::submit(&rpc, xt).expect("transfer accepted");
+				}
+			});
+		}
+	});
 	let transferred = watch(&mut node, start, transfers, |e| {
 		matches!(e, RuntimeEvent::Balances(pallet_balances::Event::Transfer { .. }))
 	});
