@@ -24,15 +24,6 @@ const COUNTRIES: [&str; 25] = [
 	"KR", "MX", "NL", "NO", "PL", "RO", "SE", "SG", "US", "ZA",
 ];
 
-fn arg(name: &str, default: usize) -> usize {
-	let args: Vec<String> = std::env::args().collect();
-	args.iter()
-		.position(|a| a == name)
-		.and_then(|i| args.get(i + 1))
-		.map(|v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number")))
-		.unwrap_or(default)
-}
-
 fn account(i: usize) -> AccountId32 {
 	sp_crypto_hashing::blake2_256(format!("registry-bench/{i}").as_bytes()).into()
 }
@@ -84,8 +75,8 @@ fn time(node: &Node, method: &str, params: Value, runs: usize) -> (Vec<f64>, Val
 }
 
 fn main() {
-	let n = arg("--providers", 10_000);
-	let runs = arg("--runs", 30);
+	let n = interlattice_tests::number_arg("--providers", 10_000);
+	let runs = interlattice_tests::number_arg("--runs", 30);
 	let dir = tempfile::tempdir().unwrap();
 	let spec = chain_spec(n, dir.path());
 	let mut config = NodeConfig::new(spec.to_str().unwrap(), &dir.path().join("node"));

@@ -25,15 +25,6 @@ use serde_json::json;
 use sp_core::{crypto::AccountId32, sr25519, Pair};
 use sp_keyring::Sr25519Keyring;
 
-fn arg(name: &str, default: usize) -> usize {
-	let args: Vec<String> = std::env::args().collect();
-	args.iter()
-		.position(|a| a == name)
-		.and_then(|i| args.get(i + 1))
-		.map(|v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number")))
-		.unwrap_or(default)
-}
-
 fn client(i: usize) -> AccountId32 {
 	sp_crypto_hashing::blake2_256(format!("throughput-client/{i}").as_bytes()).into()
 }
@@ -112,8 +103,8 @@ fn report(title: &str, unit: &str, stats: &[BlockStats]) {
 }
 
 fn main() {
-	let sessions = arg("--sessions", 3_000);
-	let transfers = arg("--transfers", 12_000);
+	let sessions = interlattice_tests::number_arg("--sessions", 3_000);
+	let transfers = interlattice_tests::number_arg("--transfers", 12_000);
 	let dir = tempfile::tempdir().unwrap();
 	let charlie = Sr25519Keyring::Charlie.to_account_id();
 

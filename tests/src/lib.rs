@@ -42,3 +42,14 @@ pub fn free_port() -> u16 {
 		.map(|a| a.port())
 		.expect("the OS hands out an ephemeral port")
 }
+
+/// The number after flag `name` on the command line (`--runs 30`), else `default`. For the
+/// benchmark examples.
+pub fn number_arg(name: &str, default: usize) -> usize {
+	let args: Vec<String> = std::env::args().collect();
+	args.iter()
+		.position(|a| a == name)
+		.and_then(|i| args.get(i + 1))
+		.map(|v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number")))
+		.unwrap_or(default)
+}

@@ -44,24 +44,18 @@ impl<T> CheckReceipts<T> {
 }
 
 /// Why a receipt would not settle, as a transaction validity error.
-pub fn invalid_receipt(error: DispatchError) -> TransactionValidityError {
-	let code = match error {
-		DispatchError::Module(m) => m.error[0],
-		_ => u8::MAX,
-	};
-	let replayed = matches!(error, DispatchError::Module(m) if m.error[0] == error_index(Error::ReceiptReplayed));
-	let forged = matches!(error, DispatchError::Module(m) if m.error[0] == error_index(Error::BadSignature));
-	if replayed {
+pub fn invalid_receipt<T: Config>(error: DispatchError) -> TransactionValidityError {
+	if error == Error::<T>::ReceiptReplayed.into() {
 		InvalidTransaction::Stale.into()
-	} else if forged {
+	} else if error == Error::<T>::BadSignature.into() {
 		InvalidTransaction::BadProof.into()
 	} else {
+		let code = match error {
+			DispatchError::Module(m) => m.error[0],
+			_ => u8::MAX,
+		};
 		InvalidTransaction::Custom(code).into()
 	}
-}
-
-fn error_index(e: Error<()>) -> u8 {
-	e.encode().first().copied().unwrap_or(u8::MAX)
 }
 
 impl<T: Config> Pallet<T> {
@@ -98,7 +92,7 @@ where
 		source: TransactionSource,
 	) -> sp_runtime::traits::ValidateResult<Self::Val, <T as frame_system::Config>::RuntimeCall> {
 		if source != TransactionSource::InBlock {
-			let check = |r: &SignedUsageReceipt| Pallet::<T>::would_settle(r).map_err(invalid_receipt);
+			let check = |r: &SignedUsageReceipt| Pallet::<T>::would_settle(r).map_err(invalid_receipt::<T>);
 			match call.is_sub_type() {
 				Some(Call::settle_receipt { receipt }) => check(receipt)?,
 				Some(Call::settle_receipts { receipts }) => {
