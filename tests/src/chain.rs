@@ -1,15 +1,11 @@
 //! Building signed extrinsics and reading storage with the runtime's own types.
 
 use codec::{Decode, Encode};
-use interlattice_runtime::{
-	AccountId, Balance, Nonce, RuntimeCall, SignedPayload, TxExtension, UncheckedExtrinsic,
-	VERSION,
-};
+use interlattice_runtime::{AccountId, Balance, Nonce, RuntimeCall, UncheckedExtrinsic};
 use serde_json::json;
 use sp_core::H256;
 use sp_crypto_hashing::twox_128;
 use sp_keyring::Sr25519Keyring;
-use sp_runtime::{generic::Era, MultiAddress, MultiSignature};
 
 use crate::{Rpc, RpcError};
 
@@ -39,50 +35,15 @@ pub fn signed_extrinsic(
 	signed_extrinsic_by(call, &signer.pair(), nonce, genesis)
 }
 
-/// Signs `call` with any sr25519 key pair (see [`signed_extrinsic`]).
+/// Signs `call` with any sr25519 key pair (see [`signed_extrinsic`]): the agents' own
+/// extrinsic builder, so tests and agents cannot disagree on the transaction format.
 pub fn signed_extrinsic_by(
 	call: RuntimeCall,
 	signer: &sp_core::sr25519::Pair,
 	nonce: Nonce,
 	genesis: H256,
 ) -> UncheckedExtrinsic {
-	use sp_core::Pair;
-	let tx_ext: TxExtension = (
-		frame_system::CheckNonZeroSender::new(),
-		frame_system::CheckSpecVersion::new(),
-		frame_system::CheckTxVersion::new(),
-		frame_system::CheckGenesis::new(),
-		frame_system::CheckEra::from(Era::Immortal),
-		frame_system::CheckNonce::from(nonce),
-		frame_system::CheckWeight::new(),
-		pallet_session_escrow::CheckReceipts::new(),
-		pallet_transaction_payment::ChargeTransactionPayment::from(0),
-		frame_metadata_hash_extension::CheckMetadataHash::new(false),
-		frame_system::WeightReclaim::new(),
-	);
-	// What the extensions add to the signed payload without sending it.
-	let implicit = (
-		(),
-		VERSION.spec_version,
-		VERSION.transaction_version,
-		genesis,
-		genesis,
-		(),
-		(),
-		(),
-		(),
-		None::<[u8; 32]>,
-		(),
-	);
-	let payload = SignedPayload::from_raw(call.clone(), tx_ext.clone(), implicit);
-	let signature = payload.using_encoded(|bytes| signer.sign(bytes));
-	let account: AccountId = signer.public().into();
-	UncheckedExtrinsic::new_signed(
-		call,
-		MultiAddress::Id(account),
-		MultiSignature::Sr25519(signature),
-		tx_ext,
-	)
+	interlattice_settlement::chain::sign_extrinsic(call, signer, nonce, genesis)
 }
 
 /// The next nonce of `who`, as the node's transaction pool sees it.

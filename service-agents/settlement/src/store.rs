@@ -261,6 +261,11 @@ impl ReceiptStore {
 		self.sessions.get(&session_id)
 	}
 
+	/// Every session the store knows, by id.
+	pub fn sessions(&self) -> impl Iterator<Item = &SessionReceipts> {
+		self.sessions.values()
+	}
+
 	/// The newest receipt of every session whose newest receipt is not settled yet, by
 	/// session id: what the settlement loop submits.
 	pub fn unsettled(&self) -> Vec<SignedUsageReceipt> {
