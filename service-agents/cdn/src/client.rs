@@ -1,0 +1,500 @@
+//! The client side: find CDN providers, open a paid session, download an object as verified
+//! slices (every 1 KiB chunk checked against the BLAKE3 root before it is written), sign
+//! receipts as bytes arrive, resume interrupted downloads, publish.
+//!
+//! **Receipts**: the client signs cumulative receipts for the bytes it *received* on the
+//! session (response bodies), at least every `receipt_interval` bytes, and when the agent
+//! answers 402. Its per-session state (last sequence, bytes) is written to
+//! `<state_dir>/session-<id>.json` before each receipt is sent, so a sequence number is never
+//! reused and usage is never signed twice after a crash.
+
+use std::{
+	fs::{self, File, OpenOptions},
+	io::{self, Read, Write},
+	path::{Path, PathBuf},
+	time::Duration,
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{header, Request, StatusCode};
+use hyper_util::{
+	client::legacy::{connect::HttpConnector, Client},
+	rt::TokioExecutor,
+};
+use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt};
+use interlattice_runtime::{AccountId, RuntimeCall};
+use interlattice_settlement::{
+	chain::{ChainClient, Provider, Session},
+	meter::next_receipt,
+	ChainError,
+};
+use pallet_provider_registry::{Prices, ProviderFilter, ProviderOrder, ProviderPage, ServiceKind};
+use serde::{Deserialize, Serialize};
+use sp_core::sr25519;
+use tokio::sync::mpsc;
+
+use crate::{
+	content::ContentHash,
+	protocol::{self, ErrorBody, Published},
+};
+
+/// What can go wrong on the client side.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+	/// Talking to the chain failed.
+	#[error(transparent)]
+	Chain(#[from] ChainError),
+	/// The agent could not be reached.
+	#[error("provider {endpoint}: {message}")]
+	Unreachable {
+		/// The agent.
+		endpoint: String,
+		/// What failed.
+		message: String,
+	},
+	/// The agent answered with an error.
+	#[error("provider answered {status}: {message}")]
+	Refused {
+		/// HTTP status.
+		status: StatusCode,
+		/// Its explanation.
+		message: String,
+	},
+	/// The agent sent bytes that do not match the hash: nothing from it was kept past the
+	/// last verified chunk.
+	#[error("provider sent content that does not match {hash} at byte {offset}: {detail}")]
+	Tampered {
+		/// The object.
+		hash: ContentHash,
+		/// First unverified byte.
+		offset: u64,
+		/// The verifier's message.
+		detail: String,
+	},
+	/// The session's deposit is used up.
+	#[error("the deposit of session {0} is used up: top it up (escrow top_up_deposit) and retry")]
+	DepositExhausted(u64),
+	/// A local file failed.
+	#[error("{path}: {source}")]
+	Io {
+		/// The file.
+		path: PathBuf,
+		/// The error.
+		source: io::Error,
+	},
+	/// Something else.
+	#[error("{0}")]
+	Other(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ClientError + '_ {
+	move |source| ClientError::Io { path: path.to_path_buf(), source }
+}
+
+/// The client's durable state of one session.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRecord {
+	/// The session.
+	pub session_id: u64,
+	/// Sequence of the last receipt signed.
+	pub sequence: u64,
+	/// Bytes received so far on the session.
+	pub received: u64,
+	/// Bytes covered by the last receipt signed.
+	pub signed: u64,
+}
+
+/// Download progress.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+	/// Verified bytes of the object written so far.
+	pub verified: u64,
+	/// The object's length.
+	pub size: u64,
+	/// Bytes received on the session so far.
+	pub received: u64,
+	/// Amount signed for so far, in the smallest unit.
+	pub signed_amount: u128,
+}
+
+/// A paid session with one agent.
+pub struct PaidSession {
+	/// The agent's base URL (`http://host:port`).
+	pub endpoint: String,
+	/// The on-chain session.
+	pub session_id: u64,
+	/// Its prices.
+	pub prices: Prices<u128>,
+	record: SessionRecord,
+	record_path: PathBuf,
+}
+
+/// The client.
+pub struct CdnClient {
+	http: Client<HttpConnector, Full<Bytes>>,
+	chain: Option<ChainClient>,
+	session_key: Option<MlDsaKeyPair>,
+	state_dir: PathBuf,
+	/// Sign a receipt at least every this many received bytes (default 1 MiB).
+	pub receipt_interval: u64,
+}
+
+/// The first `http://` endpoint a provider registered.
+pub fn http_endpoint(provider: &Provider) -> Option<String> {
+	provider
+		.endpoints
+		.iter()
+		.map(|e| String::from_utf8_lossy(e).into_owned())
+		.find(|e| e.starts_with("http://") || e.starts_with("https://"))
+		.map(|e| e.trim_end_matches('/').to_string())
+}
+
+/// The active CDN providers, cheapest first.
+pub async fn cdn_providers(chain: &ChainClient) -> Result<Vec<Provider>, ClientError> {
+	let filter = ProviderFilter::<u128> { service: Some(ServiceKind::Cdn), active_only: true, ..Default::default() };
+	let page: ProviderPage<AccountId, u128, u32> =
+		chain.runtime_call("ProviderRegistryApi_providers", (filter, ProviderOrder::PricePerGibAscending, 0u32, 100u32)).await?;
+	Ok(page.providers)
+}
+
+impl CdnClient {
+	/// A client without a chain (free content, publishing).
+	pub fn offline(state_dir: &Path) -> Self {
+		CdnClient {
+			http: Client::builder(TokioExecutor::new()).build_http(),
+			chain: None,
+			session_key: None,
+			state_dir: state_dir.to_path_buf(),
+			receipt_interval: 1 << 20,
+		}
+	}
+
+	/// A client that pays: `session_key` signs receipts, state lives in `state_dir`.
+	pub fn new(chain: ChainClient, session_key: MlDsaKeyPair, state_dir: &Path) -> Self {
+		CdnClient { chain: Some(chain), session_key: Some(session_key), ..Self::offline(state_dir) }
+	}
+
+	fn chain(&self) -> Result<&ChainClient, ClientError> {
+		self.chain.as_ref().ok_or_else(|| ClientError::Other("this needs a chain connection".into()))
+	}
+
+	/// Opens a CDN session with `provider` on-chain, paid by `account`, and returns it.
+	pub async fn open_session(
+		&self,
+		account: &sr25519::Pair,
+		provider: &Provider,
+		deposit: u128,
+		duration_blocks: u32,
+	) -> Result<PaidSession, ClientError> {
+		let chain = self.chain()?;
+		let key = self.session_key.as_ref().ok_or_else(|| ClientError::Other("no session key".into()))?;
+		let endpoint = http_endpoint(provider)
+			.ok_or_else(|| ClientError::Other(format!("provider {} registered no http:// endpoint", provider.account)))?;
+		let who: AccountId = sp_core::Pair::public(account).into();
+		let before: Vec<u64> = chain.client_sessions(&who).await?.iter().map(|s| s.session_id).collect();
+		let call = RuntimeCall::SessionEscrow(pallet_session_escrow::Call::open_session {
+			provider: provider.account.clone(),
+			service: ServiceKind::Cdn,
+			client_key: Box::new(key.public().clone()),
+			max_prices: provider.prices,
+			deposit,
+			duration: duration_blocks,
+		});
+		chain.submit_and_watch(call, account).await?;
+		let session = chain
+			.client_sessions(&who)
+			.await?
+			.into_iter()
+			.filter(|s| !before.contains(&s.session_id) && s.provider == provider.account)
+			.max_by_key(|s| s.session_id)
+			.ok_or_else(|| ClientError::Other("the session was opened but is not listed".into()))?;
+		self.resume_session(&session, &endpoint)
+	}
+
+	/// Continues an existing on-chain session (state from the state directory).
+	pub fn resume_session(&self, session: &Session, endpoint: &str) -> Result<PaidSession, ClientError> {
+		fs::create_dir_all(&self.state_dir).map_err(io_err(&self.state_dir))?;
+		let record_path = self.state_dir.join(format!("session-{}.json", session.session_id));
+		let mut record = match fs::read(&record_path) {
+			Ok(bytes) => serde_json::from_slice(&bytes)
+				.map_err(|e| ClientError::Other(format!("{}: {e}", record_path.display())))?,
+			Err(e) if e.kind() == io::ErrorKind::NotFound => SessionRecord { session_id: session.session_id, ..Default::default() },
+			Err(e) => return Err(io_err(&record_path)(e)),
+		};
+		// Never below what the chain settled.
+		record.sequence = record.sequence.max(session.sequence);
+		record.signed = record.signed.max(session.bytes);
+		record.received = record.received.max(record.signed);
+		Ok(PaidSession { endpoint: endpoint.to_string(), session_id: session.session_id, prices: session.prices, record, record_path })
+	}
+
+	fn save(session: &PaidSession) -> Result<(), ClientError> {
+		let tmp = session.record_path.with_extension("json.tmp");
+		let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
+		file.write_all(&serde_json::to_vec(&session.record).expect("serialisable")).map_err(io_err(&tmp))?;
+		file.sync_all().map_err(io_err(&tmp))?;
+		fs::rename(&tmp, &session.record_path).map_err(io_err(&session.record_path))
+	}
+
+	/// Signs a receipt for everything received and sends it; returns the amount signed.
+	pub async fn pay(&self, session: &mut PaidSession) -> Result<u128, ClientError> {
+		let chain = self.chain()?;
+		let key = self.session_key.as_ref().ok_or_else(|| ClientError::Other("no session key".into()))?;
+		let receipt = next_receipt(
+			chain.genesis_hash().0,
+			session.session_id,
+			&session.prices,
+			session.record.sequence,
+			session.record.received,
+			0,
+		)
+		.ok_or_else(|| ClientError::Other("receipt overflow".into()))?;
+		session.record.sequence = receipt.sequence;
+		session.record.signed = receipt.bytes;
+		Self::save(session)?;
+		let signature = key.sign(&receipt.signing_payload()).map_err(|e| ClientError::Other(format!("{e:?}")))?;
+		let signed = SignedUsageReceipt { receipt, signature };
+		let request = Request::post(format!("{}{}", session.endpoint, protocol::RECEIPTS_PATH))
+			.header(protocol::SESSION_HEADER, session.session_id)
+			.header(header::CONTENT_TYPE, "application/json")
+			.body(Full::new(Bytes::from(serde_json::to_vec(&signed).expect("serialisable"))))
+			.expect("valid request");
+		let (status, body) = self.send(&session.endpoint, request).await?;
+		if status != StatusCode::OK {
+			return Err(refused(status, &body));
+		}
+		Ok(receipt.amount)
+	}
+
+	async fn send(&self, endpoint: &str, request: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), ClientError> {
+		let response = self
+			.http
+			.request(request)
+			.await
+			.map_err(|e| ClientError::Unreachable { endpoint: endpoint.to_string(), message: e.to_string() })?;
+		let status = response.status();
+		let body = response
+			.into_body()
+			.collect()
+			.await
+			.map_err(|e| ClientError::Unreachable { endpoint: endpoint.to_string(), message: e.to_string() })?
+			.to_bytes();
+		Ok((status, body))
+	}
+
+	/// The length of object `hash` at `endpoint` (a `HEAD`, which is free).
+	pub async fn size(&self, endpoint: &str, hash: &ContentHash) -> Result<u64, ClientError> {
+		let request = Request::head(format!("{endpoint}{}{}", protocol::CONTENT_PATH, hash.to_hex()))
+			.body(Full::new(Bytes::new()))
+			.expect("valid request");
+		let response = self
+			.http
+			.request(request)
+			.await
+			.map_err(|e| ClientError::Unreachable { endpoint: endpoint.to_string(), message: e.to_string() })?;
+		if response.status() != StatusCode::OK {
+			return Err(ClientError::Refused { status: response.status(), message: format!("HEAD {hash}") });
+		}
+		response
+			.headers()
+			.get(header::CONTENT_LENGTH)
+			.and_then(|v| v.to_str().ok())
+			.and_then(|v| v.parse().ok())
+			.ok_or_else(|| ClientError::Other("no Content-Length".into()))
+	}
+
+	/// Downloads `hash` from the session's agent into `out`, verifying every chunk, paying as
+	/// it goes; resumes from `out.part` if an earlier download was interrupted. Returns the
+	/// object's length.
+	pub async fn get(
+		&self,
+		session: &mut PaidSession,
+		hash: &ContentHash,
+		out: &Path,
+		mut progress: impl FnMut(Progress),
+	) -> Result<u64, ClientError> {
+		let size = self.size(&session.endpoint, hash).await?;
+		let part = PathBuf::from(format!("{}.part", out.display()));
+		let file = OpenOptions::new().create(true).append(true).open(&part).map_err(io_err(&part))?;
+		let mut offset = file.metadata().map_err(io_err(&part))?.len().min(size);
+		let mut signed_amount = 0u128;
+		let mut stalls = 0;
+		while offset < size {
+			let url = format!(
+				"{}{}{}?start={offset}&len={}",
+				session.endpoint,
+				protocol::SLICE_PATH,
+				hash.to_hex(),
+				size - offset
+			);
+			let request = Request::get(url)
+				.header(protocol::SESSION_HEADER, session.session_id)
+				.body(Full::new(Bytes::new()))
+				.expect("valid request");
+			let response = self
+				.http
+				.request(request)
+				.await
+				.map_err(|e| ClientError::Unreachable { endpoint: session.endpoint.clone(), message: e.to_string() })?;
+			match response.status() {
+				StatusCode::OK => {},
+				StatusCode::PAYMENT_REQUIRED => {
+					let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+					let answer: Option<ErrorBody> = serde_json::from_slice(&body).ok();
+					if answer.as_ref().and_then(|a| a.session.as_ref()).is_some_and(|s| s.deposit_exhausted) {
+						return Err(ClientError::DepositExhausted(session.session_id));
+					}
+					if session.record.signed >= session.record.received {
+						// Everything received is paid for: the agent counts bytes that never
+						// arrived (a cut connection). Pay for at most one more receipt interval.
+						let claimed = answer.and_then(|a| a.session).map(|s| s.served_bytes).unwrap_or(0);
+						let tolerated = session.record.received + self.receipt_interval;
+						if claimed <= session.record.received || claimed > tolerated || stalls > 0 {
+							return Err(refused(StatusCode::PAYMENT_REQUIRED, &body));
+						}
+						session.record.received = claimed;
+						stalls += 1;
+					}
+					signed_amount = self.pay(session).await?;
+					continue;
+				},
+				status => {
+					let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+					return Err(refused(status, &body));
+				},
+			}
+			stalls = 0;
+			// Verify on a blocking thread while the body streams in.
+			let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
+			let verify_file = file.try_clone().map_err(io_err(&part))?;
+			let (root, start, len) = (*hash, offset, size - offset);
+			let verifier = tokio::task::spawn_blocking(move || verify_slice(rx, verify_file, root, start, len));
+			let mut body = response.into_body();
+			let mut since_receipt = 0u64;
+			loop {
+				let frame = match body.frame().await {
+					None => break,
+					Some(Ok(frame)) => frame,
+					Some(Err(e)) => {
+						let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
+						break;
+					},
+				};
+				let Ok(data) = frame.into_data() else { continue };
+				let n = data.len() as u64;
+				if tx.send(Ok(data)).await.is_err() {
+					break; // the verifier stopped: a bad chunk
+				}
+				session.record.received += n;
+				since_receipt += n;
+				if since_receipt >= self.receipt_interval {
+					since_receipt = 0;
+					signed_amount = self.pay(session).await?;
+				}
+			}
+			drop(tx);
+			let (verified, failure) = verifier.await.map_err(|e| ClientError::Other(e.to_string()))?;
+			offset += verified;
+			progress(Progress { verified: offset, size, received: session.record.received, signed_amount });
+			if let Some(e) = failure {
+				if e.kind() == io::ErrorKind::InvalidData {
+					return Err(ClientError::Tampered { hash: *hash, offset, detail: e.to_string() });
+				}
+				if e.kind() != io::ErrorKind::UnexpectedEof && e.kind() != io::ErrorKind::Other {
+					return Err(io_err(&part)(e));
+				}
+				tracing::info!(offset, error = %e, "the download was cut; resuming");
+				tokio::time::sleep(Duration::from_millis(100)).await;
+			}
+		}
+		if session.record.received > session.record.signed {
+			signed_amount = self.pay(session).await?;
+		}
+		progress(Progress { verified: offset, size, received: session.record.received, signed_amount });
+		file.sync_all().map_err(io_err(&part))?;
+		// Belt and braces: the whole file hashes to the name.
+		let actual = hash_file(&part).map_err(io_err(&part))?;
+		if actual != *hash {
+			return Err(ClientError::Tampered { hash: *hash, offset: 0, detail: format!("the file hashes to {actual}") });
+		}
+		fs::rename(&part, out).map_err(io_err(out))?;
+		Ok(size)
+	}
+
+	/// Publishes `file` to the agent at `endpoint` with bearer `token`.
+	pub async fn publish(&self, endpoint: &str, token: &str, file: &Path) -> Result<Published, ClientError> {
+		let bytes = fs::read(file).map_err(io_err(file))?;
+		let request = Request::post(format!("{endpoint}{}", protocol::PUBLISH_PATH))
+			.header(header::AUTHORIZATION, format!("Bearer {token}"))
+			.body(Full::new(Bytes::from(bytes)))
+			.expect("valid request");
+		let (status, body) = self.send(endpoint, request).await?;
+		if status != StatusCode::CREATED {
+			return Err(refused(status, &body));
+		}
+		serde_json::from_slice(&body).map_err(|e| ClientError::Other(format!("publish answer: {e}")))
+	}
+}
+
+fn refused(status: StatusCode, body: &[u8]) -> ClientError {
+	let message = serde_json::from_slice::<ErrorBody>(body)
+		.map(|b| b.error)
+		.unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned());
+	ClientError::Refused { status, message }
+}
+
+fn hash_file(path: &Path) -> io::Result<ContentHash> {
+	let mut hasher = blake3::Hasher::new();
+	let mut file = File::open(path)?;
+	let mut buf = vec![0u8; 1 << 20];
+	loop {
+		let n = file.read(&mut buf)?;
+		if n == 0 {
+			return Ok(hasher.finalize());
+		}
+		hasher.update(&buf[..n]);
+	}
+}
+
+/// Decodes a bao slice arriving through `rx`, appending verified bytes to `out`; returns how
+/// many verified bytes were written and the error that stopped it, if any.
+fn verify_slice(
+	rx: mpsc::Receiver<io::Result<Bytes>>,
+	mut out: File,
+	root: ContentHash,
+	start: u64,
+	len: u64,
+) -> (u64, Option<io::Error>) {
+	struct Rx(mpsc::Receiver<io::Result<Bytes>>, Bytes);
+	impl Read for Rx {
+		fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+			while self.1.is_empty() {
+				match self.0.blocking_recv() {
+					None => return Ok(0),
+					Some(chunk) => self.1 = chunk?,
+				}
+			}
+			let n = buf.len().min(self.1.len());
+			buf[..n].copy_from_slice(&self.1.split_to(n));
+			Ok(n)
+		}
+	}
+	let mut decoder = bao::decode::SliceDecoder::new(Rx(rx, Bytes::new()), &root, start, len);
+	let mut written = 0u64;
+	let mut buf = vec![0u8; 64 * 1024];
+	loop {
+		match decoder.read(&mut buf) {
+			Ok(0) => return (written, None),
+			Ok(n) => {
+				if let Err(e) = out.write_all(&buf[..n]) {
+					return (written, Some(e));
+				}
+				written += n as u64;
+			},
+			Err(e) if e.kind() == io::ErrorKind::Interrupted => {},
+			Err(e) => return (written, Some(e)),
+		}
+	}
+}

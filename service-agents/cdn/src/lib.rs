@@ -1,0 +1,21 @@
+//! The decentralised CDN: content named by its BLAKE3 hash, served over HTTP by provider
+//! agents that meter every session and are paid with ML-DSA-signed receipts settled on-chain.
+//!
+//! - [`content`]: the bounded on-disk object cache (never a partial or unverified object).
+//! - [`protocol`]: paths, headers, JSON bodies and `Range` parsing (see `docs/cdn-protocol.md`).
+//! - [`config`]: the agent's TOML configuration.
+//! - [`agent`]: the provider agent (HTTP/1.1 and HTTP/2 server, metering, settlement).
+//! - [`client`]: the client library (providers, sessions, verified downloads, receipts).
+
+pub mod agent;
+pub mod client;
+pub mod config;
+pub mod content;
+pub mod protocol;
+
+/// Sets up `tracing` output for the binaries (`RUST_LOG` overrides `default`).
+pub fn init_logging(default: &str) {
+	let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+		.unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+	let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
