@@ -73,7 +73,8 @@ pub struct Metrics {
 	bytes_served: AtomicU64,
 	cache_hits: AtomicU64,
 	cache_misses: AtomicU64,
-	origin_rejected: AtomicU64,
+	origin_mismatches: AtomicU64,
+	origin_failures: AtomicU64,
 	receipts_accepted: AtomicU64,
 	receipts_rejected: AtomicU64,
 	receipts_settled: AtomicU64,
@@ -390,7 +391,8 @@ impl Agent {
 		metric("unpaid_bytes", "gauge", "Bytes served but not yet covered by a receipt, all sessions.", unpaid);
 		metric("cache_hits_total", "counter", "Requests answered from the cache.", m.cache_hits.load(Relaxed));
 		metric("cache_misses_total", "counter", "Requests for objects not in the cache.", m.cache_misses.load(Relaxed));
-		metric("origin_rejected_total", "counter", "Origin responses refused (wrong hash or error).", m.origin_rejected.load(Relaxed));
+		metric("origin_mismatches_total", "counter", "Origin responses refused because their bytes do not match the hash.", m.origin_mismatches.load(Relaxed));
+		metric("origin_failures_total", "counter", "Origin fills that failed otherwise (unreachable, not found).", m.origin_failures.load(Relaxed));
 		metric("cache_objects", "gauge", "Objects in the cache.", objects as u64);
 		metric("cache_bytes", "gauge", "Bytes used by the cache.", cache_bytes);
 		metric("receipts_accepted_total", "counter", "Receipts checked, stored and acknowledged.", m.receipts_accepted.load(Relaxed));
@@ -532,6 +534,9 @@ impl Agent {
 			self.config.publish.tokens.iter().any(|allowed| constant_time_eq(allowed.as_bytes(), t.as_bytes()))
 		});
 		if !authorised {
+			// Read (and discard) a bounded part of the upload first, so that an ordinary client
+			// sees the answer instead of a connection reset in the middle of its upload.
+			let _ = http_body_util::Limited::new(req.into_body(), 16 << 20).collect().await;
 			return error(StatusCode::UNAUTHORIZED, "publishing needs an authorised bearer token");
 		}
 		let pull = req.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("url="))).map(percent_decode);
@@ -558,22 +563,24 @@ impl Agent {
 	}
 
 	/// GETs `url` and stages the body (checked against `expected` if given).
-	async fn fetch_into_stage(&self, url: &str, expected: Option<ContentHash>) -> Result<crate::content::Staged, String> {
-		let uri: hyper::Uri = url.parse().map_err(|e| format!("bad URL: {e}"))?;
+	async fn fetch_into_stage(&self, url: &str, expected: Option<ContentHash>) -> Result<crate::content::Staged, FetchError> {
+		let uri: hyper::Uri = url.parse().map_err(|e| FetchError::Failed(format!("bad URL: {e}")))?;
 		let response = tokio::time::timeout(Duration::from_secs(30), self.origin.get(uri))
 			.await
-			.map_err(|_| "no answer within 30 s".to_string())?
-			.map_err(|e| e.to_string())?;
+			.map_err(|_| FetchError::Failed("no answer within 30 s".to_string()))?
+			.map_err(|e| FetchError::Failed(e.to_string()))?;
 		if !response.status().is_success() {
-			return Err(format!("answered {}", response.status()));
+			return Err(FetchError::Failed(format!("answered {}", response.status())));
 		}
 		let reader = body_reader(response.into_body());
 		let tmp = self.content.lock().unwrap_or_else(|p| p.into_inner()).tmp_dir();
 		let limit = self.config.cache.max_bytes;
-		tokio::task::spawn_blocking(move || stage(&tmp, reader, expected, limit))
-			.await
-			.map_err(|e| e.to_string())?
-			.map_err(|e| e.to_string())
+		match tokio::task::spawn_blocking(move || stage(&tmp, reader, expected, limit)).await {
+			Ok(Ok(staged)) => Ok(staged),
+			Ok(Err(e @ ContentError::HashMismatch { .. })) => Err(FetchError::Mismatch(e.to_string())),
+			Ok(Err(e)) => Err(FetchError::Failed(e.to_string())),
+			Err(e) => Err(FetchError::Failed(e.to_string())),
+		}
 	}
 
 	/// The object, from the cache or filled from the origins.
@@ -590,9 +597,13 @@ impl Agent {
 					Ok(o) => return Some(o),
 					Err(e) => tracing::warn!(%url, error = %e, "cannot cache the origin's object"),
 				},
-				Err(e) => {
-					self.metrics.origin_rejected.fetch_add(1, Relaxed);
-					tracing::warn!(%url, error = %e, "origin fill failed");
+				Err(FetchError::Mismatch(e)) => {
+					self.metrics.origin_mismatches.fetch_add(1, Relaxed);
+					tracing::warn!(%url, error = %e, "the origin served wrong content; not cached");
+				},
+				Err(FetchError::Failed(e)) => {
+					self.metrics.origin_failures.fetch_add(1, Relaxed);
+					tracing::info!(%url, error = %e, "origin fill failed");
 				},
 			}
 		}
@@ -811,6 +822,17 @@ impl Agent {
 		let stream = futures::stream::unfold(frames, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
 		BodyExt::boxed(StreamBody::new(stream))
 	}
+}
+
+/// Why a fetch from an origin gave nothing.
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+	/// The bytes do not hash to the name.
+	#[error("{0}")]
+	Mismatch(String),
+	/// Anything else.
+	#[error("{0}")]
+	Failed(String),
 }
 
 fn empty() -> Body {

@@ -39,6 +39,10 @@ enum Command {
 		/// The provider's account (SS58); default: the cheapest.
 		#[arg(long)]
 		provider: Option<String>,
+		/// Dial this agent URL instead of the provider's registered endpoint (a mirror, a
+		/// provider behind a proxy, a test).
+		#[arg(long)]
+		endpoint: Option<String>,
 		/// Output file (default: the hash).
 		#[arg(long, short)]
 		output: Option<PathBuf>,
@@ -112,7 +116,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 				)?;
 			}
 		},
-		Command::Get { hash, provider, output, account, session, deposit, duration } => {
+		Command::Get { hash, provider, endpoint: dial, output, account, session, deposit, duration } => {
 			let root = parse_hash(&hash).context("the hash must be 64 hex digits")?;
 			let chain = ChainClient::connect(&cli.rpc).await?;
 			let payer = sp_core::sr25519::Pair::from_string(&account, None)
@@ -125,7 +129,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 				None => providers.into_iter().next(),
 			};
 			let Some(chosen) = chosen else { bail!("no active CDN provider {}", provider.unwrap_or_default()) };
-			let endpoint = http_endpoint(&chosen).context("the provider registered no http:// endpoint")?;
+			let endpoint = match dial {
+				Some(url) => url.trim_end_matches('/').to_string(),
+				None => http_endpoint(&chosen).context("the provider registered no http:// endpoint")?,
+			};
 			let client = CdnClient::new(chain.clone(), session_key(&cli.state_dir)?, &cli.state_dir);
 			let mut paid = match session {
 				Some(id) => {
@@ -134,7 +141,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 				},
 				None => {
 					eprintln!("opening a session with {} ({}), deposit {}…", chosen.account, endpoint, lat(deposit * UNIT));
-					client.open_session(&payer, &chosen, deposit * UNIT, duration).await?
+					let mut s = client.open_session(&payer, &chosen, deposit * UNIT, duration).await?;
+					s.endpoint = endpoint.clone();
+					s
 				},
 			};
 			eprintln!("session {} with {endpoint}", paid.session_id);
