@@ -244,6 +244,18 @@ fn publish_fetch_verify_pay_settle_and_survive_tampering_and_crashes() {
 	assert_eq!(status(&["-X", "DELETE", &content]), "405");
 	assert_eq!(status(&["-H", &format!("If-None-Match: \"{hash}\""), "-I", &content]), "304");
 	assert_eq!(status(&["-H", "x-interlattice-session: 999999", &content]), "403", "unknown session");
+	let version = curl(port, &["--http2-prior-knowledge", "-I", "-o", "/dev/null", "-w", "%{http_version}", &content]).unwrap();
+	assert_eq!(version, "2", "HTTP/2 on the same port");
+
+	// The agent pulls a URL for an authorised publisher.
+	let pulled = data(200_000, 5);
+	origin_objects.lock().unwrap().insert("pulled".into(), pulled.clone());
+	let answer = curl(port, &[
+		"-X", "POST", "-H", "Authorization: Bearer secret-token",
+		&format!("/publish?url=http%3A%2F%2F127.0.0.1%3A{origin}%2Fobjects%2Fpulled"),
+	])
+	.unwrap();
+	assert!(answer.contains(blake3::hash(&pulled).to_hex().as_str()), "{answer}");
 
 	// Alice fetches it with the CLI through a paid session (receipts every 1 MiB).
 	let state = dir.path().join("client");
