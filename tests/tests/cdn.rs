@@ -12,7 +12,10 @@ use std::{
 	net::{TcpListener, TcpStream},
 	path::{Path, PathBuf},
 	process::{Child, Command, Stdio},
-	sync::{Arc, Mutex},
+	sync::{
+		atomic::{AtomicBool, Ordering},
+		Arc, Mutex,
+	},
 	time::Duration,
 };
 
@@ -355,4 +358,115 @@ fn publish_fetch_verify_pay_settle_and_survive_tampering_and_crashes() {
 	assert_ne!(dave_after, dave_before);
 	// Alice's session still holds the rest of her deposit.
 	assert_eq!(settled.deposit - settled.settled, interlattice_runtime::UNIT - owed);
+}
+
+/// A proxy that passes everything through, except that once `pause_after` bytes of one
+/// upstream answer have been forwarded it stops forwarding that connection until `release`
+/// is set, and then drops it (as if the agent behind it had died mid-response).
+fn start_pausing_proxy(agent_port: u16, pause_after: usize, paused: Arc<AtomicBool>, release: Arc<AtomicBool>) -> u16 {
+	let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+	let port = listener.local_addr().unwrap().port();
+	std::thread::spawn(move || {
+		for client in listener.incoming().flatten() {
+			let (paused, release) = (paused.clone(), release.clone());
+			std::thread::spawn(move || {
+				let Ok(upstream) = TcpStream::connect(("127.0.0.1", agent_port)) else { return };
+				let (mut c_read, mut u_write) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+				std::thread::spawn(move || {
+					let _ = std::io::copy(&mut c_read, &mut u_write);
+				});
+				let (mut u_read, mut c_write) = (upstream, client);
+				let mut forwarded = 0;
+				let mut buf = vec![0u8; 64 * 1024];
+				loop {
+					let n = match u_read.read(&mut buf) {
+						Ok(0) | Err(_) => {
+							// The agent went away: so does the client's connection.
+							let _ = c_write.shutdown(std::net::Shutdown::Both);
+							break;
+						},
+						Ok(n) => n,
+					};
+					if c_write.write_all(&buf[..n]).is_err() {
+						break;
+					}
+					forwarded += n;
+					if forwarded >= pause_after && !paused.swap(true, Ordering::SeqCst) {
+						while !release.load(Ordering::SeqCst) {
+							std::thread::sleep(Duration::from_millis(20));
+						}
+						let _ = c_write.shutdown(std::net::Shutdown::Both);
+						return;
+					}
+				}
+			});
+		}
+	});
+	port
+}
+
+#[test]
+fn an_agent_killed_mid_download_restarts_and_the_download_resumes_without_losing_receipts() {
+	let dir = tempfile::tempdir().unwrap();
+	let mut config = NodeConfig::new("dev", &dir.path().join("node"));
+	config.validator = Some("alice");
+	let mut node = Node::start(config).expect("dev node starts");
+	node.wait(Duration::from_secs(60), "block 1", |n| n.rpc.best_number().filter(|&b| b >= 1)).unwrap();
+	let rpc_url = format!("http://127.0.0.1:{}", node.config.rpc_port);
+	let runtime = tokio::runtime::Runtime::new().unwrap();
+	let chain = runtime.block_on(ChainClient::connect(&rpc_url)).unwrap();
+	let origin = start_origin(Arc::new(Mutex::new(HashMap::new())));
+	let port = free_port();
+	let config = write_config(dir.path(), node.config.rpc_port, port, origin);
+	let mut agent = Agent::start(&config, port);
+	let endpoint = format!("http://127.0.0.1:{port}");
+
+	let file = dir.path().join("big.bin");
+	let big = data(12 << 20, 7);
+	std::fs::write(&file, &big).unwrap();
+	let hash = cdn(&["publish", file.to_str().unwrap(), "--endpoint", &endpoint, "--token", "secret-token"]).unwrap();
+	let hash = hash.trim().to_string();
+
+	// Alice downloads through a proxy that holds the response after 6 MiB.
+	let (paused, release) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+	let proxy = start_pausing_proxy(port, 6 << 20, paused.clone(), release.clone());
+	let state = dir.path().join("client");
+	let out = dir.path().join("big.out");
+	let get = Command::new(workspace_binary("cdn"))
+		.args([
+			"get", &hash, "--rpc", &rpc_url, "--state-dir", state.to_str().unwrap(), "--account", "//Alice",
+			"--endpoint", &format!("http://127.0.0.1:{proxy}"), "-o", out.to_str().unwrap(),
+		])
+		.stdout(Stdio::piped())
+		.stderr(Stdio::piped())
+		.spawn()
+		.unwrap();
+	wait_for(Duration::from_secs(60), "the download to reach 6 MiB", || paused.load(Ordering::SeqCst).then_some(())).unwrap();
+
+	// The agent dies with receipts acknowledged, and comes back.
+	let session_file = std::fs::read_dir(&state)
+		.unwrap()
+		.flatten()
+		.map(|e| e.path())
+		.find(|p| p.extension().is_some_and(|e| e == "json"))
+		.expect("the client keeps its session state");
+	let before: SessionRecord = serde_json::from_slice(&std::fs::read(&session_file).unwrap()).unwrap();
+	assert!(before.sequence >= 3, "receipts were acknowledged before the crash: {before:?}");
+	agent.signal("-KILL");
+	let mut agent = Agent::start(&config, port);
+	release.store(true, Ordering::SeqCst);
+
+	// The client notices the cut, resumes from its verified bytes, and finishes.
+	let output = get.wait_with_output().unwrap();
+	assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+	assert_eq!(std::fs::read(&out).unwrap(), big, "the resumed download is the file");
+
+	// Every receipt settles: the chain holds the client's last one.
+	agent.signal("-TERM");
+	let record: SessionRecord = serde_json::from_slice(&std::fs::read(&session_file).unwrap()).unwrap();
+	assert!(record.sequence > before.sequence);
+	let session = runtime.block_on(chain.session(record.session_id)).unwrap().unwrap();
+	assert_eq!((session.sequence, session.bytes), (record.sequence, record.signed));
+	assert_eq!(session.settled, max_amount_owed(&session.prices, record.signed, 0).unwrap());
+	assert!(record.signed >= 12 << 20, "at least the object was paid for: {record:?}");
 }

@@ -139,6 +139,9 @@ pub struct CdnClient {
 	state_dir: PathBuf,
 	/// Sign a receipt at least every this many received bytes (default 1 MiB).
 	pub receipt_interval: u64,
+	/// How long to wait for an answer's head, or for the next piece of a body, before giving
+	/// up on a connection (default 30 s; must exceed the agent's payment wait).
+	pub idle_timeout: Duration,
 }
 
 /// The first `http://` endpoint a provider registered.
@@ -168,6 +171,7 @@ impl CdnClient {
 			session_key: None,
 			state_dir: state_dir.to_path_buf(),
 			receipt_interval: 1 << 20,
+			idle_timeout: Duration::from_secs(30),
 		}
 	}
 
@@ -268,12 +272,21 @@ impl CdnClient {
 		Ok(receipt.amount)
 	}
 
-	async fn send(&self, endpoint: &str, request: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), ClientError> {
-		let response = self
-			.http
-			.request(request)
+	/// Sends `request`, waiting at most the idle timeout for the answer's head.
+	async fn request(
+		&self,
+		endpoint: &str,
+		request: Request<Full<Bytes>>,
+	) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
+		let unreachable = |message: String| ClientError::Unreachable { endpoint: endpoint.to_string(), message };
+		tokio::time::timeout(self.idle_timeout, self.http.request(request))
 			.await
-			.map_err(|e| ClientError::Unreachable { endpoint: endpoint.to_string(), message: e.to_string() })?;
+			.map_err(|_| unreachable(format!("no answer within {:?}", self.idle_timeout)))?
+			.map_err(|e| unreachable(e.to_string()))
+	}
+
+	async fn send(&self, endpoint: &str, request: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), ClientError> {
+		let response = self.request(endpoint, request).await?;
 		let status = response.status();
 		let body = response
 			.into_body()
@@ -289,11 +302,7 @@ impl CdnClient {
 		let request = Request::head(format!("{endpoint}{}{}", protocol::CONTENT_PATH, hash.to_hex()))
 			.body(Full::new(Bytes::new()))
 			.expect("valid request");
-		let response = self
-			.http
-			.request(request)
-			.await
-			.map_err(|e| ClientError::Unreachable { endpoint: endpoint.to_string(), message: e.to_string() })?;
+		let response = self.request(endpoint, request).await?;
 		if response.status() != StatusCode::OK {
 			return Err(ClientError::Refused { status: response.status(), message: format!("HEAD {hash}") });
 		}
@@ -321,6 +330,7 @@ impl CdnClient {
 		let mut offset = file.metadata().map_err(io_err(&part))?.len().min(size);
 		let mut signed_amount = 0u128;
 		let mut stalls = 0;
+		let mut retries = 0u64;
 		while offset < size {
 			let url = format!(
 				"{}{}{}?start={offset}&len={}",
@@ -333,11 +343,17 @@ impl CdnClient {
 				.header(protocol::SESSION_HEADER, session.session_id)
 				.body(Full::new(Bytes::new()))
 				.expect("valid request");
-			let response = self
-				.http
-				.request(request)
-				.await
-				.map_err(|e| ClientError::Unreachable { endpoint: session.endpoint.clone(), message: e.to_string() })?;
+			let response = match self.request(&session.endpoint, request).await {
+				Ok(r) => r,
+				// A few retries with a growing pause: a restarting agent or a dropped pooled connection.
+				Err(e) if retries < 3 => {
+					retries += 1;
+					tracing::info!(error = %e, "request failed; retrying");
+					tokio::time::sleep(Duration::from_millis(500 * retries)).await;
+					continue;
+				},
+				Err(e) => return Err(e),
+			};
 			match response.status() {
 				StatusCode::OK => {},
 				StatusCode::PAYMENT_REQUIRED => {
@@ -366,6 +382,7 @@ impl CdnClient {
 				},
 			}
 			stalls = 0;
+			retries = 0;
 			// Verify on a blocking thread while the body streams in.
 			let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
 			let verify_file = file.try_clone().map_err(io_err(&part))?;
@@ -374,10 +391,15 @@ impl CdnClient {
 			let mut body = response.into_body();
 			let mut since_receipt = 0u64;
 			loop {
-				let frame = match body.frame().await {
-					None => break,
-					Some(Ok(frame)) => frame,
-					Some(Err(e)) => {
+				let next = tokio::time::timeout(self.idle_timeout, body.frame()).await;
+				let frame = match next {
+					Err(_) => {
+						let _ = tx.send(Err(io::Error::other("the agent stopped sending"))).await;
+						break;
+					},
+					Ok(None) => break,
+					Ok(Some(Ok(frame))) => frame,
+					Ok(Some(Err(e))) => {
 						let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
 						break;
 					},
