@@ -206,8 +206,21 @@ settle_interval_secs = 3600
 	path
 }
 
-#[test]
-fn publish_fetch_verify_pay_settle_and_survive_tampering_and_crashes() {
+/// A dev node, an origin and a `cdn-agent` (as Dave) in front of it.
+struct World {
+	dir: tempfile::TempDir,
+	_node: Node,
+	rpc_url: String,
+	runtime: tokio::runtime::Runtime,
+	chain: ChainClient,
+	origin_objects: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+	origin: u16,
+	port: u16,
+	config: PathBuf,
+	endpoint: String,
+}
+
+fn world() -> (World, Agent) {
 	let dir = tempfile::tempdir().unwrap();
 	let mut config = NodeConfig::new("dev", &dir.path().join("node"));
 	config.validator = Some("alice");
@@ -216,13 +229,20 @@ fn publish_fetch_verify_pay_settle_and_survive_tampering_and_crashes() {
 	let rpc_url = format!("http://127.0.0.1:{}", node.config.rpc_port);
 	let runtime = tokio::runtime::Runtime::new().unwrap();
 	let chain = runtime.block_on(ChainClient::connect(&rpc_url)).unwrap();
-
 	let origin_objects = Arc::new(Mutex::new(HashMap::new()));
 	let origin = start_origin(origin_objects.clone());
 	let port = free_port();
 	let config = write_config(dir.path(), node.config.rpc_port, port, origin);
-	let mut agent = Agent::start(&config, port);
+	let agent = Agent::start(&config, port);
 	let endpoint = format!("http://127.0.0.1:{port}");
+	(World { dir, _node: node, rpc_url, runtime, chain, origin_objects, origin, port, config, endpoint }, agent)
+}
+
+#[test]
+fn publish_fetch_verify_pay_settle_and_survive_tampering_and_crashes() {
+	let (w, mut agent) = world();
+	let World { dir, rpc_url, runtime, chain, origin_objects, origin, port, config, endpoint, .. } = &w;
+	let (origin, port) = (*origin, *port);
 
 	// Publish a 5 MiB file with the CLI (a wrong token is refused).
 	let file = dir.path().join("movie.bin");
@@ -407,19 +427,9 @@ fn start_pausing_proxy(agent_port: u16, pause_after: usize, paused: Arc<AtomicBo
 
 #[test]
 fn an_agent_killed_mid_download_restarts_and_the_download_resumes_without_losing_receipts() {
-	let dir = tempfile::tempdir().unwrap();
-	let mut config = NodeConfig::new("dev", &dir.path().join("node"));
-	config.validator = Some("alice");
-	let mut node = Node::start(config).expect("dev node starts");
-	node.wait(Duration::from_secs(60), "block 1", |n| n.rpc.best_number().filter(|&b| b >= 1)).unwrap();
-	let rpc_url = format!("http://127.0.0.1:{}", node.config.rpc_port);
-	let runtime = tokio::runtime::Runtime::new().unwrap();
-	let chain = runtime.block_on(ChainClient::connect(&rpc_url)).unwrap();
-	let origin = start_origin(Arc::new(Mutex::new(HashMap::new())));
-	let port = free_port();
-	let config = write_config(dir.path(), node.config.rpc_port, port, origin);
-	let mut agent = Agent::start(&config, port);
-	let endpoint = format!("http://127.0.0.1:{port}");
+	let (w, mut agent) = world();
+	let World { dir, rpc_url, runtime, chain, port, config, endpoint, .. } = &w;
+	let port = *port;
 
 	let file = dir.path().join("big.bin");
 	let big = data(12 << 20, 7);
