@@ -138,7 +138,41 @@ pub struct Agent {
 	receipts: Arc<Mutex<ReceiptStore>>,
 	sessions: Mutex<HashMap<u64, Arc<SessionState>>>,
 	metrics: Arc<Metrics>,
+	hot: Mutex<HotObjects>,
 	origin: Client<HttpConnector, http_body_util::Empty<Bytes>>,
+}
+
+/// Bytes of small objects kept in memory.
+const HOT_BYTES: usize = 64 << 20;
+
+/// Small objects kept in memory (they are immutable, so this can never serve stale bytes),
+/// oldest dropped first beyond [`HOT_BYTES`].
+#[derive(Default)]
+struct HotObjects {
+	objects: HashMap<ContentHash, Bytes>,
+	order: std::collections::VecDeque<ContentHash>,
+	bytes: usize,
+}
+
+impl HotObjects {
+	fn get(&self, hash: &ContentHash) -> Option<Bytes> {
+		self.objects.get(hash).cloned()
+	}
+
+	fn insert(&mut self, hash: ContentHash, bytes: Bytes) {
+		if self.objects.contains_key(&hash) {
+			return;
+		}
+		self.bytes += bytes.len();
+		self.objects.insert(hash, bytes);
+		self.order.push_back(hash);
+		while self.bytes > HOT_BYTES {
+			let Some(old) = self.order.pop_front() else { break };
+			if let Some(b) = self.objects.remove(&old) {
+				self.bytes -= b.len();
+			}
+		}
+	}
 }
 
 /// The largest receipt body accepted (JSON of a 3.3 KB signature is ~7 KB).
@@ -262,6 +296,7 @@ impl Agent {
 			receipts: Arc::new(Mutex::new(receipts)),
 			sessions: Mutex::new(HashMap::new()),
 			metrics: Arc::new(Metrics::default()),
+			hot: Mutex::new(HotObjects::default()),
 			origin,
 		}))
 	}
@@ -679,26 +714,22 @@ impl Agent {
 		if head {
 			return builder.body(empty()).expect("valid");
 		}
-		// Small objects that fit in the session's allowance: one read, one frame.
-		if len <= SMALL_OBJECT && session.as_ref().is_none_or(|s| s.allowance() >= len) {
-			let path = object.path.clone();
-			let read = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
-				let mut file = std::fs::File::open(&path)?;
-				file.seek(SeekFrom::Start(first))?;
-				let mut buf = vec![0u8; len as usize];
-				file.read_exact(&mut buf)?;
-				Ok(buf)
-			})
-			.await;
-			return match read {
-				Ok(Ok(bytes)) => {
+		// Small objects (kept in memory once read) that fit in the session's allowance: one
+		// frame.
+		if object.size <= SMALL_OBJECT && session.as_ref().is_none_or(|s| s.allowance() >= len) {
+			return match self.small_object(&object).await {
+				Ok(bytes) => {
 					if let Some(s) = &session {
 						s.add_served(len);
 					}
 					self.metrics.bytes_served.fetch_add(len, Relaxed);
-					builder.body(Full::new(Bytes::from(bytes)).map_err(|never| match never {}).boxed()).expect("valid")
+					let part = bytes.slice(first as usize..(first + len) as usize);
+					builder.body(Full::new(part).map_err(|never| match never {}).boxed()).expect("valid")
 				},
-				_ => error(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the object"),
+				Err(e) => {
+					tracing::error!(hash = %object.hash, error = %e, "cannot read a cached object");
+					error(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the object")
+				},
 			};
 		}
 		let path = object.path.clone();
@@ -742,6 +773,23 @@ impl Agent {
 			.header(header::ETAG, format!("\"{}\"", object.hash.to_hex()))
 			.body(self.metered_stream(reader, session))
 			.expect("valid")
+	}
+
+	/// A small object's bytes, from memory or read (once) from the cache.
+	async fn small_object(&self, object: &Object) -> io::Result<Bytes> {
+		if let Some(bytes) = self.hot.lock().unwrap_or_else(|p| p.into_inner()).get(&object.hash) {
+			return Ok(bytes);
+		}
+		let path = object.path.clone();
+		let bytes = tokio::task::spawn_blocking(move || std::fs::read(path))
+			.await
+			.map_err(|e| io::Error::other(e.to_string()))??;
+		let bytes = Bytes::from(bytes);
+		if bytes.len() as u64 != object.size {
+			return Err(io::Error::other("the cached file has the wrong length"));
+		}
+		self.hot.lock().unwrap_or_else(|p| p.into_inner()).insert(object.hash, bytes.clone());
+		Ok(bytes)
 	}
 
 	/// Streams what `open` reads, chunk by chunk, metering each chunk against the session
