@@ -193,6 +193,7 @@ urls = ["http://127.0.0.1:{origin}/objects/{{hash}}"]
 [publish]
 tokens = ["secret-token"]
 [payment]
+public = ["{public}"]
 credit_limit_bytes = 1048576
 payment_wait_ms = 2000
 receipts_dir = "{receipts}"
@@ -200,6 +201,7 @@ settle_interval_secs = 3600
 "#,
 			cache = dir.join("cache").display(),
 			receipts = dir.join("receipts").display(),
+			public = blake3::hash(&data(200_000, 5)).to_hex(),
 		),
 	)
 	.unwrap();
@@ -279,6 +281,9 @@ fn publish_fetch_verify_pay_settle_and_survive_tampering_and_crashes() {
 	])
 	.unwrap();
 	assert!(answer.contains(blake3::hash(&pulled).to_hex().as_str()), "{answer}");
+	// It is configured public: served without a session.
+	let public = curl_bytes(port, &[&format!("/content/{}", blake3::hash(&pulled).to_hex())]).unwrap();
+	assert_eq!(public, pulled);
 
 	// Alice fetches it with the CLI through a paid session (receipts every 1 MiB).
 	let state = dir.path().join("client");

@@ -653,8 +653,9 @@ impl Agent {
 		needs_payment: bool,
 	) -> Result<(Object, Option<Arc<SessionState>>), Response<Body>> {
 		let hash = parse_hash(hash).ok_or_else(|| error(StatusCode::BAD_REQUEST, "not a BLAKE3 hash (64 hex digits)"))?;
-		let session = self.session(req).await?;
-		if needs_payment && !self.config.payment.free && session.is_none() {
+		let free = self.config.payment.free || self.config.payment.public.iter().any(|p| parse_hash(p) == Some(hash));
+		let session = if free { None } else { self.session(req).await? };
+		if needs_payment && !free && session.is_none() {
 			self.metrics.payment_required.fetch_add(1, Relaxed);
 			return Err(error(
 				StatusCode::PAYMENT_REQUIRED,
@@ -662,7 +663,6 @@ impl Agent {
 			));
 		}
 		let object = self.object(&hash).await.ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no object {hash}")))?;
-		let session = if self.config.payment.free { None } else { session };
 		if let Some(s) = &session {
 			if needs_payment && s.allowance() == 0 {
 				// Maybe a top-up or a settlement changed things: look again once.

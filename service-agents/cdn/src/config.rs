@@ -107,6 +107,10 @@ pub struct PaymentConfig {
 	/// Serve everything without a session (a free mirror). Default false.
 	#[serde(default)]
 	pub free: bool,
+	/// Objects served to anyone without a session (hex BLAKE3 hashes), e.g. a provider's
+	/// own landing content.
+	#[serde(default)]
+	pub public: Vec<String>,
 	/// Bytes served to a session beyond its latest receipt before the agent waits for the
 	/// next one. Default 8 MiB.
 	#[serde(default = "default_credit")]
@@ -140,6 +144,7 @@ impl Default for PaymentConfig {
 	fn default() -> Self {
 		PaymentConfig {
 			free: false,
+			public: Vec::new(),
 			credit_limit_bytes: default_credit(),
 			payment_wait_ms: default_wait(),
 			receipts_dir: default_receipts_dir(),
@@ -162,6 +167,7 @@ mod tests {
 		let text = include_str!("../../../configs/cdn-agent.toml");
 		let config = super::AgentConfig::parse(text).expect("configs/cdn-agent.toml is valid");
 		assert_eq!(config.http.listen.port(), 7320);
+		assert!(config.payment.public.iter().all(|h| crate::content::parse_hash(h).is_some()));
 		assert!(super::AgentConfig::parse("[http]\nlisten = \"127.0.0.1:1\"\nbogus = 1").is_err());
 	}
 }
