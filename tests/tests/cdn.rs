@@ -338,6 +338,31 @@ fn publish_fetch_verify_pay_settle_and_survive_tampering_and_crashes() {
 	assert!(owed.ends_with("402"), "{owed}");
 	assert!(owed.contains("amountDue") && owed.contains("POST /receipts"), "{owed}");
 
+	// Ranges in parallel, each paid from its own session (here two sessions with the same
+	// agent; with several providers the endpoints differ): the file is whole and verified.
+	let key = interlattice_pq_crypto::keys::MlDsaKeyPair::read_seed_file(&state.join("session.key")).unwrap();
+	let parallel_client = CdnClient::new(chain.clone(), key, &state);
+	let dave = runtime.block_on(chain.provider(&Dave.to_account_id())).unwrap().unwrap();
+	let mut sessions: Vec<_> = (0..2)
+		.map(|_| {
+			let mut s = runtime
+				.block_on(parallel_client.open_session(&sp_keyring::Sr25519Keyring::Alice.pair(), &dave, interlattice_runtime::UNIT, 1_000))
+				.unwrap();
+			s.endpoint = endpoint.clone();
+			s
+		})
+		.collect();
+	let parallel_out = dir.path().join("parallel.out");
+	let root = interlattice_cdn::content::parse_hash(&hash).unwrap();
+	let size = runtime.block_on(parallel_client.get_from_many(&mut sessions, &root, &parallel_out, |_| {})).unwrap();
+	assert_eq!(size, movie.len() as u64);
+	assert_eq!(std::fs::read(&parallel_out).unwrap(), movie);
+	for s in &sessions {
+		let record: SessionRecord =
+			serde_json::from_slice(&std::fs::read(state.join(format!("session-{}.json", s.session_id))).unwrap()).unwrap();
+		assert!(record.signed >= (movie.len() / 2) as u64, "each session paid for its half: {record:?}");
+	}
+
 	// A tampering agent (a proxy flipping one byte 100,000 bytes into the body): the client
 	// stops at the first bad chunk, keeping only verified bytes.
 	let proxy = start_tampering_proxy(port, 100_000);
