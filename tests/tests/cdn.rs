@@ -246,6 +246,16 @@ fn publish_fetch_verify_pay_settle_and_survive_tampering_and_crashes() {
 	let World { dir, rpc_url, runtime, chain, origin_objects, origin, port, config, endpoint, .. } = &w;
 	let (origin, port) = (*origin, *port);
 
+	// An agent whose account is not a registered CDN provider refuses to start, saying why.
+	let stranger = dir.path().join("stranger.toml");
+	std::fs::write(&stranger, std::fs::read_to_string(config)
+			.unwrap()
+			.replace("//Dave", "//Ferdie")
+			.replace(&format!("127.0.0.1:{port}\""), &format!("127.0.0.1:{}\"", free_port()))).unwrap();
+	let refused = Command::new(workspace_binary("cdn-agent")).args(["--config", stranger.to_str().unwrap()]).output().unwrap();
+	assert!(!refused.status.success());
+	assert!(String::from_utf8_lossy(&refused.stderr).contains("is not a registered provider"), "{refused:?}");
+
 	// Publish a 5 MiB file with the CLI (a wrong token is refused).
 	let file = dir.path().join("movie.bin");
 	let movie = data(5 << 20, 1);

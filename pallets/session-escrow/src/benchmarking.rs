@@ -23,7 +23,9 @@ fn funded<T: Config>(name: &'static str, index: u32) -> T::AccountId {
 fn provider<T: Config>() -> T::AccountId {
 	let who = funded::<T>("provider", 0);
 	if T::Registry::provider(&who).is_none() {
-		T::Registry::register_for_benchmarks(&who, PRICES).expect("the benchmark provider registers");
+		T::Registry::register_for_benchmarks(&who, PRICES).expect(
+			"the account was funded above the minimum stake and is not registered (checked above); qed",
+		);
 	}
 	who
 }
@@ -49,12 +51,18 @@ fn open<T: Config>(client: &T::AccountId, provider: &T::AccountId, key: MlDsaPub
 		deposit::<T>(),
 		T::MaxSessionDuration::get(),
 	)
-	.expect("the benchmark session opens")
+	.expect(
+		"the provider is active and offers the VPN at PRICES, the client is funded far beyond the \
+		 deposits and callers open fewer than MaxSessionsPerClient sessions per client, the \
+		 duration is the maximum allowed; qed",
+	)
 }
 
 /// The benchmark key of seed `n`.
 fn key(n: u32) -> MlDsaPublicKey {
-	benchmark_sign(seed(n), b"").expect("benchmark signing host function").0
+	benchmark_sign(seed(n), b"")
+		.expect("benchmarks run in a node that registers the benchmark signing host function; qed")
+		.0
 }
 
 /// A receipt for `session_id` worth half the deposit, signed with the key of seed `n`.

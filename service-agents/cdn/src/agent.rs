@@ -133,6 +133,7 @@ impl SessionState {
 pub struct Agent {
 	config: AgentConfig,
 	chain: ChainClient,
+	account: sr25519::Pair,
 	provider: AccountId,
 	content: Mutex<ContentStore>,
 	receipts: Arc<Mutex<ReceiptStore>>,
@@ -256,27 +257,25 @@ impl Agent {
 		let provider: AccountId = pair.public().into();
 		tracing::info!(rpc = %config.chain.rpc, "connecting to the chain");
 		let chain = ChainClient::connect(&config.chain.rpc).await?;
-		if !config.payment.free {
-			match chain.provider(&provider).await? {
-				None => {
-					return Err(AgentError::Config(format!(
-						"account {provider} is not a registered provider on this chain: register it first"
-					)))
-				},
-				Some(p) if !p.services.offers(ServiceKind::Cdn) => {
-					return Err(AgentError::Config(format!("provider {provider} is registered without the CDN service")))
-				},
-				Some(p) => {
-					let endpoints: Vec<String> = p.endpoints.iter().map(|e| String::from_utf8_lossy(e).into_owned()).collect();
-					let listen = config.http.listen.to_string();
-					if !endpoints.iter().any(|e| e.contains(&listen)) {
-						tracing::warn!(?endpoints, %listen, "no registered endpoint names the listen address; clients may not find this agent");
-					}
-					if !p.active {
-						tracing::warn!("the provider is registered but not active (stake below the minimum?): clients cannot open sessions");
-					}
-				},
-			}
+		match chain.provider(&provider).await? {
+			None => {
+				return Err(AgentError::Config(format!(
+					"account {provider} is not a registered provider on this chain: register it first"
+				)))
+			},
+			Some(p) if !p.services.offers(ServiceKind::Cdn) => {
+				return Err(AgentError::Config(format!("provider {provider} is registered without the CDN service")))
+			},
+			Some(p) => {
+				let endpoints: Vec<String> = p.endpoints.iter().map(|e| String::from_utf8_lossy(e).into_owned()).collect();
+				let listen = config.http.listen.to_string();
+				if !endpoints.iter().any(|e| e.contains(&listen)) {
+					tracing::warn!(?endpoints, %listen, "no registered endpoint names the listen address; clients may not find this agent");
+				}
+				if !p.active {
+					tracing::warn!("the provider is registered but not active (stake below the minimum?): clients cannot open sessions");
+				}
+			},
 		}
 		let content = ContentStore::open(&config.cache.dir, config.cache.max_bytes)?;
 		let (objects, used) = content.usage();
@@ -291,6 +290,7 @@ impl Agent {
 		Ok(Arc::new(Agent {
 			config,
 			chain,
+			account: pair,
 			provider,
 			content: Mutex::new(content),
 			receipts: Arc::new(Mutex::new(receipts)),
@@ -301,18 +301,15 @@ impl Agent {
 		}))
 	}
 
-	fn settler(&self) -> Result<Settler, AgentError> {
-		let secret = std::env::var("INTERLATTICE_ACCOUNT").ok().or_else(|| self.config.provider.account.clone());
-		let pair = sr25519::Pair::from_string(secret.as_deref().unwrap_or_default(), None)
-			.map_err(|e| AgentError::Config(format!("{e:?}")))?;
-		Ok(Settler::new(self.chain.clone(), pair, self.receipts.clone()))
+	fn settler(&self) -> Settler {
+		Settler::new(self.chain.clone(), self.account.clone(), self.receipts.clone())
 	}
 
 	/// Serves until `shutdown` turns true; then lets in-flight requests finish (bounded by
 	/// the grace period) and settles once more.
 	pub async fn serve(self: Arc<Self>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) -> Result<(), AgentError> {
 		let (settle_stop_tx, settle_stop) = watch::channel(false);
-		let settler = self.settler()?;
+		let settler = self.settler();
 		let me = self.clone();
 		let interval = Duration::from_secs(self.config.payment.settle_interval_secs.max(1));
 		let settlement = tokio::spawn(async move {
@@ -653,7 +650,7 @@ impl Agent {
 		needs_payment: bool,
 	) -> Result<(Object, Option<Arc<SessionState>>), Response<Body>> {
 		let hash = parse_hash(hash).ok_or_else(|| error(StatusCode::BAD_REQUEST, "not a BLAKE3 hash (64 hex digits)"))?;
-		let free = self.config.payment.free || self.config.payment.public.iter().any(|p| parse_hash(p) == Some(hash));
+		let free = self.config.payment.public.iter().any(|p| parse_hash(p) == Some(hash));
 		let session = if free { None } else { self.session(req).await? };
 		if needs_payment && !free && session.is_none() {
 			self.metrics.payment_required.fetch_add(1, Relaxed);

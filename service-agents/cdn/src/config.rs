@@ -104,9 +104,6 @@ pub struct PublishConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentConfig {
-	/// Serve everything without a session (a free mirror). Default false.
-	#[serde(default)]
-	pub free: bool,
 	/// Objects served to anyone without a session (hex BLAKE3 hashes), e.g. a provider's
 	/// own landing content.
 	#[serde(default)]
@@ -143,7 +140,6 @@ fn default_settle_interval() -> u64 {
 impl Default for PaymentConfig {
 	fn default() -> Self {
 		PaymentConfig {
-			free: false,
 			public: Vec::new(),
 			credit_limit_bytes: default_credit(),
 			payment_wait_ms: default_wait(),

@@ -81,7 +81,7 @@ pub enum ReceiptError {
 	/// The amount is not what the receipt's usage costs at the session's prices.
 	#[error("the receipt's amount is {got}, its usage costs exactly {expected}")]
 	WrongAmount {
-		/// What the usage costs (None: more than u128).
+		/// What the usage costs.
 		expected: u128,
 		/// The receipt's.
 		got: u128,
