@@ -7,6 +7,7 @@
 //! printed when a wait times out.
 
 pub mod chain;
+pub mod netns;
 pub mod node;
 pub mod rpc;
 pub mod spec;
@@ -52,4 +53,18 @@ pub fn number_arg(name: &str, default: usize) -> usize {
 		.and_then(|i| args.get(i + 1))
 		.map(|v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number")))
 		.unwrap_or(default)
+}
+
+/// `len` deterministic pseudo-random bytes (xorshift32 seeded by `seed`): test content that
+/// compresses badly and differs per seed.
+pub fn pseudo_random_bytes(len: usize, seed: u8) -> Vec<u8> {
+	let mut x = seed as u32 | 1;
+	(0..len)
+		.map(|_| {
+			x ^= x << 13;
+			x ^= x >> 17;
+			x ^= x << 5;
+			x as u8
+		})
+		.collect()
 }

@@ -161,15 +161,7 @@ fn cdn(args: &[&str]) -> Result<String, String> {
 }
 
 fn data(len: usize, seed: u8) -> Vec<u8> {
-	let mut x = seed as u32 | 1;
-	(0..len)
-		.map(|_| {
-			x ^= x << 13;
-			x ^= x >> 17;
-			x ^= x << 5;
-			x as u8
-		})
-		.collect()
+	interlattice_tests::pseudo_random_bytes(len, seed)
 }
 
 fn write_config(dir: &Path, rpc: u16, port: u16, origin: u16) -> PathBuf {

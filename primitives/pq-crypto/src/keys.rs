@@ -127,6 +127,20 @@ impl MlDsaKeyPair {
 		file.write_all(text.as_bytes()).and_then(|_| file.sync_all()).map_err(io)
 	}
 
+	/// Reads the key in `path`, or generates one there (creating the directory) if there is
+	/// none: a client's session key.
+	pub fn read_or_generate(path: &Path) -> Result<Self, KeyError> {
+		if path.exists() {
+			return Self::read_seed_file(path);
+		}
+		if let Some(dir) = path.parent() {
+			fs::create_dir_all(dir).map_err(|source| KeyError::Io { path: dir.display().to_string(), source })?;
+		}
+		let key = Self::generate()?;
+		key.write_seed_file(path)?;
+		Ok(key)
+	}
+
 	/// Reads a seed file written by [`Self::write_seed_file`]. Refuses a file that group or
 	/// others can read.
 	pub fn read_seed_file(path: &Path) -> Result<Self, KeyError> {

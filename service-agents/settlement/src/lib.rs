@@ -36,3 +36,26 @@ pub fn session_terms(session: &chain::Session, genesis_hash: [u8; 32]) -> Sessio
 		},
 	}
 }
+
+/// A flag that turns true at the first Ctrl-C or SIGTERM: the agents' and clients' graceful
+/// shutdown. Call inside a tokio runtime.
+pub fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
+	let (tx, rx) = tokio::sync::watch::channel(false);
+	tokio::spawn(async move {
+		match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+			Ok(mut term) => {
+				tokio::select! {
+					_ = tokio::signal::ctrl_c() => {},
+					_ = term.recv() => {},
+				}
+			},
+			Err(e) => {
+				tracing::warn!(error = %e, "no SIGTERM handler; only Ctrl-C stops gracefully");
+				let _ = tokio::signal::ctrl_c().await;
+			},
+		}
+		tracing::info!("stop requested");
+		let _ = tx.send(true);
+	});
+	rx
+}

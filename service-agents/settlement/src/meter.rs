@@ -153,6 +153,11 @@ impl Meter {
 		self.terms = terms;
 	}
 
+	/// Unpaid bytes served before the client must pay.
+	pub fn credit_limit_bytes(&self) -> u64 {
+		self.credit_limit_bytes
+	}
+
 	/// The newest receipt accepted (or settled): what the client has paid for.
 	pub fn latest(&self) -> &UsageReceipt {
 		&self.latest

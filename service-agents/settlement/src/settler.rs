@@ -36,6 +36,9 @@ pub enum SettleError {
 	/// The receipt store failed.
 	#[error(transparent)]
 	Store(#[from] StoreError),
+	/// The session is gone, or its latest receipt could not be settled: not closed.
+	#[error("session {0} cannot be closed: it is gone or its latest receipt is not settled")]
+	NotClosable(u64),
 }
 
 /// What one round did.
@@ -53,19 +56,23 @@ pub struct SettleReport {
 	pub transaction_fees: u128,
 }
 
-/// Settles the receipts of one provider's store.
+/// Settles the receipts of one provider's store. Clones share the store and take turns:
+/// rounds (and cooperative closes) never overlap, so their extrinsics never race for the
+/// provider's nonce.
+#[derive(Clone)]
 pub struct Settler {
 	chain: ChainClient,
 	signer: sr25519::Pair,
 	store: Arc<Mutex<ReceiptStore>>,
 	max_batch: usize,
+	turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Settler {
 	/// Settles `store`'s receipts on `chain`, signing the extrinsics with `signer` (the
 	/// provider's account key; anyone may submit receipts, the provider pays the fee).
 	pub fn new(chain: ChainClient, signer: sr25519::Pair, store: Arc<Mutex<ReceiptStore>>) -> Self {
-		Settler { chain, signer, store, max_batch: MAX_BATCH }
+		Settler { chain, signer, store, max_batch: MAX_BATCH, turn: Default::default() }
 	}
 
 	/// Limits batches to `n` receipts (1..=500).
@@ -81,6 +88,30 @@ impl Settler {
 
 	/// One round: settle everything unsettled now.
 	pub async fn settle_once(&self) -> Result<SettleReport, SettleError> {
+		let _turn = self.turn.lock().await;
+		self.round().await
+	}
+
+	/// The client is done with `session_id`: settle its latest receipt (with everything else
+	/// due), then close the session as its provider, which finalizes it at once and refunds
+	/// the client the rest of the deposit. Returns the total the session paid the provider.
+	/// Refuses to close while the latest stored receipt is not settled on-chain.
+	pub async fn settle_and_close(&self, session_id: u64) -> Result<u128, SettleError> {
+		let _turn = self.turn.lock().await;
+		self.round().await?;
+		let latest = self.with_store(|s| Ok(s.session(session_id).map(|r| r.latest.receipt.sequence)))?;
+		let Some(session) = self.chain.session(session_id).await? else { return Err(SettleError::NotClosable(session_id)) };
+		if latest.is_some_and(|sequence| session.sequence < sequence) {
+			return Err(SettleError::NotClosable(session_id));
+		}
+		let call = RuntimeCall::SessionEscrow(pallet_session_escrow::Call::close_session { session_id });
+		self.chain.submit_and_watch(call, &self.signer).await?;
+		self.with_store(|s| s.forget(session_id))?;
+		tracing::info!(session = session_id, paid = session.settled, "session settled and closed");
+		Ok(session.settled)
+	}
+
+	async fn round(&self) -> Result<SettleReport, SettleError> {
 		let mut report = SettleReport::default();
 		let unsettled = self.with_store(|s| Ok(s.unsettled()))?;
 		let best = self.chain.best_number().await?;

@@ -1,6 +1,25 @@
-//! The decentralised VPN. So far: [`handshake`], the post-quantum key agreement that
-//! authenticates a client's on-chain session and the provider agent's registered service key
-//! and derives the WireGuard pre-shared key (`docs/vpn-handshake.md`). The agent (WireGuard
-//! data plane, metering, receipts) and the client come next.
+//! The decentralised VPN (`docs/vpn-protocol.md`, `docs/vpn-handshake.md`):
+//!
+//! - [`handshake`]: the post-quantum key agreement (ML-KEM-768, ML-DSA-65 over the transcript)
+//!   that authenticates a client's on-chain session and the provider's registered service key
+//!   and derives the WireGuard pre-shared key. No I/O.
+//! - [`control`]: the control channel's messages and framing. No I/O beyond frame reading.
+//! - [`dataplane`]: WireGuard (boringtun) between a TUN interface and a UDP socket, metered
+//!   per peer with a forwarding limit.
+//! - [`tun`]: the TUN device, addresses, routes and NAT.
+//! - [`agent`]: the provider agent; [`client`]: the client library. [`config`]: the agent's
+//!   configuration file.
 
+pub mod agent;
+pub mod client;
+pub mod config;
+pub mod control;
+pub mod dataplane;
 pub mod handshake;
+pub mod tun;
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `default`).
+pub fn init_logging(default: &str) {
+	let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+	let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

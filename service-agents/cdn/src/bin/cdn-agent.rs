@@ -24,16 +24,7 @@ fn main() -> anyhow::Result<()> {
 		let listener = agent::bind(config.http.listen).await?;
 		let agent = agent::Agent::new(config.clone()).await?;
 		tracing::info!(listen = %config.http.listen, "cdn-agent serving");
-		let (stop_tx, stop) = tokio::sync::watch::channel(false);
-		tokio::spawn(async move {
-			let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
-			tokio::select! {
-				_ = tokio::signal::ctrl_c() => {},
-				_ = term.recv() => {},
-			}
-			tracing::info!("stop requested");
-			let _ = stop_tx.send(true);
-		});
+		let stop = interlattice_settlement::shutdown_signal();
 		agent.serve(listener, stop).await?;
 		Ok(())
 	})

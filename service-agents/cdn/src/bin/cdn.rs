@@ -78,13 +78,7 @@ fn lat(amount: u128) -> String {
 
 fn session_key(state_dir: &std::path::Path) -> anyhow::Result<MlDsaKeyPair> {
 	let path = state_dir.join("session.key");
-	if path.exists() {
-		return MlDsaKeyPair::read_seed_file(&path).map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()));
-	}
-	std::fs::create_dir_all(state_dir)?;
-	let key = MlDsaKeyPair::generate().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-	key.write_seed_file(&path).map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
-	Ok(key)
+	MlDsaKeyPair::read_or_generate(&path).map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))
 }
 
 fn main() -> anyhow::Result<()> {

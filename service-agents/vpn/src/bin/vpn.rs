@@ -1,0 +1,310 @@
+//! `vpn`: the dVPN client. `vpn providers`, `vpn connect`, `vpn disconnect`,
+//! `vpn export-config`.
+
+use std::{io::Write, path::PathBuf, time::Duration};
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use interlattice_pq_crypto::keys::MlDsaKeyPair;
+use interlattice_settlement::chain::{ChainClient, Provider, Session};
+use interlattice_vpn::{
+	client::{control_endpoint, vpn_providers, ConnectOptions, Status, Summary, VpnClient},
+	config::{parse_lat, UNIT},
+};
+use sp_core::{crypto::Ss58Codec, Pair};
+
+/// Find dVPN providers, open a paid post-quantum WireGuard tunnel, close it.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+	/// A node's JSON-RPC endpoint.
+	#[arg(long, global = true, default_value = "http://127.0.0.1:9944")]
+	rpc: String,
+	/// Where the client keeps its session key, receipt state and the running tunnel's pid.
+	#[arg(long, global = true, default_value = "data/vpn-client")]
+	state_dir: PathBuf,
+	#[command(subcommand)]
+	command: Command,
+}
+
+#[derive(Args)]
+struct Select {
+	/// The provider's account (SS58); default: the cheapest matching the filters.
+	#[arg(long)]
+	provider: Option<String>,
+	/// Only providers in this country (ISO 3166-1 alpha-2).
+	#[arg(long)]
+	country: Option<String>,
+	/// Dial this control endpoint (host:port) instead of the registered one.
+	#[arg(long)]
+	endpoint: Option<String>,
+	/// The paying account's secret URI (`//Alice` on a dev chain). Or INTERLATTICE_ACCOUNT.
+	#[arg(long, env = "INTERLATTICE_ACCOUNT")]
+	account: String,
+	/// Reuse this open session instead of opening one.
+	#[arg(long)]
+	session: Option<u64>,
+	/// Deposit of a new session, in LAT.
+	#[arg(long, default_value = "1")]
+	deposit: String,
+	/// Duration of a new session, in blocks.
+	#[arg(long, default_value_t = 14_400)]
+	duration: u32,
+	/// The most you pay per GiB, in LAT.
+	#[arg(long, default_value = "1")]
+	max_price_per_gib: String,
+	/// The most you pay per hour, in LAT.
+	#[arg(long, default_value = "1")]
+	max_price_per_hour: String,
+	/// Routes into the tunnel (repeatable); 0.0.0.0/0 sends everything except the provider.
+	#[arg(long = "route", default_value = "0.0.0.0/0")]
+	routes: Vec<String>,
+	/// Keep the session open at the end (to reconnect later) instead of closing it.
+	#[arg(long)]
+	keep_session: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+	/// List the active VPN providers, cheapest first.
+	Providers {
+		/// Only providers in this country (ISO 3166-1 alpha-2).
+		#[arg(long)]
+		country: Option<String>,
+		/// Only providers at or below this price per GiB, in LAT.
+		#[arg(long)]
+		max_price_per_gib: Option<String>,
+	},
+	/// Open (or reuse) a session, bring up the tunnel and pay as it is used, until Ctrl-C or
+	/// `vpn disconnect`; then settle and close the session.
+	Connect {
+		#[command(flatten)]
+		select: Select,
+		/// The tunnel interface to create.
+		#[arg(long, default_value = "ilvpnc0")]
+		interface: String,
+		/// Stop signing receipts after this many bytes (to test a provider's enforcement).
+		#[arg(long, hide = true)]
+		stop_paying_after_bytes: Option<u64>,
+	},
+	/// Stop the running `vpn connect` (its session is settled and closed).
+	Disconnect,
+	/// Close a session on-chain as its client (the provider can still settle its last
+	/// receipts during the settlement window; the rest is refunded after it).
+	Close {
+		/// The session.
+		#[arg(long)]
+		session: u64,
+		/// The paying account's secret URI. Or INTERLATTICE_ACCOUNT.
+		#[arg(long, env = "INTERLATTICE_ACCOUNT")]
+		account: String,
+	},
+	/// Handshake and write a wg-quick configuration for any WireGuard implementation; keeps
+	/// running to pay for the tunnel (at the provider's reported usage) until stopped.
+	ExportConfig {
+		#[command(flatten)]
+		select: Select,
+		/// Where to write the configuration (mode 0600).
+		#[arg(long, short)]
+		output: PathBuf,
+		/// The most MiB paid for in this run.
+		#[arg(long, default_value_t = 1024)]
+		max_mib: u64,
+	},
+}
+
+fn lat(amount: u128) -> String {
+	format!("{}.{:06} LAT", amount / UNIT, (amount % UNIT) / 1_000_000)
+}
+
+fn ss58(account: &interlattice_runtime::AccountId) -> String {
+	account.to_ss58check_with_version(interlattice_runtime::SS58_PREFIX.into())
+}
+
+fn country(code: &Option<String>) -> anyhow::Result<Option<[u8; 2]>> {
+	match code {
+		None => Ok(None),
+		Some(c) if c.len() == 2 => Ok(Some([c.as_bytes()[0].to_ascii_uppercase(), c.as_bytes()[1].to_ascii_uppercase()])),
+		Some(c) => bail!("--country {c:?} must be a two-letter code"),
+	}
+}
+
+fn session_key(state_dir: &std::path::Path) -> anyhow::Result<MlDsaKeyPair> {
+	let path = state_dir.join("session.key");
+	MlDsaKeyPair::read_or_generate(&path).map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))
+}
+
+fn main() -> anyhow::Result<()> {
+	interlattice_vpn::init_logging("warn");
+	let cli = Cli::parse();
+	tokio::runtime::Runtime::new()?.block_on(run(cli))
+}
+
+fn stop_signal() -> tokio::sync::watch::Receiver<bool> {
+	let stop = interlattice_settlement::shutdown_signal();
+	let mut seen = stop.clone();
+	tokio::spawn(async move {
+		if seen.changed().await.is_ok() {
+			eprintln!("\nstopping: sending the last receipt and closing…");
+		}
+	});
+	stop
+}
+
+/// The provider, the endpoint to dial, the client and the session.
+async fn prepare(cli: &Cli, select: &Select) -> anyhow::Result<(VpnClient, sp_core::sr25519::Pair, Session, String)> {
+	let chain = ChainClient::connect(&cli.rpc).await?;
+	let payer = sp_core::sr25519::Pair::from_string(&select.account, None)
+		.map_err(|e| anyhow::anyhow!("--account is not a valid secret URI: {e:?}"))?;
+	let client = VpnClient::new(chain.clone(), session_key(&cli.state_dir)?, &cli.state_dir);
+	let (session, provider): (Session, Option<Provider>) = match select.session {
+		Some(id) => {
+			let s = chain.session(id).await?.with_context(|| format!("session {id} does not exist"))?;
+			let p = chain.provider(&s.provider).await?;
+			(s, p)
+		},
+		None => {
+			let max_prices = pallet_provider_registry::Prices {
+				per_gib: parse_lat(&select.max_price_per_gib).map_err(anyhow::Error::msg)?,
+				per_hour: parse_lat(&select.max_price_per_hour).map_err(anyhow::Error::msg)?,
+			};
+			let providers = vpn_providers(&chain, country(&select.country)?, Some(max_prices.per_gib)).await?;
+			let chosen = match &select.provider {
+				Some(p) => providers.into_iter().find(|x| ss58(&x.account) == *p || x.account.to_string() == *p),
+				None => providers.into_iter().next(),
+			};
+			let Some(chosen) = chosen else { bail!("no active VPN provider matches (see `vpn providers`)") };
+			let deposit = parse_lat(&select.deposit).map_err(anyhow::Error::msg)?;
+			eprintln!("opening a session with {} ({}), deposit {}…", ss58(&chosen.account), String::from_utf8_lossy(&chosen.country), lat(deposit));
+			let s = client.open_session(&payer, &chosen, max_prices, deposit, select.duration).await?;
+			(s, Some(chosen))
+		},
+	};
+	let endpoint = match &select.endpoint {
+		Some(e) => e.clone(),
+		None => provider
+			.as_ref()
+			.and_then(control_endpoint)
+			.context("the provider registered no host:port endpoint; pass --endpoint")?,
+	};
+	eprintln!("session {} with {endpoint}", session.session_id);
+	Ok((client, payer, session, endpoint))
+}
+
+fn status_line(s: &Status) {
+	eprint!(
+		"\r{}  ↑ {} B  ↓ {} B  paid {} (receipt #{}{})  deposit left {}{}   ",
+		s.address.map(|a| a.to_string()).unwrap_or_default(),
+		s.sent,
+		s.received,
+		lat(s.signed.amount),
+		s.signed.sequence,
+		if s.acknowledged { "" } else { ", unacknowledged" },
+		lat(s.deposit.saturating_sub(s.signed.amount)),
+		if s.agent.blocked { "  [held by the provider: pay to continue]" } else { "" },
+	);
+}
+
+async fn finish(client: &VpnClient, payer: &sp_core::sr25519::Pair, session: &Session, select: &Select, result: Result<Summary, interlattice_vpn::client::ClientError>) -> anyhow::Result<()> {
+	eprintln!();
+	let mut out = std::io::stdout();
+	match result {
+		Ok(Summary { closed: Some(paid), status }) => {
+			writeln!(out, "session {} closed by the provider: paid {}, refunded {}", status.session_id, lat(paid), lat(session.deposit.saturating_sub(paid)))?;
+		},
+		Ok(Summary { closed: None, status }) if select.keep_session => {
+			writeln!(out, "session {} kept open ({} signed); reconnect with --session {}", status.session_id, lat(status.signed.amount), status.session_id)?;
+		},
+		Ok(Summary { closed: None, status }) => {
+			eprintln!("the provider did not close session {}; closing it on-chain (the rest is refunded after the settlement window)…", status.session_id);
+			client.close_on_chain(payer, session.session_id).await?;
+			writeln!(out, "session {} closed by the client", session.session_id)?;
+		},
+		Err(e) => bail!(
+			"{e}\nsession {id} stays open: reconnect with `vpn connect --session {id}`, or close it with `vpn close --session {id}`",
+			id = session.session_id
+		),
+	}
+	Ok(())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+	let mut out = std::io::stdout();
+	match &cli.command {
+		Command::Providers { country: c, max_price_per_gib } => {
+			let chain = ChainClient::connect(&cli.rpc).await?;
+			let max = max_price_per_gib.as_deref().map(parse_lat).transpose().map_err(anyhow::Error::msg)?;
+			writeln!(out, "{:<50} {:<7} {:>16} {:>16} {:>20}  {}", "ACCOUNT", "COUNTRY", "PRICE/GiB", "PRICE/HOUR", "STAKE", "ENDPOINT")?;
+			for p in vpn_providers(&chain, country(c)?, max).await? {
+				writeln!(
+					out,
+					"{:<50} {:<7} {:>16} {:>16} {:>20}  {}",
+					ss58(&p.account),
+					String::from_utf8_lossy(&p.country),
+					lat(p.prices.per_gib),
+					lat(p.prices.per_hour),
+					lat(p.stake),
+					control_endpoint(&p).unwrap_or_default()
+				)?;
+			}
+		},
+		Command::Connect { select, interface, stop_paying_after_bytes } => {
+			let (client, payer, session, endpoint) = prepare(&cli, select).await?;
+			let pid_file = cli.state_dir.join("vpn-connect.pid");
+			std::fs::write(&pid_file, std::process::id().to_string())?;
+			let options = ConnectOptions {
+				interface: interface.clone(),
+				routes: select.routes.clone(),
+				close_at_end: !select.keep_session,
+				stop_paying_after_bytes: *stop_paying_after_bytes,
+				..Default::default()
+			};
+			let result = client.connect(&session, &endpoint, &options, status_line, stop_signal()).await;
+			let _ = std::fs::remove_file(&pid_file);
+			finish(&client, &payer, &session, select, result).await?;
+		},
+		Command::ExportConfig { select, output, max_mib } => {
+			let (client, payer, session, endpoint) = prepare(&cli, select).await?;
+			let options = ConnectOptions { routes: select.routes.clone(), close_at_end: !select.keep_session, ..Default::default() };
+			eprintln!("writing {}; keep this running while the tunnel is in use", output.display());
+			let result = client.export_config(&session, &endpoint, output, &options, max_mib << 20, status_line, stop_signal()).await;
+			finish(&client, &payer, &session, select, result).await?;
+		},
+		Command::Close { session, account } => {
+			let chain = ChainClient::connect(&cli.rpc).await?;
+			let payer = sp_core::sr25519::Pair::from_string(account, None)
+				.map_err(|e| anyhow::anyhow!("--account is not a valid secret URI: {e:?}"))?;
+			VpnClient::new(chain, session_key(&cli.state_dir)?, &cli.state_dir).close_on_chain(&payer, *session).await?;
+			writeln!(out, "session {session} closed by the client")?;
+		},
+		Command::Disconnect => {
+			let pid_file = cli.state_dir.join("vpn-connect.pid");
+			let pid: i32 = std::fs::read_to_string(&pid_file)
+				.ok()
+				.and_then(|s| s.trim().parse().ok())
+				.with_context(|| format!("no running `vpn connect` ({} not found)", pid_file.display()))?;
+			// SAFETY: kill(2) with a pid read from our own pid file and SIGTERM.
+			if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+				let _ = std::fs::remove_file(&pid_file);
+				bail!("`vpn connect` (pid {pid}) is not running");
+			}
+			eprintln!("asked `vpn connect` (pid {pid}) to stop; waiting for it to settle and close…");
+			let deadline = std::time::Instant::now() + Duration::from_secs(120);
+			// Running until /proc says it is gone or a zombie (exited, not yet reaped).
+			let running = || {
+				std::fs::read_to_string(format!("/proc/{pid}/stat"))
+					.ok()
+					.and_then(|s| s.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()).map(|state| state != "Z"))
+					.unwrap_or(false)
+			};
+			while running() {
+				if std::time::Instant::now() > deadline {
+					bail!("`vpn connect` (pid {pid}) did not stop within 2 minutes");
+				}
+				tokio::time::sleep(Duration::from_millis(200)).await;
+			}
+			writeln!(out, "disconnected")?;
+		},
+	}
+	Ok(())
+}

@@ -1,0 +1,572 @@
+//! The client: finds VPN providers, opens sessions, runs the handshake and the tunnel, and
+//! pays for usage with signed receipts while the tunnel is up.
+
+use std::{
+	net::{Ipv4Addr, SocketAddr},
+	path::{Path, PathBuf},
+	sync::Arc,
+	time::{Duration, Instant},
+};
+
+use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt};
+use interlattice_runtime::{AccountId, RuntimeCall};
+use interlattice_settlement::{
+	chain::{ChainClient, Provider, Session},
+	meter::next_receipt,
+	ChainError,
+};
+use pallet_provider_registry::{ProviderFilter, ProviderOrder, ProviderPage, ServiceKind};
+use serde::{Deserialize, Serialize};
+use sp_core::sr25519;
+use tokio::{
+	io::AsyncWriteExt,
+	net::TcpStream,
+	sync::watch,
+};
+
+use crate::{
+	control::{
+		io::{read_message, spawn_reader, write_message, ChannelError},
+		AgentMessage, ClientMessage, ErrorCode, TunnelParams, UsageReport, PREAMBLE,
+	},
+	dataplane::{Engine, Peer, PeerConfig, Role},
+	handshake::{ClientHandshake, Established, HandshakeError},
+	tun::{ip, HostRoute, NetError, Tun},
+};
+
+/// What can go wrong on the client side.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+	/// Talking to the chain failed.
+	#[error(transparent)]
+	Chain(#[from] ChainError),
+	/// The agent could not be reached or the connection broke.
+	#[error("provider {endpoint}: {message}")]
+	Unreachable {
+		/// The control endpoint.
+		endpoint: String,
+		/// What failed.
+		message: String,
+	},
+	/// The agent refused the tunnel or ended it.
+	#[error("the provider refused: {message} ({code:?})")]
+	Refused {
+		/// The kind.
+		code: ErrorCode,
+		/// Its explanation.
+		message: String,
+	},
+	/// The handshake failed (the agent is not who the registry says, or a protocol error).
+	#[error("handshake: {0}")]
+	Handshake(#[from] HandshakeError),
+	/// Setting up the interface or routes failed.
+	#[error(transparent)]
+	Net(#[from] NetError),
+	/// Anything else.
+	#[error("{0}")]
+	Other(String),
+}
+
+/// The control endpoint (`host:port`) a provider registered: its first endpoint without a
+/// URL scheme.
+pub fn control_endpoint(provider: &Provider) -> Option<String> {
+	provider.endpoints.iter().map(|e| String::from_utf8_lossy(e).into_owned()).find(|e| !e.contains("://"))
+}
+
+/// The active VPN providers matching `country` (ISO code) and a price ceiling, cheapest first.
+pub async fn vpn_providers(
+	chain: &ChainClient,
+	country: Option<[u8; 2]>,
+	max_price_per_gib: Option<u128>,
+) -> Result<Vec<Provider>, ClientError> {
+	let filter = ProviderFilter::<u128> {
+		service: Some(ServiceKind::Vpn),
+		country,
+		max_price_per_gib,
+		active_only: true,
+		..Default::default()
+	};
+	let page: ProviderPage<AccountId, u128, u32> =
+		chain.runtime_call("ProviderRegistryApi_providers", (filter, ProviderOrder::PricePerGibAscending, 0u32, 100u32)).await?;
+	Ok(page.providers)
+}
+
+/// What the client remembers about a session: the last receipt it signed. Written before a
+/// receipt is sent, so that a sequence number is never signed twice for different usage.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SignedState {
+	/// The session.
+	pub session_id: u64,
+	/// The last sequence signed.
+	pub sequence: u64,
+	/// Its bytes.
+	pub bytes: u64,
+	/// Its seconds.
+	pub seconds: u64,
+	/// Its amount.
+	#[serde(with = "amount_string")]
+	pub amount: u128,
+}
+
+mod amount_string {
+	use serde::{Deserialize, Deserializer, Serializer};
+	pub fn serialize<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
+		s.serialize_str(&v.to_string())
+	}
+	pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+		String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+	}
+}
+
+/// Where the usage the client pays for is counted.
+pub enum Metering {
+	/// By this client's own data plane (the tunnel runs here).
+	Own,
+	/// By the agent's reports (the tunnel runs in another WireGuard implementation, from an
+	/// exported configuration); at most `max_bytes` in this tunnel.
+	AgentReported {
+		/// The most bytes paid for in this run.
+		max_bytes: u64,
+	},
+}
+
+/// How to connect.
+pub struct ConnectOptions {
+	/// The TUN interface to create.
+	pub interface: String,
+	/// Routes into the tunnel (`0.0.0.0/0`: everything, except the agent itself).
+	pub routes: Vec<String>,
+	/// Pay at least this often in bytes (default: the agent's ask).
+	pub receipt_interval_bytes: Option<u64>,
+	/// Accept the agent's count up to this fraction above our own (lost packets), in
+	/// thousandths, plus 256 KiB.
+	pub tolerance_permille: u64,
+	/// At the end, ask the agent to settle and close the session (refunding the rest).
+	pub close_at_end: bool,
+	/// Stop signing receipts after this many bytes (to test a provider's enforcement).
+	pub stop_paying_after_bytes: Option<u64>,
+}
+
+impl Default for ConnectOptions {
+	fn default() -> Self {
+		ConnectOptions {
+			interface: "ilvpnc0".into(),
+			routes: vec!["0.0.0.0/0".into()],
+			receipt_interval_bytes: None,
+			tolerance_permille: 20,
+			close_at_end: true,
+			stop_paying_after_bytes: None,
+		}
+	}
+}
+
+/// The live state shown to the user.
+#[derive(Clone, Debug, Default)]
+pub struct Status {
+	/// The session.
+	pub session_id: u64,
+	/// The client's tunnel address.
+	pub address: Option<Ipv4Addr>,
+	/// Inner bytes sent into the tunnel (this run).
+	pub sent: u64,
+	/// Inner bytes received from the tunnel (this run).
+	pub received: u64,
+	/// The agent's latest count of the session.
+	pub agent: UsageReport,
+	/// The last receipt signed.
+	pub signed: SignedState,
+	/// The session's deposit.
+	pub deposit: u128,
+	/// Whether the agent acknowledged the last receipt.
+	pub acknowledged: bool,
+}
+
+/// How a connection ended.
+#[derive(Clone, Debug)]
+pub struct Summary {
+	/// The last state.
+	pub status: Status,
+	/// `Some(paid)` if the agent settled and closed the session.
+	pub closed: Option<u128>,
+}
+
+/// The client.
+pub struct VpnClient {
+	chain: ChainClient,
+	session_key: MlDsaKeyPair,
+	state_dir: PathBuf,
+}
+
+struct Connected {
+	reader: tokio::net::tcp::OwnedReadHalf,
+	writer: tokio::net::tcp::OwnedWriteHalf,
+	established: Established,
+	params: TunnelParams,
+	agent: SocketAddr,
+	wireguard_secret: [u8; 32],
+}
+
+impl VpnClient {
+	/// A client that signs with `session_key` and keeps state in `state_dir`.
+	pub fn new(chain: ChainClient, session_key: MlDsaKeyPair, state_dir: &Path) -> Self {
+		VpnClient { chain, session_key, state_dir: state_dir.to_path_buf() }
+	}
+
+	/// The chain.
+	pub fn chain(&self) -> &ChainClient {
+		&self.chain
+	}
+
+	/// Opens a VPN session with `provider`, paid by `account`: `deposit` escrowed for
+	/// `duration_blocks`, at the provider's current prices (refused if they exceed `max_prices`).
+	pub async fn open_session(
+		&self,
+		account: &sr25519::Pair,
+		provider: &Provider,
+		max_prices: pallet_provider_registry::Prices<u128>,
+		deposit: u128,
+		duration_blocks: u32,
+	) -> Result<Session, ClientError> {
+		if provider.prices.per_gib > max_prices.per_gib || provider.prices.per_hour > max_prices.per_hour {
+			return Err(ClientError::Other(format!(
+				"provider {} charges more than the maximum price you set",
+				provider.account
+			)));
+		}
+		let who: AccountId = sp_core::Pair::public(account).into();
+		let before: Vec<u64> = self.chain.client_sessions(&who).await?.iter().map(|s| s.session_id).collect();
+		let call = RuntimeCall::SessionEscrow(pallet_session_escrow::Call::open_session {
+			provider: provider.account.clone(),
+			service: ServiceKind::Vpn,
+			client_key: Box::new(self.session_key.public().clone()),
+			max_prices,
+			deposit,
+			duration: duration_blocks,
+		});
+		self.chain.submit_and_watch(call, account).await?;
+		self.chain
+			.client_sessions(&who)
+			.await?
+			.into_iter()
+			.filter(|s| !before.contains(&s.session_id) && s.provider == provider.account)
+			.max_by_key(|s| s.session_id)
+			.ok_or_else(|| ClientError::Other("the session was opened but is not listed".into()))
+	}
+
+	/// Closes `session_id` on-chain as its client (the provider may still settle during the
+	/// settlement window; the rest is refunded when it is finalized).
+	pub async fn close_on_chain(&self, account: &sr25519::Pair, session_id: u64) -> Result<(), ClientError> {
+		let call = RuntimeCall::SessionEscrow(pallet_session_escrow::Call::close_session { session_id });
+		self.chain.submit_and_watch(call, account).await?;
+		Ok(())
+	}
+
+	fn state_path(&self, session_id: u64) -> PathBuf {
+		self.state_dir.join(format!("vpn-session-{session_id}.json"))
+	}
+
+	/// The last receipt this client signed for `session_id`.
+	pub fn signed_state(&self, session_id: u64) -> SignedState {
+		std::fs::read(self.state_path(session_id))
+			.ok()
+			.and_then(|b| serde_json::from_slice(&b).ok())
+			.unwrap_or(SignedState { session_id, ..Default::default() })
+	}
+
+	fn save_state(&self, state: &SignedState) -> Result<(), ClientError> {
+		let io = |e: std::io::Error| ClientError::Other(format!("cannot save the session state in {}: {e}", self.state_dir.display()));
+		std::fs::create_dir_all(&self.state_dir).map_err(io)?;
+		let path = self.state_path(state.session_id);
+		let tmp = path.with_extension("json.tmp");
+		{
+			let mut f = std::fs::File::create(&tmp).map_err(io)?;
+			std::io::Write::write_all(&mut f, &serde_json::to_vec(state).expect("plain struct")).map_err(io)?;
+			f.sync_all().map_err(io)?;
+		}
+		std::fs::rename(&tmp, &path).map_err(io)
+	}
+
+	async fn handshake(&self, session: &Session, endpoint: &str) -> Result<Connected, ClientError> {
+		let unreachable = |message: String| ClientError::Unreachable { endpoint: endpoint.to_string(), message };
+		let provider = self
+			.chain
+			.provider(&session.provider)
+			.await?
+			.ok_or_else(|| ClientError::Other(format!("provider {} is not registered", session.provider)))?;
+		let agent = tokio::net::lookup_host(endpoint)
+			.await
+			.map_err(|e| unreachable(e.to_string()))?
+			.find(|a| a.is_ipv4())
+			.ok_or_else(|| unreachable("no IPv4 address".into()))?;
+		let stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(agent))
+			.await
+			.map_err(|_| unreachable("connection timed out".into()))?
+			.map_err(|e| unreachable(e.to_string()))?;
+		let _ = stream.set_nodelay(true);
+		let (mut reader, mut writer) = stream.into_split();
+		let mut secret = [0u8; 32];
+		getrandom::fill(&mut secret).map_err(|e| ClientError::Other(format!("no randomness: {e}")))?;
+		let wg_public = boringtun::x25519::PublicKey::from(&boringtun::x25519::StaticSecret::from(secret));
+		let (state, hello) = ClientHandshake::start(self.chain.genesis_hash().0, session.session_id, *wg_public.as_bytes())?;
+		let channel = |e: ChannelError| unreachable(e.to_string());
+		writer.write_all(PREAMBLE).await.map_err(|e| unreachable(e.to_string()))?;
+		write_message(&mut writer, &ClientMessage::Hello(hello)).await.map_err(channel)?;
+		let step = Duration::from_secs(30);
+		let answer = match tokio::time::timeout(step, read_message::<AgentMessage, _>(&mut reader)).await {
+			Ok(Ok(AgentMessage::Hello(a))) => a,
+			Ok(Ok(AgentMessage::Error { code, message })) => return Err(ClientError::Refused { code, message }),
+			Ok(Ok(other)) => return Err(unreachable(format!("unexpected answer {other:?}"))),
+			Ok(Err(e)) => return Err(channel(e)),
+			Err(_) => return Err(unreachable("no handshake answer in time".into())),
+		};
+		let (finish, established) = state.finish(&answer, &provider.service_key, &self.session_key)?;
+		write_message(&mut writer, &ClientMessage::Finish(finish)).await.map_err(channel)?;
+		let params = match tokio::time::timeout(step, read_message::<AgentMessage, _>(&mut reader)).await {
+			Ok(Ok(AgentMessage::Ready(p))) => p,
+			Ok(Ok(AgentMessage::Error { code, message })) => return Err(ClientError::Refused { code, message }),
+			Ok(Ok(other)) => return Err(unreachable(format!("unexpected answer {other:?}"))),
+			Ok(Err(e)) => return Err(channel(e)),
+			Err(_) => return Err(unreachable("no tunnel parameters in time".into())),
+		};
+		Ok(Connected { reader, writer, established, params, agent, wireguard_secret: secret })
+	}
+
+	/// Handshakes with the agent at `endpoint` for `session` and writes a standard `wg-quick`
+	/// configuration for the tunnel to `output`; then pays for the agent's reported usage until
+	/// `stop` (the tunnel lives as long as this control connection).
+	pub async fn export_config(
+		&self,
+		session: &Session,
+		endpoint: &str,
+		output: &Path,
+		options: &ConnectOptions,
+		max_bytes: u64,
+		on_status: impl FnMut(&Status),
+		stop: watch::Receiver<bool>,
+	) -> Result<Summary, ClientError> {
+		let connected = self.handshake(session, endpoint).await?;
+		let (address, prefix) = connected.established.tunnel_address;
+		let b64 = |k: &[u8]| base64_encode(k);
+		let config = format!(
+			"# Interlattice dVPN session {session} with {provider}\n# Valid while `vpn export-config` keeps running (it pays for the tunnel).\n[Interface]\nPrivateKey = {private}\nAddress = {address}/{prefix}\nMTU = {mtu}\n\n[Peer]\nPublicKey = {public}\nPresharedKey = {psk}\nEndpoint = {ip}:{port}\nAllowedIPs = {allowed}\nPersistentKeepalive = 25\n",
+			session = session.session_id,
+			provider = session.provider,
+			private = b64(&connected.wireguard_secret),
+			address = Ipv4Addr::from(address),
+			mtu = connected.params.mtu,
+			public = b64(&connected.established.peer_wireguard_public_key),
+			psk = b64(connected.established.preshared_key.as_ref()),
+			ip = connected.agent.ip(),
+			port = connected.params.wireguard_port,
+			allowed = options.routes.join(", "),
+		);
+		write_private(output, config.as_bytes()).map_err(|e| ClientError::Other(format!("{}: {e}", output.display())))?;
+		self.pay(session, connected, None, Metering::AgentReported { max_bytes }, options, on_status, stop).await
+	}
+
+	/// Connects to the agent at `endpoint` for `session`: handshake, tunnel interface and
+	/// routes, then pays as usage grows until `stop`; tears everything down at the end.
+	pub async fn connect(
+		&self,
+		session: &Session,
+		endpoint: &str,
+		options: &ConnectOptions,
+		on_status: impl FnMut(&Status),
+		stop: watch::Receiver<bool>,
+	) -> Result<Summary, ClientError> {
+		let connected = self.handshake(session, endpoint).await?;
+		let (address, prefix) = connected.established.tunnel_address;
+		let address = Ipv4Addr::from(address);
+		let agent_ip = match connected.agent.ip() {
+			std::net::IpAddr::V4(a) => a,
+			std::net::IpAddr::V6(_) => return Err(ClientError::Other("IPv6 endpoints are not supported".into())),
+		};
+		let tun = Tun::create(&options.interface)?;
+		tun.configure(address, prefix, connected.params.mtu)?;
+		let udp = std::net::UdpSocket::bind("0.0.0.0:0").map_err(|e| ClientError::Other(format!("UDP socket: {e}")))?;
+		let engine = Engine::start(tun, udp, boringtun::x25519::StaticSecret::from(connected.wireguard_secret), Role::Client)
+			.map_err(|e| ClientError::Other(format!("data plane: {e}")))?;
+		let state = self.signed_state(session.session_id);
+		let base = state.bytes.max(connected.params.paid.paid_bytes);
+		let peer = engine.add_peer(PeerConfig {
+			public_key: connected.established.peer_wireguard_public_key,
+			preshared_key: *connected.established.preshared_key,
+			address: Ipv4Addr::from(connected.params.gateway),
+			endpoint: Some(SocketAddr::new(agent_ip.into(), connected.params.wireguard_port)),
+			keepalive: Some(25),
+			served_bytes: base,
+			limit: u64::MAX,
+		});
+		let mut pinned = None;
+		for route in &options.routes {
+			if route == "0.0.0.0/0" {
+				pinned = Some(HostRoute::pin(agent_ip)?);
+				ip(&["route", "add", "0.0.0.0/1", "dev", engine.interface()])?;
+				ip(&["route", "add", "128.0.0.0/1", "dev", engine.interface()])?;
+			} else {
+				ip(&["route", "add", route, "dev", engine.interface()])?;
+			}
+		}
+		tracing::info!(session = session.session_id, %address, interface = engine.interface(), "tunnel up");
+		let result = self.pay(session, connected, Some(peer), Metering::Own, options, on_status, stop).await;
+		engine.stop();
+		drop(pinned);
+		result
+	}
+
+	#[allow(clippy::too_many_arguments)]
+	async fn pay(
+		&self,
+		session: &Session,
+		connected: Connected,
+		peer: Option<Arc<Peer>>,
+		metering: Metering,
+		options: &ConnectOptions,
+		mut on_status: impl FnMut(&Status),
+		mut stop: watch::Receiver<bool>,
+	) -> Result<Summary, ClientError> {
+		let Connected { reader, mut writer, params, established, .. } = connected;
+		let endpoint = session.provider.to_string();
+		let genesis = self.chain.genesis_hash().0;
+		let mut signed = self.signed_state(session.session_id);
+		// Anything the agent holds was signed by this key: never sign below it.
+		if params.paid.sequence > signed.sequence {
+			signed = SignedState {
+				session_id: session.session_id,
+				sequence: params.paid.sequence,
+				bytes: params.paid.paid_bytes,
+				seconds: params.paid.paid_seconds,
+				amount: interlattice_settlement::meter::next_receipt(genesis, session.session_id, &session.prices, 0, params.paid.paid_bytes, params.paid.paid_seconds)
+					.map(|r| r.amount)
+					.unwrap_or(0),
+			};
+		}
+		let base_bytes = signed.bytes;
+		let base_seconds = signed.seconds.max(params.paid.paid_seconds);
+		let started = Instant::now();
+		let interval_bytes = options.receipt_interval_bytes.unwrap_or(params.receipt_interval_bytes).clamp(1, params.receipt_interval_bytes);
+		let interval_secs = Duration::from_secs(u64::from(params.receipt_interval_secs).max(1));
+		let mut status = Status {
+			session_id: session.session_id,
+			address: Some(Ipv4Addr::from(established.tunnel_address.0)),
+			agent: params.paid,
+			signed,
+			deposit: session.deposit,
+			acknowledged: true,
+			..Default::default()
+		};
+		let (mut messages, read_task) = spawn_reader::<AgentMessage, _>(reader);
+		let mut last_receipt = Instant::now();
+		let mut ticker = tokio::time::interval(Duration::from_millis(250));
+		let mut stopping = false;
+		let mut deposit_warned = false;
+		let outcome: Result<Option<u128>, ClientError> = loop {
+			tokio::select! {
+				_ = ticker.tick() => {},
+				_ = stop.changed(), if !stopping => stopping = true,
+				message = messages.recv() => {
+					match message {
+						Some(Ok(AgentMessage::Usage(report))) => status.agent = report,
+						Some(Ok(AgentMessage::ReceiptAccepted { sequence })) => status.acknowledged = sequence == status.signed.sequence,
+						Some(Ok(AgentMessage::ReceiptRejected { sequence, reason })) => {
+							tracing::warn!(sequence, %reason, "the agent refused a receipt");
+						},
+						Some(Ok(AgentMessage::Closed { paid })) => break Ok(Some(paid)),
+						Some(Ok(AgentMessage::Error { code, message })) => break Err(ClientError::Refused { code, message }),
+						Some(Ok(_)) => {},
+						Some(Err(e)) => break Err(ClientError::Unreachable { endpoint: endpoint.clone(), message: e.to_string() }),
+						None => break Err(ClientError::Unreachable { endpoint: endpoint.clone(), message: "control channel closed".into() }),
+					}
+					if !stopping {
+						continue;
+					}
+				},
+			}
+			if let Some(peer) = &peer {
+				status.sent = peer.meter.to_peer.load(std::sync::atomic::Ordering::Relaxed);
+				status.received = peer.meter.from_peer.load(std::sync::atomic::Ordering::Relaxed);
+			}
+			// What we owe: our own count, or the agent's within a tolerance (packets it sent
+			// that were lost on the way still count for it), or only the agent's (exported).
+			let own = match (&metering, &peer) {
+				(Metering::Own, Some(peer)) => peer.meter.served(),
+				(Metering::AgentReported { max_bytes }, _) => status.agent.served_bytes.min(base_bytes.saturating_add(*max_bytes)),
+				_ => base_bytes,
+			};
+			let tolerance = own.saturating_sub(base_bytes) * options.tolerance_permille / 1000 + (256 << 10);
+			let mut bytes = own.max(status.agent.served_bytes.min(own.saturating_add(tolerance))).max(status.signed.bytes);
+			if let Some(cap) = options.stop_paying_after_bytes {
+				bytes = bytes.min(cap.max(status.signed.bytes));
+			}
+			let seconds = (base_seconds + started.elapsed().as_secs()).max(status.signed.seconds);
+			let due = bytes.saturating_sub(status.signed.bytes) >= interval_bytes
+				|| (last_receipt.elapsed() >= interval_secs && (bytes, seconds) != (status.signed.bytes, status.signed.seconds))
+				|| (stopping && (bytes, seconds) != (status.signed.bytes, status.signed.seconds))
+				|| (status.agent.blocked && bytes > status.signed.bytes);
+			if due {
+				match next_receipt(genesis, session.session_id, &session.prices, status.signed.sequence, bytes, seconds) {
+					Some(receipt) if receipt.amount <= session.deposit => {
+						let next = SignedState { session_id: session.session_id, sequence: receipt.sequence, bytes, seconds, amount: receipt.amount };
+						self.save_state(&next)?;
+						let signature = self.session_key.sign(&receipt.signing_payload()).map_err(|e| ClientError::Other(format!("signing: {e:?}")))?;
+						let message = ClientMessage::Receipt(SignedUsageReceipt { receipt, signature });
+						if let Err(e) = write_message(&mut writer, &message).await {
+							break Err(ClientError::Unreachable { endpoint: endpoint.clone(), message: e.to_string() });
+						}
+						status.signed = next;
+						status.acknowledged = false;
+						last_receipt = Instant::now();
+					},
+					_ => if !deposit_warned {
+						deposit_warned = true;
+						tracing::warn!(session = session.session_id, "the deposit cannot pay for more: top it up to keep the tunnel");
+					},
+				}
+			}
+			on_status(&status);
+			if stopping && status.acknowledged {
+				if !options.close_at_end {
+					break Ok(None);
+				}
+				if let Err(e) = write_message(&mut writer, &ClientMessage::Close).await {
+					break Err(ClientError::Unreachable { endpoint: endpoint.clone(), message: e.to_string() });
+				}
+				// Wait for Closed (the agent settles, then closes: a few blocks).
+				let closed = tokio::time::timeout(Duration::from_secs(90), async {
+					while let Some(m) = messages.recv().await {
+						match m {
+							Ok(AgentMessage::Closed { paid }) => return Ok(Some(paid)),
+							Ok(AgentMessage::Error { code, message }) => return Err(ClientError::Refused { code, message }),
+							Ok(_) => {},
+							Err(e) => return Err(ClientError::Unreachable { endpoint: endpoint.clone(), message: e.to_string() }),
+						}
+					}
+					Err(ClientError::Unreachable { endpoint: endpoint.clone(), message: "control channel closed before the session was closed".into() })
+				})
+				.await
+				.unwrap_or_else(|_| Err(ClientError::Other("the provider did not close the session in time".into())));
+				break closed;
+			}
+			if stopping && last_receipt.elapsed() > Duration::from_secs(10) {
+				tracing::warn!("the agent did not acknowledge the last receipt");
+				break Ok(None);
+			}
+		};
+		read_task.abort();
+		let _ = writer.shutdown().await;
+		outcome.map(|closed| Summary { status, closed })
+	}
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+	use std::os::unix::fs::OpenOptionsExt;
+	let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+	std::io::Write::write_all(&mut f, bytes)?;
+	f.sync_all()
+}
+
+/// Standard base64 (WireGuard's key encoding).
+pub fn base64_encode(bytes: &[u8]) -> String {
+	use base64::Engine as _;
+	base64::engine::general_purpose::STANDARD.encode(bytes)
+}

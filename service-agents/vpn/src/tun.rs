@@ -1,0 +1,212 @@
+//! A Linux TUN device (layer 3, no packet information header) and the `ip`/`nft` commands
+//! that configure addresses, routes and NAT. The device disappears when it is dropped, and
+//! with it every address and route on it.
+
+use std::{
+	fs::{File, OpenOptions},
+	io::{self, Read, Write},
+	net::Ipv4Addr,
+	os::{fd::AsRawFd, unix::fs::OpenOptionsExt},
+	process::Command,
+	time::Duration,
+};
+
+/// Why a network change failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+	/// `/dev/net/tun` is missing or not accessible.
+	#[error("cannot open /dev/net/tun ({0}): the agent and the client need a TUN device and root (or CAP_NET_ADMIN)")]
+	NoTun(io::Error),
+	/// The kernel refused to create the interface.
+	#[error("cannot create TUN interface {name}: {source} (is the name in use? do you have CAP_NET_ADMIN?)")]
+	Create {
+		/// The interface.
+		name: String,
+		/// Why.
+		source: io::Error,
+	},
+	/// A configuration command failed.
+	#[error("`{command}` failed: {message}")]
+	Command {
+		/// The command line.
+		command: String,
+		/// Its error output.
+		message: String,
+	},
+}
+
+/// An open TUN interface.
+pub struct Tun {
+	file: File,
+	name: String,
+}
+
+const IFNAMSIZ: usize = 16;
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const IFF_TUN: libc::c_short = 0x0001;
+const IFF_NO_PI: libc::c_short = 0x1000;
+
+#[repr(C)]
+struct IfReq {
+	name: [u8; IFNAMSIZ],
+	flags: libc::c_short,
+	_pad: [u8; 22],
+}
+
+impl Tun {
+	/// Creates the interface `name` (at most 15 bytes).
+	pub fn create(name: &str) -> Result<Self, NetError> {
+		if name.is_empty() || name.len() >= IFNAMSIZ || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+			return Err(NetError::Create {
+				name: name.into(),
+				source: io::Error::new(io::ErrorKind::InvalidInput, "an interface name is 1–15 letters, digits, '-' or '_'"),
+			});
+		}
+		let file = OpenOptions::new()
+			.read(true)
+			.write(true)
+			.custom_flags(libc::O_CLOEXEC)
+			.open("/dev/net/tun")
+			.map_err(NetError::NoTun)?;
+		let mut req = IfReq { name: [0; IFNAMSIZ], flags: IFF_TUN | IFF_NO_PI, _pad: [0; 22] };
+		req.name[..name.len()].copy_from_slice(name.as_bytes());
+		// SAFETY: `req` is a valid, initialised `struct ifreq` prefix of the size the kernel
+		// reads for TUNSETIFF, and the descriptor is open.
+		let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReq) };
+		if rc < 0 {
+			return Err(NetError::Create { name: name.into(), source: io::Error::last_os_error() });
+		}
+		Ok(Tun { file, name: name.into() })
+	}
+
+	/// The interface name.
+	pub fn name(&self) -> &str {
+		&self.name
+	}
+
+	/// Gives the interface `address/prefix` and `mtu`, and brings it up.
+	pub fn configure(&self, address: Ipv4Addr, prefix: u8, mtu: u16) -> Result<(), NetError> {
+		ip(&["address", "add", &format!("{address}/{prefix}"), "dev", &self.name])?;
+		ip(&["link", "set", "dev", &self.name, "mtu", &mtu.to_string(), "up"])
+	}
+
+	/// Waits up to `timeout` for a packet to read; `Ok(false)` on timeout.
+	pub fn wait_readable(&self, timeout: Duration) -> io::Result<bool> {
+		let mut fd = libc::pollfd { fd: self.file.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+		// SAFETY: one valid pollfd.
+		let rc = unsafe { libc::poll(&mut fd, 1, timeout.as_millis().min(i32::MAX as u128) as i32) };
+		match rc {
+			n if n > 0 => Ok(true),
+			0 => Ok(false),
+			_ => {
+				let e = io::Error::last_os_error();
+				if e.kind() == io::ErrorKind::Interrupted {
+					Ok(false)
+				} else {
+					Err(e)
+				}
+			},
+		}
+	}
+
+	/// Reads one IP packet.
+	pub fn read_packet(&self, buf: &mut [u8]) -> io::Result<usize> {
+		(&self.file).read(buf)
+	}
+
+	/// Writes one IP packet.
+	pub fn write_packet(&self, packet: &[u8]) -> io::Result<()> {
+		(&self.file).write(packet).map(|_| ())
+	}
+}
+
+fn run(program: &str, args: &[&str]) -> Result<String, NetError> {
+	let command = format!("{program} {}", args.join(" "));
+	let out = Command::new(program).args(args).output().map_err(|e| NetError::Command {
+		command: command.clone(),
+		message: format!("{e} (is iproute2/nftables installed? run scripts/setup.sh)"),
+	})?;
+	if !out.status.success() {
+		return Err(NetError::Command { command, message: String::from_utf8_lossy(&out.stderr).trim().to_string() });
+	}
+	Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs `ip ARGS`.
+pub fn ip(args: &[&str]) -> Result<(), NetError> {
+	run("ip", args).map(|_| ())
+}
+
+/// How the host currently reaches `destination`: the `via` gateway (if any) and the device.
+pub fn route_to(destination: Ipv4Addr) -> Result<(Option<Ipv4Addr>, String), NetError> {
+	let out = run("ip", &["-o", "-4", "route", "get", &destination.to_string()])?;
+	let words: Vec<&str> = out.split_whitespace().collect();
+	let after = |key: &str| words.iter().position(|w| *w == key).and_then(|i| words.get(i + 1)).copied();
+	let device = after("dev").ok_or_else(|| NetError::Command {
+		command: format!("ip route get {destination}"),
+		message: format!("no device in {out:?}"),
+	})?;
+	Ok((after("via").and_then(|v| v.parse().ok()), device.to_string()))
+}
+
+/// NAT for a tunnel address pool: IPv4 forwarding on and an nftables table masquerading the
+/// pool's traffic leaving through any other interface. Removed when dropped.
+pub struct Masquerade {
+	table: String,
+}
+
+impl Masquerade {
+	/// Installs the table `interlattice_<interface>` for `pool` (e.g. `10.77.0.0/24`).
+	pub fn install(interface: &str, pool: &str) -> Result<Self, NetError> {
+		std::fs::write("/proc/sys/net/ipv4/ip_forward", b"1").map_err(|e| NetError::Command {
+			command: "echo 1 > /proc/sys/net/ipv4/ip_forward".into(),
+			message: e.to_string(),
+		})?;
+		let table = format!("interlattice_{}", interface.replace('-', "_"));
+		// A table left by a crashed agent is replaced, not duplicated.
+		let _ = run("nft", &["delete", "table", "ip", &table]);
+		let script = format!(
+			"table ip {table} {{\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    ip saddr {pool} oifname != \"{interface}\" masquerade\n  }}\n}}\n"
+		);
+		let path = std::env::temp_dir().join(format!("{table}.nft"));
+		std::fs::write(&path, script).map_err(|e| NetError::Command { command: format!("write {}", path.display()), message: e.to_string() })?;
+		let result = run("nft", &["-f", &path.to_string_lossy()]);
+		let _ = std::fs::remove_file(&path);
+		result?;
+		Ok(Masquerade { table })
+	}
+}
+
+impl Drop for Masquerade {
+	fn drop(&mut self) {
+		if let Err(e) = run("nft", &["delete", "table", "ip", &self.table]) {
+			tracing::warn!(error = %e, "cannot remove the NAT table");
+		}
+	}
+}
+
+/// A host route that is removed when dropped.
+pub struct HostRoute {
+	destination: Ipv4Addr,
+}
+
+impl HostRoute {
+	/// Pins `destination` to the path the host uses for it now (so that routing everything
+	/// else into a tunnel does not capture the tunnel's own packets).
+	pub fn pin(destination: Ipv4Addr) -> Result<Self, NetError> {
+		let (via, device) = route_to(destination)?;
+		let target = format!("{destination}/32");
+		let _ = ip(&["route", "del", &target]);
+		match via {
+			Some(gw) => ip(&["route", "add", &target, "via", &gw.to_string(), "dev", &device])?,
+			None => ip(&["route", "add", &target, "dev", &device])?,
+		}
+		Ok(HostRoute { destination })
+	}
+}
+
+impl Drop for HostRoute {
+	fn drop(&mut self) {
+		let _ = ip(&["route", "del", &format!("{}/32", self.destination)]);
+	}
+}

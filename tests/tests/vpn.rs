@@ -1,0 +1,391 @@
+//! The dVPN end to end, across network namespaces made by the test (it runs as root):
+//!
+//! ```text
+//!   client ns            agent ns                  internet ns
+//!   vpn connect ──eth0── 10.99.1.1  vpn-agent ──── 10.99.2.2 HTTP server
+//!   10.99.1.2            ilvpn0 10.77.0.1, NAT     (no route to the client)
+//! ```
+//!
+//! A dev node runs in the root namespace; its RPC is relayed onto the agent's and client's
+//! loopback. Eve registers as a VPN provider with `vpn-agent register`; Alice connects with
+//! `vpn connect`, fetches a file from the "internet" through the tunnel, disconnects, and the
+//! chain pays Eve for the metered bytes and refunds Alice the rest. Also: a client that stops
+//! paying is cut off after the credit limit and the provider is paid what was signed; bad
+//! sessions and garbage are refused while other tunnels keep working; an agent SIGKILLed mid
+//! session restarts without losing an acknowledged receipt.
+
+use std::{
+	io::Read,
+	net::TcpStream,
+	path::{Path, PathBuf},
+	process::{Child, Command, Output, Stdio},
+	time::Duration,
+};
+
+use interlattice_pq_crypto::keys::MlDsaKeyPair;
+use interlattice_runtime::RuntimeEvent;
+use interlattice_settlement::chain::ChainClient;
+use interlattice_tests::{
+	chain::events,
+	free_port,
+	netns::{link, serve_file, Netns},
+	node::workspace_binary,
+	wait_for, Node, NodeConfig,
+};
+use interlattice_vpn::{
+	client::VpnClient,
+	control::{decode_body, frame_length, AgentMessage, ErrorCode},
+};
+use pallet_session_escrow::types::max_amount_owed;
+use sp_core::crypto::Ss58Codec;
+use sp_keyring::Sr25519Keyring::{Alice, Bob, Eve};
+
+const RECEIPT_INTERVAL: u64 = 256 << 10;
+const CREDIT: u64 = 2 << 20;
+const UNIT: u128 = 1_000_000_000_000;
+
+/// A process started by the test, killed by PID when dropped.
+struct Process {
+	child: Child,
+	log: PathBuf,
+}
+
+impl Process {
+	fn start(mut command: Command, log: PathBuf) -> Process {
+		let file = std::fs::File::create(&log).unwrap();
+		let child = command.stdout(Stdio::from(file.try_clone().unwrap())).stderr(Stdio::from(file)).spawn().unwrap();
+		Process { child, log }
+	}
+
+	fn log(&self) -> String {
+		std::fs::read_to_string(&self.log).unwrap_or_default()
+	}
+
+	fn signal(&mut self, signal: &str) {
+		let _ = Command::new("kill").args([signal, &self.child.id().to_string()]).status();
+	}
+
+	fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+		let status = wait_for(timeout, "the process to exit", || self.child.try_wait().unwrap());
+		status.unwrap_or_else(|e| panic!("{e}\n{}", self.log()))
+	}
+}
+
+impl Drop for Process {
+	fn drop(&mut self) {
+		let _ = self.child.kill();
+		let _ = self.child.wait();
+	}
+}
+
+struct World {
+	dir: tempfile::TempDir,
+	node: Node,
+	runtime: tokio::runtime::Runtime,
+	chain: ChainClient,
+	rpc_port: u16,
+	agent_config: PathBuf,
+	metrics_port: u16,
+	peers: std::sync::Arc<std::sync::Mutex<Vec<std::net::SocketAddr>>>,
+	file: Vec<u8>,
+	// Namespaces last: processes inside them end first.
+	client_ns: Netns,
+	agent_ns: Netns,
+	_internet_ns: Netns,
+}
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+	interlattice_tests::pseudo_random_bytes(len, seed)
+}
+
+fn world() -> World {
+	let dir = tempfile::tempdir().unwrap();
+	let mut config = NodeConfig::new("dev", &dir.path().join("node"));
+	config.validator = Some("alice");
+	let mut node = Node::start(config).expect("dev node starts");
+	node.wait(Duration::from_secs(60), "block 1", |n| n.rpc.best_number().filter(|&b| b >= 1)).unwrap();
+	let rpc_port = node.config.rpc_port;
+	let runtime = tokio::runtime::Runtime::new().unwrap();
+	let chain = runtime.block_on(ChainClient::connect(&format!("http://127.0.0.1:{rpc_port}"))).unwrap();
+
+	let agent_ns = Netns::new("agent");
+	let client_ns = Netns::new("client");
+	let internet_ns = Netns::new("inet");
+	link(&client_ns, "eth0", "10.99.1.2/24", &agent_ns, "eth0", "10.99.1.1/24");
+	link(&agent_ns, "eth1", "10.99.2.1/24", &internet_ns, "eth0", "10.99.2.2/24");
+	agent_ns.relay_loopback(rpc_port);
+	client_ns.relay_loopback(rpc_port);
+	let file = data(3 << 20, 7);
+	let peers = serve_file(internet_ns.bind("10.99.2.2:8080"), file.clone());
+
+	let key = dir.path().join("eve-service.key");
+	MlDsaKeyPair::generate().unwrap().write_seed_file(&key).unwrap();
+	let metrics_port = free_port();
+	let agent_config = dir.path().join("vpn-agent.toml");
+	let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/vpn-agent.toml")).unwrap();
+	let text = shipped
+		.replace("rpc = \"http://127.0.0.1:9944\"", &format!("rpc = \"http://127.0.0.1:{rpc_port}\""))
+		.replace("account = \"//Charlie\"", "account = \"//Eve\"")
+		.replace("service_key = \"dev:charlie\"", &format!("service_key = \"{}\"", key.display()))
+		.replace("endpoint = \"127.0.0.1:7310\"", "endpoint = \"10.99.1.1:7310\"")
+		.replace("listen = \"127.0.0.1:7310\"", "listen = \"10.99.1.1:7310\"")
+		.replace("credit_limit_bytes = 8388608", &format!("credit_limit_bytes = {CREDIT}"))
+		.replace("receipt_interval_bytes = 1048576", &format!("receipt_interval_bytes = {RECEIPT_INTERVAL}"))
+		.replace("receipt_interval_secs = 10", "receipt_interval_secs = 2")
+		.replace("receipts_dir = \"data/vpn-agent/receipts\"", &format!("receipts_dir = \"{}\"", dir.path().join("receipts").display()))
+		.replace("settle_interval_secs = 60", "settle_interval_secs = 3")
+		.replace("listen = \"127.0.0.1:7311\"", &format!("listen = \"127.0.0.1:{metrics_port}\""));
+	assert!(text.contains("//Eve") && text.contains("10.99.1.1:7310") && text.contains("settle_interval_secs = 3"), "the shipped config changed");
+	std::fs::write(&agent_config, text).unwrap();
+	World { dir, node, runtime, chain, rpc_port, agent_config, metrics_port, peers, file, client_ns, agent_ns, _internet_ns: internet_ns }
+}
+
+impl World {
+	fn register(&self) -> Output {
+		self.agent_ns
+			.command(workspace_binary("vpn-agent").to_str().unwrap())
+			.args(["--config", self.agent_config.to_str().unwrap(), "register"])
+			.output()
+			.unwrap()
+	}
+
+	fn start_agent(&self, tag: &str) -> Process {
+		let mut command = self.agent_ns.command(workspace_binary("vpn-agent").to_str().unwrap());
+		command.args(["--config", self.agent_config.to_str().unwrap()]);
+		let agent = Process::start(command, self.dir.path().join(format!("agent-{tag}.log")));
+		wait_for(Duration::from_secs(30), "the agent to serve", || agent.log().contains("vpn-agent serving").then_some(())).unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
+		agent
+	}
+
+	fn vpn_args(&self, state: &str) -> Vec<String> {
+		vec![
+			"--rpc".into(),
+			format!("http://127.0.0.1:{}", self.rpc_port),
+			"--state-dir".into(),
+			self.dir.path().join(state).display().to_string(),
+		]
+	}
+
+	/// `vpn ARGS` in the client namespace, to completion.
+	fn vpn(&self, state: &str, args: &[&str]) -> Output {
+		self.client_ns.command(workspace_binary("vpn").to_str().unwrap()).args(self.vpn_args(state)).args(args).output().unwrap()
+	}
+
+	/// `vpn connect ARGS` in the client namespace, in the background; waits for the tunnel.
+	fn connect(&self, state: &str, tag: &str, args: &[&str]) -> Process {
+		let mut command = self.client_ns.command(workspace_binary("vpn").to_str().unwrap());
+		command.args(self.vpn_args(state)).arg("connect").args(args);
+		let client = Process::start(command, self.dir.path().join(format!("client-{tag}.log")));
+		wait_for(Duration::from_secs(60), "the tunnel", || {
+			let up = Command::new("ip").args(["-n", &self.client_ns.name, "-o", "addr", "show", "dev", "ilvpnc0"]).output().ok()?;
+			String::from_utf8_lossy(&up.stdout).contains("10.77.0.").then_some(())
+		})
+		.unwrap_or_else(|e| panic!("{e}\n{}", client.log()));
+		client
+	}
+
+	/// Fetches the internet host's file from the client namespace (through the tunnel).
+	fn fetch(&self, max_secs: u32) -> (bool, Vec<u8>) {
+		let out = self
+			.client_ns
+			.command("curl")
+			.args(["-sS", "--max-time", &max_secs.to_string(), "http://10.99.2.2:8080/file"])
+			.output()
+			.unwrap();
+		(out.status.success(), out.stdout)
+	}
+
+	fn metric(&self, name: &str) -> u64 {
+		let out = self.agent_ns.command("curl").args(["-sS", &format!("http://127.0.0.1:{}/metrics", self.metrics_port)]).output().unwrap();
+		let text = String::from_utf8_lossy(&out.stdout);
+		text.lines()
+			.find_map(|l| l.strip_prefix(&format!("{name} ")))
+			.and_then(|v| v.trim().parse().ok())
+			.unwrap_or_else(|| panic!("no metric {name} in {text}"))
+	}
+
+	fn session_id(log: &str) -> u64 {
+		log.lines()
+			.find_map(|l| l.strip_prefix("session ").filter(|rest| rest.contains(" with "))?.split_whitespace().next()?.parse().ok())
+			.unwrap_or_else(|| panic!("no session in {log}"))
+	}
+
+	/// The escrow events of `session` (ReceiptSettled, SessionClosed) up to the best block.
+	fn escrow_events(&self, session: u64) -> Vec<pallet_session_escrow::Event<interlattice_runtime::Runtime>> {
+		let best = self.node.rpc.best_number().unwrap();
+		let mut found = Vec::new();
+		for n in 1..=best {
+			let hash = self.node.rpc.block_hash(n).unwrap();
+			for record in events(&self.node.rpc, &hash).unwrap() {
+				if let RuntimeEvent::SessionEscrow(e) = record.event {
+					let id = match &e {
+						pallet_session_escrow::Event::ReceiptSettled { session_id, .. } |
+						pallet_session_escrow::Event::SessionClosed { session_id, .. } |
+						pallet_session_escrow::Event::SessionClosing { session_id, .. } => *session_id,
+						_ => continue,
+					};
+					if id == session {
+						found.push(e);
+					}
+				}
+			}
+		}
+		found
+	}
+}
+
+/// The last settled receipt (bytes, seconds, settled total) and the close (settled, refunded).
+fn outcome(events: &[pallet_session_escrow::Event<interlattice_runtime::Runtime>]) -> ((u64, u64, u128), Option<(u128, u128)>) {
+	let mut last = (0, 0, 0);
+	let mut closed = None;
+	for e in events {
+		match e {
+			pallet_session_escrow::Event::ReceiptSettled { bytes, seconds, settled, .. } => last = (*bytes, *seconds, *settled),
+			pallet_session_escrow::Event::SessionClosed { settled, refunded, .. } => closed = Some((*settled, *refunded)),
+			_ => {},
+		}
+	}
+	(last, closed)
+}
+
+fn stderr(o: &Output) -> String {
+	format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn a_paid_tunnel_carries_traffic_settles_exactly_and_refuses_bad_clients() {
+	let w = world();
+
+	// An unregistered agent refuses to start, saying what to do.
+	let refused = w.agent_ns.command(workspace_binary("vpn-agent").to_str().unwrap()).args(["--config", w.agent_config.to_str().unwrap()]).output().unwrap();
+	assert!(!refused.status.success());
+	assert!(stderr(&refused).contains("vpn-agent register"), "{}", stderr(&refused));
+
+	// `vpn-agent register` registers Eve as configured; a second run has nothing to do.
+	let registered = w.register();
+	assert!(registered.status.success(), "{}", stderr(&registered));
+	assert!(stderr(&registered).contains("registered in block"), "{}", stderr(&registered));
+	assert!(stderr(&w.register()).contains("nothing to do"));
+	let eve = Eve.to_account_id().to_ss58check_with_version(interlattice_runtime::SS58_PREFIX.into());
+	let listed = w.vpn("alice", &["providers", "--country", "DE"]);
+	let listing = String::from_utf8_lossy(&listed.stdout);
+	assert!(listing.contains(&eve) && listing.contains("10.99.1.1:7310") && listing.contains("0.500000 LAT"), "{}", stderr(&listed));
+
+	let mut agent = w.start_agent("1");
+
+	// Alice connects (everything routed into the tunnel) and fetches the file.
+	let mut client = w.connect("alice", "1", &["--provider", &eve, "--account", "//Alice", "--deposit", "2"]);
+	let (ok, body) = w.fetch(60);
+	assert!(ok && body == w.file, "the file arrives intact through the tunnel ({} bytes)\n{}", body.len(), client.log());
+	// The internet host saw the agent's address (NAT), never the client's.
+	assert!(w.peers.lock().unwrap().iter().all(|p| p.ip().to_string() == "10.99.2.1"), "{:?}", w.peers.lock().unwrap());
+	let session = World::session_id(&client.log());
+
+	// Garbage on the control port: a clear protocol error, and the tunnel keeps working.
+	let mut garbage = w.client_ns.enter(|| TcpStream::connect("10.99.1.1:7310").unwrap());
+	std::io::Write::write_all(&mut garbage, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+	let mut answer = Vec::new();
+	garbage.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+	let _ = garbage.read_to_end(&mut answer);
+	let len = frame_length(answer[..4].try_into().unwrap()).unwrap();
+	assert!(matches!(decode_body::<AgentMessage>(&answer[4..4 + len]).unwrap(), AgentMessage::Error { code: ErrorCode::Protocol, .. }));
+
+	// Bad sessions: Bob's session (Alice's key cannot sign for it), a session with another
+	// provider, an expired session. Each is refused with its reason; no tunnel comes up.
+	let bob_client = VpnClient::new(w.chain.clone(), MlDsaKeyPair::generate().unwrap(), &w.dir.path().join("bob"));
+	let eve_provider = w.runtime.block_on(w.chain.provider(&Eve.to_account_id())).unwrap().unwrap();
+	let charlie = w.runtime.block_on(w.chain.provider(&sp_keyring::Sr25519Keyring::Charlie.to_account_id())).unwrap().unwrap();
+	let max = pallet_provider_registry::Prices { per_gib: UNIT, per_hour: UNIT };
+	let bobs = w.runtime.block_on(bob_client.open_session(&Bob.pair(), &eve_provider, max, UNIT, 1000)).unwrap();
+	let alice_elsewhere = VpnClient::new(w.chain.clone(), MlDsaKeyPair::generate().unwrap(), &w.dir.path().join("x"));
+	let with_charlie = w.runtime.block_on(alice_elsewhere.open_session(&Alice.pair(), &charlie, max, UNIT, 1000)).unwrap();
+	let short = w.runtime.block_on(alice_elsewhere.open_session(&Alice.pair(), &eve_provider, max, UNIT, 1)).unwrap();
+	wait_for(Duration::from_secs(30), "the short session to expire", || (w.node.rpc.best_number()? > u64::from(short.expires_at)).then_some(())).unwrap();
+	for (id, reason) in [
+		(bobs.session_id, "signature does not verify under the session"),
+		(with_charlie.session_id, "with another provider"),
+		(short.session_id, "closed or expired"),
+	] {
+		let out = w.vpn("alice2", &["connect", "--account", "//Alice", "--session", &id.to_string(), "--endpoint", "10.99.1.1:7310", "--interface", "ilvpnc1"]);
+		assert!(!out.status.success() && stderr(&out).contains(reason), "session {id}: {}", stderr(&out));
+	}
+	assert!(w.metric("interlattice_vpn_sessions_refused_total") >= 4);
+	let (ok, body) = w.fetch(60);
+	assert!(ok && body == w.file, "the agent keeps serving Alice");
+
+	// Disconnect: the last receipt, then the agent settles and closes the session.
+	let disconnected = w.vpn("alice", &["disconnect"]);
+	assert!(disconnected.status.success(), "{}\nclient:\n{}\nagent:\n{}", stderr(&disconnected), client.log(), agent.log());
+	assert!(client.wait(Duration::from_secs(120)).success(), "{}", client.log());
+	assert!(client.log().contains(&format!("session {session} closed by the provider")), "{}", client.log());
+	let served = w.metric("interlattice_vpn_bytes_closed_tunnels_total");
+	let ((bytes, seconds, settled), closed) = outcome(&w.escrow_events(session));
+	assert!(bytes >= 2 * w.file.len() as u64, "two downloads were paid: {bytes}");
+	assert!(bytes.abs_diff(served) <= RECEIPT_INTERVAL, "paid {bytes} for {served} served");
+	let prices = eve_provider.prices;
+	assert_eq!(settled, max_amount_owed(&prices, bytes, seconds).unwrap());
+	assert_eq!(closed, Some((settled, 2 * UNIT - settled)), "the provider was paid exactly the receipt, the rest refunded");
+
+	// A client that stops paying after 1 MiB is held after the credit limit; the provider is
+	// paid what was signed.
+	let mut stingy = w.connect("alice3", "2", &["--provider", &eve, "--account", "//Alice", "--deposit", "1", "--stop-paying-after-bytes", "1048576"]);
+	let stingy_session = World::session_id(&stingy.log());
+	let (ok, body) = w.fetch(15);
+	assert!(!ok, "the download stalls");
+	assert!((body.len() as u64) < (1 << 20) + CREDIT + (512 << 10), "got {} bytes unpaid", body.len());
+	assert!(w.metric("interlattice_vpn_packets_dropped_unpaid_total") > 0);
+	assert!(w.vpn("alice3", &["disconnect"]).status.success());
+	assert!(stingy.wait(Duration::from_secs(120)).success(), "{}", stingy.log());
+	let ((bytes, _, settled), closed) = outcome(&w.escrow_events(stingy_session));
+	assert!(bytes <= 1 << 20, "paid for {bytes} bytes");
+	assert_eq!(closed, Some((settled, UNIT - settled)));
+
+	agent.signal("-TERM");
+	assert!(agent.wait(Duration::from_secs(30)).success(), "{}", agent.log());
+	assert!(!Command::new("ip").args(["-n", &w.agent_ns.name, "link", "show", "ilvpn0"]).output().unwrap().status.success(), "the interface is gone");
+}
+
+#[test]
+fn an_agent_killed_mid_session_restarts_without_losing_receipts() {
+	let w = world();
+	assert!(w.register().status.success());
+	let mut agent = w.start_agent("1");
+	let eve = Eve.to_account_id().to_ss58check_with_version(interlattice_runtime::SS58_PREFIX.into());
+	let mut client = w.connect("alice", "1", &["--provider", &eve, "--account", "//Alice", "--deposit", "1", "--route", "10.99.2.0/24"]);
+	let (ok, body) = w.fetch(60);
+	assert!(ok && body == w.file, "{}", client.log());
+	let session = World::session_id(&client.log());
+	// Wait until a receipt covering the download is acknowledged (the status line says so).
+	let acknowledged = wait_for(Duration::from_secs(30), "an acknowledged receipt", || {
+		let log = client.log();
+		let line = log.rsplit('\r').find(|l| l.contains("receipt #"))?.to_string();
+		let sequence: u64 = line.split("receipt #").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+		(!line.contains("unacknowledged") && sequence >= 2).then_some(sequence)
+	})
+	.unwrap();
+
+	agent.signal("-KILL");
+	agent.wait(Duration::from_secs(10));
+	// The client notices, and keeps the session for a reconnect.
+	assert!(!client.wait(Duration::from_secs(60)).success());
+	assert!(client.log().contains(&format!("vpn connect --session {session}")), "{}", client.log());
+
+	// Restarted, the agent settles what it acknowledged before the crash.
+	let _agent = w.start_agent("2");
+	let settled_sequence = wait_for(Duration::from_secs(60), "the settlement", || {
+		let s = w.runtime.block_on(w.chain.session(session)).ok()??;
+		(s.sequence >= acknowledged).then_some(s.sequence)
+	})
+	.unwrap();
+	assert!(settled_sequence >= acknowledged);
+
+	// The session reconnects and pays on from where it was; closing settles it.
+	let mut again = w.connect("alice", "2", &["--account", "//Alice", "--session", &session.to_string(), "--endpoint", "10.99.1.1:7310", "--route", "10.99.2.0/24"]);
+	let (ok, body) = w.fetch(60);
+	assert!(ok && body == w.file);
+	assert!(w.vpn("alice", &["disconnect"]).status.success());
+	assert!(again.wait(Duration::from_secs(120)).success(), "{}", again.log());
+	let ((bytes, _, settled), closed) = outcome(&w.escrow_events(session));
+	assert!(bytes >= 2 * w.file.len() as u64, "both tunnels' bytes are paid: {bytes}");
+	assert_eq!(closed, Some((settled, UNIT - settled)));
+}
