@@ -129,13 +129,16 @@ fn world() -> World {
 		.replace("service_key = \"dev:charlie\"", &format!("service_key = \"{}\"", key.display()))
 		.replace("endpoint = \"127.0.0.1:7310\"", "endpoint = \"10.99.1.1:7310\"")
 		.replace("listen = \"127.0.0.1:7310\"", "listen = \"10.99.1.1:7310\"")
-		.replace("credit_limit_bytes = 8388608", &format!("credit_limit_bytes = {CREDIT}"))
-		.replace("receipt_interval_bytes = 1048576", &format!("receipt_interval_bytes = {RECEIPT_INTERVAL}"))
+		.replace("credit_limit_bytes = 33554432", &format!("credit_limit_bytes = {CREDIT}"))
+		.replace("receipt_interval_bytes = 4194304", &format!("receipt_interval_bytes = {RECEIPT_INTERVAL}"))
 		.replace("receipt_interval_secs = 10", "receipt_interval_secs = 2")
 		.replace("receipts_dir = \"data/vpn-agent/receipts\"", &format!("receipts_dir = \"{}\"", dir.path().join("receipts").display()))
 		.replace("settle_interval_secs = 60", "settle_interval_secs = 3")
 		.replace("listen = \"127.0.0.1:7311\"", &format!("listen = \"127.0.0.1:{metrics_port}\""));
-	assert!(text.contains("//Eve") && text.contains("10.99.1.1:7310") && text.contains("settle_interval_secs = 3"), "the shipped config changed");
+	assert!(
+		text.contains("//Eve") && text.contains("10.99.1.1:7310") && text.contains("settle_interval_secs = 3") && text.contains(&format!("credit_limit_bytes = {CREDIT}")),
+		"the shipped config changed"
+	);
 	std::fs::write(&agent_config, text).unwrap();
 	World { dir, node, runtime, chain, rpc_port, agent_config, metrics_port, peers, file, client_ns, agent_ns, _internet_ns: internet_ns }
 }
@@ -388,4 +391,65 @@ fn an_agent_killed_mid_session_restarts_without_losing_receipts() {
 	let ((bytes, _, settled), closed) = outcome(&w.escrow_events(session));
 	assert!(bytes >= 2 * w.file.len() as u64, "both tunnels' bytes are paid: {bytes}");
 	assert_eq!(closed, Some((settled, UNIT - settled)));
+}
+
+#[test]
+fn an_exported_configuration_works_with_wireguard_go_and_is_paid_for() {
+	let w = world();
+	assert!(w.register().status.success());
+	let _agent = w.start_agent("1");
+	let eve = Eve.to_account_id().to_ss58check_with_version(interlattice_runtime::SS58_PREFIX.into());
+	let conf = w.dir.path().join("wg-export.conf");
+	let mut command = w.client_ns.command(workspace_binary("vpn").to_str().unwrap());
+	command.args(w.vpn_args("alice")).args([
+		"export-config", "--provider", &eve, "--account", "//Alice", "--deposit", "1", "--route", "10.99.2.0/24", "-o", conf.to_str().unwrap(),
+	]);
+	let mut exporter = Process::start(command, w.dir.path().join("export.log"));
+	let text = wait_for(Duration::from_secs(60), "the exported configuration", || std::fs::read_to_string(&conf).ok().filter(|t| t.contains("[Peer]")))
+		.unwrap_or_else(|e| panic!("{e}\n{}", exporter.log()));
+	use std::os::unix::fs::PermissionsExt;
+	assert_eq!(std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777, 0o600, "the private key file is private");
+	for key in ["PrivateKey = ", "Address = 10.77.0.", "PublicKey = ", "PresharedKey = ", "Endpoint = 10.99.1.1:7310", "AllowedIPs = 10.99.2.0/24"] {
+		assert!(text.contains(key), "{key} missing in:\n{text}");
+	}
+	let session = World::session_id(&exporter.log());
+
+	// wireguard-go (the Debian package) carries the tunnel from the exported file: wg(8) takes
+	// the file without wg-quick's Address and MTU lines, which we apply with ip(8).
+	let interface = format!("wgx{}", std::process::id() % 100_000);
+	let address = text.lines().find_map(|l| l.strip_prefix("Address = ")).unwrap().to_string();
+	let plain: String = text.lines().filter(|l| !l.starts_with("Address") && !l.starts_with("MTU")).map(|l| format!("{l}\n")).collect();
+	let plain_file = w.dir.path().join("wg-plain.conf");
+	std::fs::write(&plain_file, plain).unwrap();
+	let mut wireguard = Process::start(
+		{
+			let mut c = w.client_ns.command("wireguard-go");
+			c.args(["-f", &interface]);
+			c
+		},
+		w.dir.path().join("wireguard-go.log"),
+	);
+	wait_for(Duration::from_secs(10), "the wireguard-go interface", || {
+		Command::new("ip").args(["-n", &w.client_ns.name, "link", "show", &interface]).output().ok()?.status.success().then_some(())
+	})
+	.unwrap_or_else(|e| panic!("{e}\n{}", wireguard.log()));
+	let set = w.client_ns.command("wg").args(["setconf", &interface, plain_file.to_str().unwrap()]).output().unwrap();
+	assert!(set.status.success(), "{}", stderr(&set));
+	w.client_ns.ip(&["address", "add", &address, "dev", &interface]);
+	w.client_ns.ip(&["link", "set", &interface, "mtu", "1420", "up"]);
+	w.client_ns.ip(&["route", "add", "10.99.2.0/24", "dev", &interface]);
+	let (ok, body) = w.fetch(60);
+	assert!(ok && body == w.file, "fetched {} bytes through wireguard-go\n{}", body.len(), exporter.log());
+
+	// Stopping the exporter pays the agent's count and closes the session; the tunnel ends.
+	std::thread::sleep(Duration::from_secs(2));
+	exporter.signal("-TERM");
+	assert!(exporter.wait(Duration::from_secs(120)).success(), "{}", exporter.log());
+	let served = w.metric("interlattice_vpn_bytes_closed_tunnels_total");
+	let ((bytes, _, settled), closed) = outcome(&w.escrow_events(session));
+	assert!(bytes >= w.file.len() as u64 && bytes.abs_diff(served) <= RECEIPT_INTERVAL, "paid {bytes} for {served}");
+	assert_eq!(closed, Some((settled, UNIT - settled)));
+	let (ok, _) = w.fetch(5);
+	assert!(!ok, "no tunnel after the session closed");
+	wireguard.signal("-TERM");
 }

@@ -140,10 +140,10 @@ fn default_max_sessions() -> usize {
 	250
 }
 fn default_credit() -> u64 {
-	8 << 20
+	32 << 20
 }
 fn default_receipt_bytes() -> u64 {
-	1 << 20
+	4 << 20
 }
 fn default_receipt_secs() -> u32 {
 	10
