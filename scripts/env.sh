@@ -17,3 +17,5 @@ export WASM_BUILD_TYPE="${WASM_BUILD_TYPE:-release}"
 export WASM_BUILD_WORKSPACE_HINT="$INTERLATTICE_ROOT"
 # The node binary every script and end-to-end test uses.
 export INTERLATTICE_NODE="$CARGO_TARGET_DIR/debug/interlattice-node"
+# The workspace's binaries (node, agents, clients, pq-key) on PATH, for people who source this.
+case ":$PATH:" in *":$CARGO_TARGET_DIR/debug:"*) ;; *) export PATH="$CARGO_TARGET_DIR/debug:$PATH" ;; esac
