@@ -96,6 +96,10 @@ fn run_dev_serves_the_walkthrough_stops_cleanly_and_resumes() {
 	assert!(stdout.contains("\"services\":\"vpn\"") && stdout.contains("\"services\":\"cdn\""), "{stdout}");
 	assert!(stdout.contains("127.0.0.1:7310") && stdout.contains("http://127.0.0.1:7320"), "{stdout}");
 	assert!(stdout.contains("the copy is identical"), "{stdout}");
+	assert!(stdout.contains("3 packets transmitted, 3 received"), "pings through the tunnel: {stdout}");
+	// The provider settled the VPN session and closed it (finalized: no longer listed).
+	let closed = stdout.lines().find(|l| l.contains("closed by the provider: paid")).unwrap_or_else(|| panic!("not closed: {stdout}"));
+	assert!(!closed.contains("paid 0.000000 LAT"), "the provider was paid: {closed}");
 	// The CDN session settled the download (3,000,000 bytes and more: receipts per MiB).
 	let session = stdout.lines().find(|l| l.contains("\"service\":\"cdn\"")).unwrap_or_else(|| panic!("no session in {stdout}"));
 	assert!(!session.contains("\"settled\":\"0\""), "the agent settled the receipts: {session}");

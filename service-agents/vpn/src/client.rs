@@ -31,7 +31,7 @@ use crate::{
 	},
 	dataplane::{Engine, Peer, PeerConfig, Role},
 	handshake::{ClientHandshake, Established, HandshakeError},
-	tun::{ip, HostRoute, NetError, Tun},
+	tun::{ip_in, HostRoute, NetError, Tun},
 };
 
 /// What can go wrong on the client side.
@@ -145,6 +145,10 @@ pub struct ConnectOptions {
 	pub close_at_end: bool,
 	/// Stop signing receipts after this many bytes (to test a provider's enforcement).
 	pub stop_paying_after_bytes: Option<u64>,
+	/// Put the tunnel interface (and its routes) into this network namespace (`ip netns`
+	/// name) instead of this one: that namespace's traffic uses the tunnel while this process,
+	/// its chain connection and its WireGuard socket stay here.
+	pub netns: Option<String>,
 }
 
 impl Default for ConnectOptions {
@@ -156,6 +160,7 @@ impl Default for ConnectOptions {
 			tolerance_permille: 20,
 			close_at_end: true,
 			stop_paying_after_bytes: None,
+			netns: None,
 		}
 	}
 }
@@ -382,7 +387,13 @@ impl VpnClient {
 			std::net::IpAddr::V6(_) => return Err(ClientError::Other("IPv6 endpoints are not supported".into())),
 		};
 		let tun = Tun::create(&options.interface)?;
-		tun.configure(address, prefix, connected.params.mtu)?;
+		let netns = options.netns.as_deref();
+		if let Some(ns) = netns {
+			tun.move_to(ns)?;
+		}
+		let name = options.interface.as_str();
+		ip_in(netns, &["address", "add", &format!("{address}/{prefix}"), "dev", name])?;
+		ip_in(netns, &["link", "set", "dev", name, "mtu", &connected.params.mtu.to_string(), "up"])?;
 		let udp = std::net::UdpSocket::bind("0.0.0.0:0").map_err(|e| ClientError::Other(format!("UDP socket: {e}")))?;
 		let engine = Engine::start(tun, udp, boringtun::x25519::StaticSecret::from(connected.wireguard_secret), Role::Client)
 			.map_err(|e| ClientError::Other(format!("data plane: {e}")))?;
@@ -400,11 +411,15 @@ impl VpnClient {
 		let mut pinned = None;
 		for route in &options.routes {
 			if route == "0.0.0.0/0" {
-				pinned = Some(HostRoute::pin(agent_ip)?);
-				ip(&["route", "add", "0.0.0.0/1", "dev", engine.interface()])?;
-				ip(&["route", "add", "128.0.0.0/1", "dev", engine.interface()])?;
+				// Here the tunnel's own packets must keep their path; in another namespace
+				// they never meet its routes.
+				if netns.is_none() {
+					pinned = Some(HostRoute::pin(agent_ip)?);
+				}
+				ip_in(netns, &["route", "add", "0.0.0.0/1", "dev", name])?;
+				ip_in(netns, &["route", "add", "128.0.0.0/1", "dev", name])?;
 			} else {
-				ip(&["route", "add", route, "dev", engine.interface()])?;
+				ip_in(netns, &["route", "add", route, "dev", name])?;
 			}
 		}
 		tracing::info!(session = session.session_id, %address, interface = engine.interface(), "tunnel up");

@@ -90,6 +90,12 @@ impl Tun {
 		ip(&["link", "set", "dev", &self.name, "mtu", &mtu.to_string(), "up"])
 	}
 
+	/// Moves the interface into the network namespace `netns` (`ip netns` name). This process
+	/// keeps reading and writing its packets; configure it with [`ip_in`] from then on.
+	pub fn move_to(&self, netns: &str) -> Result<(), NetError> {
+		ip(&["link", "set", "dev", &self.name, "netns", netns])
+	}
+
 	/// Waits up to `timeout` for a packet to read; `Ok(false)` on timeout.
 	pub fn wait_readable(&self, timeout: Duration) -> io::Result<bool> {
 		let mut fd = libc::pollfd { fd: self.file.as_raw_fd(), events: libc::POLLIN, revents: 0 };
@@ -135,6 +141,14 @@ fn run(program: &str, args: &[&str]) -> Result<String, NetError> {
 /// Runs `ip ARGS`.
 pub fn ip(args: &[&str]) -> Result<(), NetError> {
 	run("ip", args).map(|_| ())
+}
+
+/// Runs `ip ARGS` in the network namespace `netns`, or here if `None`.
+pub fn ip_in(netns: Option<&str>, args: &[&str]) -> Result<(), NetError> {
+	match netns {
+		Some(ns) => ip(&[&["-n", ns], args].concat()),
+		None => ip(args),
+	}
 }
 
 /// How the host currently reaches `destination`: the `via` gateway (if any) and the device.

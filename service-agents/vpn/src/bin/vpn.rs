@@ -83,6 +83,11 @@ enum Command {
 		/// The tunnel interface to create.
 		#[arg(long, default_value = "ilvpnc0")]
 		interface: String,
+		/// Put the tunnel interface and its routes into this network namespace (`ip netns`
+		/// name): its programs use the VPN while this host's routing stays as it is (a VPN
+		/// client on the provider's own machine, a per-application VPN).
+		#[arg(long)]
+		netns: Option<String>,
 		/// Stop signing receipts after this many bytes (to test a provider's enforcement).
 		#[arg(long, hide = true)]
 		stop_paying_after_bytes: Option<u64>,
@@ -248,7 +253,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 				)?;
 			}
 		},
-		Command::Connect { select, interface, stop_paying_after_bytes } => {
+		Command::Connect { select, interface, netns, stop_paying_after_bytes } => {
 			let (client, payer, session, endpoint) = prepare(&cli, select).await?;
 			let pid_file = cli.state_dir.join("vpn-connect.pid");
 			std::fs::write(&pid_file, std::process::id().to_string())?;
@@ -257,6 +262,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 				routes: select.routes.clone(),
 				close_at_end: !select.keep_session,
 				stop_paying_after_bytes: *stop_paying_after_bytes,
+				netns: netns.clone(),
 				..Default::default()
 			};
 			let result = client.connect(&session, &endpoint, &options, status_line, stop_signal()).await;
