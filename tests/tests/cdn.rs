@@ -340,25 +340,20 @@ fn publish_fetch_verify_pay_settle_and_survive_tampering_and_crashes() {
 	assert!(owed.ends_with("402"), "{owed}");
 	assert!(owed.contains("amountDue") && owed.contains("POST /receipts"), "{owed}");
 
-	// Ranges in parallel, each paid from its own session (here two sessions with the same
-	// agent; with several providers the endpoints differ): the file is whole and verified.
-	let key = interlattice_pq_crypto::keys::MlDsaKeyPair::read_seed_file(&state.join("session.key")).unwrap();
-	let parallel_client = CdnClient::new(chain.clone(), key, &state);
-	let dave = runtime.block_on(chain.provider(&Dave.to_account_id())).unwrap().unwrap();
-	let mut sessions: Vec<_> = (0..2)
-		.map(|_| {
-			let mut s = runtime
-				.block_on(parallel_client.open_session(&sp_keyring::Sr25519Keyring::Alice.pair(), &dave, interlattice_runtime::UNIT, 1_000))
-				.unwrap();
-			s.endpoint = endpoint.clone();
-			s
-		})
-		.collect();
+	// Ranges from two sources in parallel, each paid through its own session (the CLI with
+	// the provider named twice; the dev chain has one CDN provider).
+	let dave = sp_core::crypto::Ss58Codec::to_ss58check_with_version(&Dave.to_account_id(), interlattice_runtime::SS58_PREFIX.into());
 	let parallel_out = dir.path().join("parallel.out");
-	let root = interlattice_cdn::content::parse_hash(&hash).unwrap();
-	let size = runtime.block_on(parallel_client.get_from_many(&mut sessions, &root, &parallel_out, |_| {})).unwrap();
-	assert_eq!(size, movie.len() as u64);
-	assert_eq!(std::fs::read(&parallel_out).unwrap(), movie);
+	let got = cdn(&[
+		"get", &hash, "--rpc", &rpc_url, "--state-dir", state.to_str().unwrap(), "--account", "//Alice",
+		"--provider", &dave, "--provider", &dave, "--endpoint", &endpoint, "--endpoint", &endpoint,
+		"-o", parallel_out.to_str().unwrap(),
+	])
+	.unwrap();
+	let ids: Vec<u64> = got.split("sessions").nth(1).unwrap().split_whitespace().map(|s| s.parse().unwrap()).collect();
+	assert_eq!(ids.len(), 2, "{got}");
+	let sessions: Vec<_> = ids.iter().map(|&session_id| runtime.block_on(chain.session(session_id)).unwrap().unwrap()).collect();
+	assert_eq!(std::fs::read(&parallel_out).unwrap(), movie, "the file is whole and verified");
 	for s in &sessions {
 		let record: SessionRecord =
 			serde_json::from_slice(&std::fs::read(state.join(format!("session-{}.json", s.session_id))).unwrap()).unwrap();
@@ -511,4 +506,77 @@ fn an_agent_killed_mid_download_restarts_and_the_download_resumes_without_losing
 	assert_eq!((session.sequence, session.bytes), (record.sequence, record.signed));
 	assert_eq!(session.settled, max_amount_owed(&session.prices, record.signed, 0).unwrap());
 	assert!(record.signed >= 12 << 20, "at least the object was paid for: {record:?}");
+}
+
+#[test]
+fn tls_prefers_the_hybrid_post_quantum_key_exchange_and_serves_paid_downloads() {
+	let dir = tempfile::tempdir().unwrap();
+	let mut node_config = NodeConfig::new("dev", &dir.path().join("node"));
+	node_config.validator = Some("alice");
+	let mut node = Node::start(node_config).expect("dev node starts");
+	node.wait(Duration::from_secs(60), "block 1", |n| n.rpc.best_number().filter(|&b| b >= 1)).unwrap();
+	let rpc_url = format!("http://127.0.0.1:{}", node.config.rpc_port);
+
+	// A self-signed certificate for localhost and 127.0.0.1.
+	let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]);
+	params.subject_alt_names.push(rcgen::SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+	let cert = rcgen::Certificate::from_params(params).unwrap();
+	let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+	std::fs::write(&cert_pem, cert.serialize_pem().unwrap()).unwrap();
+	std::fs::write(&key_pem, cert.serialize_private_key_pem()).unwrap();
+	let port = free_port();
+	let config = write_config(dir.path(), node.config.rpc_port, port, free_port());
+	let mut text = std::fs::read_to_string(&config).unwrap();
+	text.push_str(&format!("[http.tls]\ncertificate = \"{}\"\nprivate_key = \"{}\"\n", cert_pem.display(), key_pem.display()));
+	std::fs::write(&config, text).unwrap();
+	let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
+	let child = Command::new(workspace_binary("cdn-agent"))
+		.args(["--config", config.to_str().unwrap()])
+		.stdout(Stdio::from(log.try_clone().unwrap()))
+		.stderr(Stdio::from(log))
+		.spawn()
+		.unwrap();
+	let _agent = Agent { child };
+	let https = format!("https://localhost:{port}");
+	let curl_tls = |args: &[&str]| {
+		let out = Command::new("curl").args(["-sS", "--cacert", cert_pem.to_str().unwrap()]).args(args).output().unwrap();
+		String::from_utf8_lossy(&out.stdout).into_owned()
+	};
+	wait_for(Duration::from_secs(60), "the TLS agent", || {
+		(curl_tls(&["-o", "/dev/null", "-w", "%{http_code}", &format!("{https}/health")]) == "200").then_some(())
+	})
+	.unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default()));
+	// curl (OpenSSL 3.0, no ML-KEM) still connects: the classical X25519 fallback.
+
+	// A rustls client with our provider negotiates X25519MLKEM768 and HTTP/2.
+	let runtime = tokio::runtime::Runtime::new().unwrap();
+	let (group, alpn) = runtime.block_on(async {
+		let config = interlattice_cdn::tls::client_config(&cert_pem).unwrap();
+		let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+		let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+		let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+		let tls = connector.connect(name, tcp).await.unwrap();
+		let (_, conn) = tls.get_ref();
+		(conn.negotiated_key_exchange_group().map(|g| g.name()), conn.alpn_protocol().map(|p| p.to_vec()))
+	});
+	assert_eq!(group, Some(rustls::NamedGroup::X25519MLKEM768));
+	assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+
+	// The CLI publishes and fetches over TLS, paid and verified.
+	let file = dir.path().join("tls.bin");
+	let content = data(1_500_000, 9);
+	std::fs::write(&file, &content).unwrap();
+	let ca = cert_pem.to_str().unwrap();
+	let hash = cdn(&["publish", file.to_str().unwrap(), "--endpoint", &https, "--token", "secret-token", "--ca", ca]).unwrap();
+	let out = dir.path().join("tls.out");
+	let state = dir.path().join("client");
+	cdn(&[
+		"get", hash.trim(), "--rpc", &rpc_url, "--state-dir", state.to_str().unwrap(), "--account", "//Alice",
+		"--endpoint", &https, "--ca", ca, "-o", out.to_str().unwrap(),
+	])
+	.unwrap();
+	assert_eq!(std::fs::read(&out).unwrap(), content);
+	// Without trusting the certificate, the client refuses the agent.
+	let refused = cdn(&["publish", file.to_str().unwrap(), "--endpoint", &https, "--token", "secret-token"]).unwrap_err();
+	assert!(refused.to_lowercase().contains("certificate"), "{refused}");
 }

@@ -317,6 +317,12 @@ impl Agent {
 		});
 		let graceful = hyper_util::server::graceful::GracefulShutdown::new();
 		let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+		let tls = match &self.config.http.tls {
+			Some(t) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
+				crate::tls::server_config(&t.certificate, &t.private_key).map_err(|e| AgentError::Config(e.to_string()))?,
+			))),
+			None => None,
+		};
 		loop {
 			tokio::select! {
 				accepted = listener.accept() => {
@@ -334,10 +340,22 @@ impl Agent {
 						let agent = agent.clone();
 						async move { Ok::<_, Infallible>(agent.handle(req).await) }
 					});
-					let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-					let conn = graceful.watch(conn);
+					let builder = builder.clone();
+					let watcher = graceful.watcher();
+					let tls = tls.clone();
 					tokio::spawn(async move {
-						if let Err(e) = conn.await {
+						let result = match tls {
+							None => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned()).await,
+							Some(acceptor) => {
+								let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+									Ok(Ok(s)) => s,
+									Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+									Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+								};
+								watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned()).await
+							},
+						};
+						if let Err(e) = result {
 							tracing::debug!(%peer, error = %e, "connection ended with an error");
 						}
 					});

@@ -133,7 +133,7 @@ pub struct PaidSession {
 
 /// The client.
 pub struct CdnClient {
-	http: Client<HttpConnector, Full<Bytes>>,
+	http: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
 	chain: Option<ChainClient>,
 	session_key: Option<MlDsaKeyPair>,
 	state_dir: PathBuf,
@@ -162,11 +162,54 @@ pub async fn cdn_providers(chain: &ChainClient) -> Result<Vec<Provider>, ClientE
 	Ok(page.providers)
 }
 
+/// An error and its causes, `a: b: c` (hyper's "client error (Connect)" hides why: a refused
+/// certificate, a refused connection).
+fn with_causes(e: &dyn std::error::Error) -> String {
+	let mut text = e.to_string();
+	let mut source = e.source();
+	while let Some(s) = source {
+		text.push_str(": ");
+		text.push_str(&s.to_string());
+		source = s.source();
+	}
+	text
+}
+
+/// A connector for `http://` and `https://` agents; `tls` is the TLS configuration for the
+/// latter (default: trust nothing, so `https://` needs [`CdnClient::trust`]).
+fn https_connector(tls: Option<rustls::ClientConfig>) -> hyper_rustls::HttpsConnector<HttpConnector> {
+	let mut tls = tls.unwrap_or_else(|| {
+		rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+			.with_safe_default_protocol_versions()
+			.expect("ring supports the default protocol versions")
+			.with_root_certificates(rustls::RootCertStore::empty())
+			.with_no_client_auth()
+	});
+	// The connector announces the HTTP versions it enables itself.
+	tls.alpn_protocols.clear();
+	let mut http = HttpConnector::new();
+	http.enforce_http(false);
+	hyper_rustls::HttpsConnectorBuilder::new()
+		.with_tls_config(tls)
+		.https_or_http()
+		.enable_http1()
+		.enable_http2()
+		.wrap_connector(http)
+}
+
 impl CdnClient {
+	/// Trusts the certificates in `ca` (PEM) for `https://` agents; the key exchange prefers
+	/// X25519MLKEM768.
+	pub fn trust(mut self, ca: &Path) -> Result<Self, crate::tls::TlsError> {
+		let config = crate::tls::client_config(ca)?;
+		self.http = Client::builder(TokioExecutor::new()).build(https_connector(Some(config)));
+		Ok(self)
+	}
+
 	/// A client without a chain (free content, publishing).
 	pub fn offline(state_dir: &Path) -> Self {
 		CdnClient {
-			http: Client::builder(TokioExecutor::new()).build_http(),
+			http: Client::builder(TokioExecutor::new()).build(https_connector(None)),
 			chain: None,
 			session_key: None,
 			state_dir: state_dir.to_path_buf(),
@@ -282,7 +325,7 @@ impl CdnClient {
 		tokio::time::timeout(self.idle_timeout, self.http.request(request))
 			.await
 			.map_err(|_| unreachable(format!("no answer within {:?}", self.idle_timeout)))?
-			.map_err(|e| unreachable(e.to_string()))
+			.map_err(|e| unreachable(with_causes(&e)))
 	}
 
 	async fn send(&self, endpoint: &str, request: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), ClientError> {
@@ -292,7 +335,7 @@ impl CdnClient {
 			.into_body()
 			.collect()
 			.await
-			.map_err(|e| ClientError::Unreachable { endpoint: endpoint.to_string(), message: e.to_string() })?
+			.map_err(|e| ClientError::Unreachable { endpoint: endpoint.to_string(), message: with_causes(&e) })?
 			.to_bytes();
 		Ok((status, body))
 	}

@@ -63,6 +63,19 @@ pub struct HttpConfig {
 	/// Seconds in-flight requests get to finish at shutdown.
 	#[serde(default = "default_grace")]
 	pub shutdown_grace_secs: u64,
+	/// Serve HTTPS instead of plain HTTP (`[http.tls]`).
+	#[serde(default)]
+	pub tls: Option<TlsConfig>,
+}
+
+/// TLS (rustls; X25519MLKEM768 preferred, see `tls.rs`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+	/// The certificate chain, PEM, leaf first.
+	pub certificate: PathBuf,
+	/// Its private key, PEM (PKCS#8, PKCS#1 or SEC1).
+	pub private_key: PathBuf,
 }
 
 fn default_grace() -> u64 {

@@ -6,12 +6,14 @@
 //! - [`config`]: the agent's TOML configuration.
 //! - [`agent`]: the provider agent (HTTP/1.1 and HTTP/2 server, metering, settlement).
 //! - [`client`]: the client library (providers, sessions, verified downloads, receipts).
+//! - [`tls`]: rustls with the hybrid post-quantum key exchange X25519MLKEM768.
 
 pub mod agent;
 pub mod client;
 pub mod config;
 pub mod content;
 pub mod protocol;
+pub mod tls;
 
 /// Sets up `tracing` output for the binaries (`RUST_LOG` overrides `default`).
 pub fn init_logging(default: &str) {

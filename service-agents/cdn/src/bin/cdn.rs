@@ -21,6 +21,10 @@ struct Cli {
 	/// A node's JSON-RPC endpoint.
 	#[arg(long, global = true, default_value = "http://127.0.0.1:9944")]
 	rpc: String,
+	/// Trust the certificates in this PEM file for https:// agents (an agent's self-signed
+	/// certificate or a private CA). The TLS key exchange prefers X25519MLKEM768.
+	#[arg(long, global = true)]
+	ca: Option<PathBuf>,
 	/// Where the client keeps its session key and per-session receipt state.
 	#[arg(long, global = true, default_value = "data/cdn-client")]
 	state_dir: PathBuf,
@@ -36,13 +40,14 @@ enum Command {
 	Get {
 		/// The object's BLAKE3 hash (64 hex digits).
 		hash: String,
-		/// The provider's account (SS58); default: the cheapest.
+		/// The provider's account (SS58); default: the cheapest. Repeat it to fetch ranges
+		/// from several providers in parallel, each through a session of its own.
 		#[arg(long)]
-		provider: Option<String>,
+		provider: Vec<String>,
 		/// Dial this agent URL instead of the provider's registered endpoint (a mirror, a
-		/// provider behind a proxy, a test).
+		/// provider behind a proxy, a test); repeated, the i-th applies to the i-th provider.
 		#[arg(long)]
-		endpoint: Option<String>,
+		endpoint: Vec<String>,
 		/// Output file (default: the hash).
 		#[arg(long, short)]
 		output: Option<PathBuf>,
@@ -81,6 +86,13 @@ fn session_key(state_dir: &std::path::Path) -> anyhow::Result<MlDsaKeyPair> {
 	MlDsaKeyPair::read_or_generate(&path).map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))
 }
 
+fn trusting(client: CdnClient, ca: &Option<PathBuf>) -> anyhow::Result<CdnClient> {
+	Ok(match ca {
+		Some(ca) => client.trust(ca)?,
+		None => client,
+	})
+}
+
 fn main() -> anyhow::Result<()> {
 	interlattice_cdn::init_logging("warn");
 	let cli = Cli::parse();
@@ -91,7 +103,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 	let mut out = std::io::stdout();
 	match cli.command {
 		Command::Publish { file, endpoint, token } => {
-			let published = CdnClient::offline(&cli.state_dir).publish(endpoint.trim_end_matches('/'), &token, &file).await?;
+			let published = trusting(CdnClient::offline(&cli.state_dir), &cli.ca)?.publish(endpoint.trim_end_matches('/'), &token, &file).await?;
 			writeln!(out, "{}", published.hash)?;
 			eprintln!("published {} ({} bytes)", file.display(), published.size);
 		},
@@ -116,46 +128,68 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 			let payer = sp_core::sr25519::Pair::from_string(&account, None)
 				.map_err(|e| anyhow::anyhow!("--account is not a valid secret URI: {e:?}"))?;
 			let providers = cdn_providers(&chain).await?;
-			let chosen = match &provider {
-				Some(p) => providers
-					.into_iter()
-					.find(|x| x.account.to_ss58check_with_version(interlattice_runtime::SS58_PREFIX.into()) == *p || x.account.to_string() == *p),
-				None => providers.into_iter().next(),
+			let find = |p: &String| {
+				providers
+					.iter()
+					.find(|x| x.account.to_ss58check_with_version(interlattice_runtime::SS58_PREFIX.into()) == *p || x.account.to_string() == *p)
+					.cloned()
+					.with_context(|| format!("no active CDN provider {p}"))
 			};
-			let Some(chosen) = chosen else { bail!("no active CDN provider {}", provider.unwrap_or_default()) };
-			let endpoint = match dial {
-				Some(url) => url.trim_end_matches('/').to_string(),
-				None => http_endpoint(&chosen).context("the provider registered no http:// endpoint")?,
-			};
-			let client = CdnClient::new(chain.clone(), session_key(&cli.state_dir)?, &cli.state_dir);
-			let mut paid = match session {
-				Some(id) => {
-					let s = chain.session(id).await?.with_context(|| format!("session {id} does not exist"))?;
-					client.resume_session(&s, &endpoint)?
-				},
-				None => {
-					eprintln!("opening a session with {} ({}), deposit {}…", chosen.account, endpoint, lat(deposit * UNIT));
-					let mut s = client.open_session(&payer, &chosen, deposit * UNIT, duration).await?;
-					s.endpoint = endpoint.clone();
-					s
-				},
-			};
-			eprintln!("session {} with {endpoint}", paid.session_id);
+			// One (provider, endpoint) per source: parallel when there are several.
+			let sources = provider.len().max(dial.len()).max(1);
+			if sources > 1 && session.is_some() {
+				bail!("--session reuses one session: it cannot be combined with several providers or endpoints");
+			}
+			let mut chosen = Vec::new();
+			for i in 0..sources {
+				let p = match provider.get(i).or(provider.first()) {
+					Some(p) => find(p)?,
+					None => providers.first().cloned().context("no active CDN provider")?,
+				};
+				let endpoint = match dial.get(i).or(if provider.len() > 1 { None } else { dial.first() }) {
+					Some(url) => url.trim_end_matches('/').to_string(),
+					None => http_endpoint(&p).context("the provider registered no http:// endpoint")?,
+				};
+				chosen.push((p, endpoint));
+			}
+			let client = trusting(CdnClient::new(chain.clone(), session_key(&cli.state_dir)?, &cli.state_dir), &cli.ca)?;
+			let mut sessions = Vec::new();
+			for (p, endpoint) in &chosen {
+				let paid = match session {
+					Some(id) => {
+						let s = chain.session(id).await?.with_context(|| format!("session {id} does not exist"))?;
+						client.resume_session(&s, endpoint)?
+					},
+					None => {
+						eprintln!("opening a session with {} ({}), deposit {}…", p.account, endpoint, lat(deposit * UNIT));
+						let mut s = client.open_session(&payer, p, deposit * UNIT, duration).await?;
+						s.endpoint = endpoint.clone();
+						s
+					},
+				};
+				eprintln!("session {} with {endpoint}", paid.session_id);
+				sessions.push(paid);
+			}
 			let output = output.unwrap_or_else(|| PathBuf::from(&hash));
-			let size = client
-				.get(&mut paid, &root, &output, |p| {
-					eprint!(
-						"\r{:>5.1} %  {} / {} bytes verified, {} received, {} signed   ",
-						if p.size == 0 { 100.0 } else { p.verified as f64 * 100.0 / p.size as f64 },
-						p.verified,
-						p.size,
-						p.received,
-						lat(p.signed_amount)
-					);
-				})
-				.await?;
+			let show = |p: interlattice_cdn::client::Progress| {
+				eprint!(
+					"\r{:>5.1} %  {} / {} bytes verified, {} received, {} signed   ",
+					if p.size == 0 { 100.0 } else { p.verified as f64 * 100.0 / p.size as f64 },
+					p.verified,
+					p.size,
+					p.received,
+					lat(p.signed_amount)
+				);
+			};
+			let size = if sessions.len() == 1 {
+				client.get(&mut sessions[0], &root, &output, show).await?
+			} else {
+				client.get_from_many(&mut sessions, &root, &output, show).await?
+			};
 			eprintln!();
-			writeln!(out, "{} {} bytes verified, session {}", output.display(), size, paid.session_id)?;
+			let ids: Vec<String> = sessions.iter().map(|s| s.session_id.to_string()).collect();
+			let noun = if ids.len() == 1 { "session" } else { "sessions" };
+			writeln!(out, "{} {} bytes verified, {noun} {}", output.display(), size, ids.join(" "))?;
 		},
 	}
 	Ok(())
