@@ -23,6 +23,16 @@ fn bench(c: &mut Criterion) {
 	c.bench_function("ml_dsa_65_verify", |b| {
 		b.iter(|| assert!(verify(ml_dsa.public(), &message, &ml_dsa_sig)))
 	});
+	// libcrux's portable code, for comparison: `verify` above picks AVX2 at run time on x86-64.
+	let (pk, sig) = (
+		libcrux_ml_dsa::MLDSAVerificationKey::new(ml_dsa.public().0),
+		libcrux_ml_dsa::MLDSASignature::new(ml_dsa_sig.0),
+	);
+	c.bench_function("ml_dsa_65_verify_portable", |b| {
+		b.iter(|| {
+			assert!(libcrux_ml_dsa::ml_dsa_65::portable::verify(&pk, &message, interlattice_pq_crypto::CONTEXT, &sig).is_ok())
+		})
+	});
 	c.bench_function("ml_dsa_65_sign", |b| b.iter(|| ml_dsa.sign(&message).unwrap()));
 
 	let sr = sr25519::Pair::from_seed(&[3; 32]);
