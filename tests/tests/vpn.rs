@@ -337,6 +337,7 @@ fn a_paid_tunnel_carries_traffic_settles_exactly_and_refuses_bad_clients() {
 	assert!(!ok, "the download stalls");
 	assert!((body.len() as u64) < (1 << 20) + CREDIT + (512 << 10), "got {} bytes unpaid", body.len());
 	assert!(w.metric("interlattice_vpn_packets_dropped_unpaid_total") > 0);
+	assert!(w.metric("interlattice_vpn_unpaid_bytes") >= CREDIT / 2, "the held session's unpaid bytes are exported");
 	assert!(w.vpn("alice3", &["disconnect"]).status.success());
 	assert!(stingy.wait(Duration::from_secs(120)).success(), "{}", stingy.log());
 	let ((bytes, _, settled), closed) = outcome(&w.escrow_events(stingy_session));

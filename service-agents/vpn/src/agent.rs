@@ -361,11 +361,8 @@ impl Agent {
 			from_clients += t.peer.meter.from_peer.load(Relaxed);
 			dropped += t.peer.meter.dropped_unpaid.load(Relaxed);
 		}
-		let store = lock(&self.receipts);
-		for s in store.sessions() {
-			if let Some(t) = tunnels.get(&s.latest.receipt.session_id) {
-				unpaid += t.peer.meter.served().saturating_sub(s.latest.receipt.bytes);
-			}
+		for t in tunnels.values() {
+			unpaid += t.peer.meter.unpaid();
 		}
 		let stats = self.engine.stats();
 		let mut out = String::new();
@@ -567,6 +564,7 @@ impl Agent {
 						let min_seconds = seconds_now().saturating_sub(interval + 5);
 						match self.accept_receipt(meter, signed, min_seconds).await {
 							Ok(()) => {
+								peer.meter.set_paid(meter.latest().bytes);
 								peer.meter.set_limit(limit(meter));
 								let _ = write_message(writer, &AgentMessage::ReceiptAccepted { sequence }).await;
 							},
@@ -606,6 +604,7 @@ impl Agent {
 					}
 					let late = seconds_now().saturating_sub(meter.latest().seconds) > self.config.payment.receipt_timeout_secs;
 					let blocked = late || meter.allowance() == 0;
+					peer.meter.set_paid(meter.latest().bytes);
 					peer.meter.set_limit(if late { served } else { limit(meter) });
 					if write_message(writer, &AgentMessage::Usage(report(meter, peer, seconds_now(), blocked))).await.is_err() {
 						break Ok(());

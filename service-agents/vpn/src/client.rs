@@ -451,8 +451,7 @@ impl VpnClient {
 				sequence: params.paid.sequence,
 				bytes: params.paid.paid_bytes,
 				seconds: params.paid.paid_seconds,
-				amount: interlattice_settlement::meter::next_receipt(genesis, session.session_id, &session.prices, 0, params.paid.paid_bytes, params.paid.paid_seconds)
-					.map(|r| r.amount)
+				amount: pallet_session_escrow::types::max_amount_owed(&session.prices, params.paid.paid_bytes, params.paid.paid_seconds)
 					.unwrap_or(0),
 			};
 		}

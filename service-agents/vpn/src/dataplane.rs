@@ -80,6 +80,7 @@ pub struct PeerMeter {
 	pub dropped_unpaid: AtomicU64,
 	served: AtomicU64,
 	limit: AtomicU64,
+	paid: AtomicU64,
 }
 
 impl PeerMeter {
@@ -96,6 +97,16 @@ impl PeerMeter {
 	/// The current limit.
 	pub fn limit(&self) -> u64 {
 		self.limit.load(Relaxed)
+	}
+
+	/// Records the bytes the latest receipt covers (the control channel's view; metrics).
+	pub fn set_paid(&self, bytes: u64) {
+		self.paid.store(bytes, Relaxed);
+	}
+
+	/// Bytes served but not yet covered by a receipt.
+	pub fn unpaid(&self) -> u64 {
+		self.served().saturating_sub(self.paid.load(Relaxed))
 	}
 
 	/// Counts `n` bytes if the limit allows them.
