@@ -8,7 +8,7 @@ cd "$INTERLATTICE_ROOT"
 # One `cargo test` over the workspace builds the node binary too (the end-to-end tests run
 # it), with the same features as everything else: a separate `cargo build -p` would compile
 # much of polkadot-sdk a second time with other features.
-echo "[test] building and running the test suite (first build: ~35 min on 2 cores)" >&2
+echo "[test] building and running the test suite (first build: ~20 min on 2 cores)" >&2
 cargo test --locked --workspace --no-fail-fast "$@"
 echo "[test] running the pallet benchmarks as tests" >&2
 cargo test --locked -p pallet-provider-registry -p pallet-session-escrow --features runtime-benchmarks benchmark

@@ -7,6 +7,7 @@
 //! - [`pq_crypto`]: the runtime host function that verifies an ML-DSA-65 signature natively;
 //!   [`verify`] is the one entry point the runtime and the agents both call.
 //! - `keys` (native only): key pairs, signing, and 0600 seed files.
+//! - `cpu` (native only): the start-up check that the CPU has what the binary was built for.
 //! - [`dev_keys`]: well-known service keys of development networks (public secrets).
 //! - [`runtime_api`]: the `PqCryptoApi` runtime API, through which clients can check a
 //!   signature or a receipt with the chain's own code.
@@ -24,6 +25,8 @@ pub mod receipt;
 pub mod runtime_api;
 mod types;
 
+#[cfg(all(feature = "std", not(substrate_runtime)))]
+pub mod cpu;
 #[cfg(all(feature = "std", not(substrate_runtime)))]
 pub mod keys;
 

@@ -48,21 +48,21 @@ impl<T: frame_system::Config> pallet_pq_weights::WeightInfo for WeightInfo<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `0`
 		//  Estimated: `0`
-		// Minimum execution time: 2_714_000 picoseconds.
-		Weight::from_parts(22_872_242, 0)
+		// Minimum execution time: 2_704_000 picoseconds.
+		Weight::from_parts(6_344_243, 0)
 			.saturating_add(Weight::from_parts(0, 0))
-			// Standard Error: 23_707
-			.saturating_add(Weight::from_parts(67_031_676, 0).saturating_mul(n.into()))
+			// Standard Error: 11_281
+			.saturating_add(Weight::from_parts(39_824_050, 0).saturating_mul(n.into()))
 	}
 	/// The range of component `n` is `[0, 100]`.
 	fn sr25519_verify(n: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `0`
 		//  Estimated: `0`
-		// Minimum execution time: 3_786_000 picoseconds.
-		Weight::from_parts(21_873_555, 0)
+		// Minimum execution time: 3_856_000 picoseconds.
+		Weight::from_parts(23_069_097, 0)
 			.saturating_add(Weight::from_parts(0, 0))
-			// Standard Error: 105_689
-			.saturating_add(Weight::from_parts(39_856_242, 0).saturating_mul(n.into()))
+			// Standard Error: 36_988
+			.saturating_add(Weight::from_parts(39_315_411, 0).saturating_mul(n.into()))
 	}
 }

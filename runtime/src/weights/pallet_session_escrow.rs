@@ -61,8 +61,8 @@ impl<T: frame_system::Config> pallet_session_escrow::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `2975`
 		//  Estimated: `6950`
-		// Minimum execution time: 1_275_148_000 picoseconds.
-		Weight::from_parts(1_660_432_000, 0)
+		// Minimum execution time: 1_074_600_000 picoseconds.
+		Weight::from_parts(1_115_721_000, 0)
 			.saturating_add(Weight::from_parts(0, 6950))
 			.saturating_add(T::DbWeight::get().reads(5))
 			.saturating_add(T::DbWeight::get().writes(6))
@@ -77,8 +77,8 @@ impl<T: frame_system::Config> pallet_session_escrow::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `2546`
 		//  Estimated: `5599`
-		// Minimum execution time: 843_265_000 picoseconds.
-		Weight::from_parts(1_189_531_000, 0)
+		// Minimum execution time: 825_028_000 picoseconds.
+		Weight::from_parts(847_741_000, 0)
 			.saturating_add(Weight::from_parts(0, 5599))
 			.saturating_add(T::DbWeight::get().reads(3))
 			.saturating_add(T::DbWeight::get().writes(3))
@@ -95,8 +95,8 @@ impl<T: frame_system::Config> pallet_session_escrow::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `2723`
 		//  Estimated: `6196`
-		// Minimum execution time: 1_201_438_000 picoseconds.
-		Weight::from_parts(1_311_612_000, 0)
+		// Minimum execution time: 1_120_608_000 picoseconds.
+		Weight::from_parts(1_145_815_000, 0)
 			.saturating_add(Weight::from_parts(0, 6196))
 			.saturating_add(T::DbWeight::get().reads(5))
 			.saturating_add(T::DbWeight::get().writes(4))
@@ -114,11 +114,11 @@ impl<T: frame_system::Config> pallet_session_escrow::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `172 + n * (2296 ±0)`
 		//  Estimated: `3593 + n * (4609 ±0)`
-		// Minimum execution time: 1_293_305_000 picoseconds.
-		Weight::from_parts(38_472_719_360, 0)
+		// Minimum execution time: 1_176_050_000 picoseconds.
+		Weight::from_parts(1_185_865_000, 0)
 			.saturating_add(Weight::from_parts(0, 3593))
-			// Standard Error: 20_490_867
-			.saturating_add(Weight::from_parts(1_030_497_453, 0).saturating_mul(n.into()))
+			// Standard Error: 1_679_504
+			.saturating_add(Weight::from_parts(982_274_031, 0).saturating_mul(n.into()))
 			.saturating_add(T::DbWeight::get().reads(2))
 			.saturating_add(T::DbWeight::get().reads((3_u64).saturating_mul(n.into())))
 			.saturating_add(T::DbWeight::get().writes(1))
@@ -139,8 +139,8 @@ impl<T: frame_system::Config> pallet_session_escrow::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `2592`
 		//  Estimated: `5599`
-		// Minimum execution time: 762_165_000 picoseconds.
-		Weight::from_parts(827_141_000, 0)
+		// Minimum execution time: 729_396_000 picoseconds.
+		Weight::from_parts(751_008_000, 0)
 			.saturating_add(Weight::from_parts(0, 5599))
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(5))
@@ -159,8 +159,8 @@ impl<T: frame_system::Config> pallet_session_escrow::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `2592`
 		//  Estimated: `5599`
-		// Minimum execution time: 741_393_000 picoseconds.
-		Weight::from_parts(814_362_000, 0)
+		// Minimum execution time: 724_198_000 picoseconds.
+		Weight::from_parts(748_814_000, 0)
 			.saturating_add(Weight::from_parts(0, 5599))
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(5))

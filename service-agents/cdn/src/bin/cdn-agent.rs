@@ -16,6 +16,7 @@ struct Cli {
 }
 
 fn main() -> anyhow::Result<()> {
+	interlattice_pq_crypto::cpu::check()?;
 	interlattice_cdn::init_logging("info");
 	let cli = Cli::parse();
 	let text = std::fs::read_to_string(&cli.config).with_context(|| format!("reading {}", cli.config.display()))?;

@@ -94,6 +94,7 @@ fn trusting(client: CdnClient, ca: &Option<PathBuf>) -> anyhow::Result<CdnClient
 }
 
 fn main() -> anyhow::Result<()> {
+	interlattice_pq_crypto::cpu::check()?;
 	interlattice_cdn::init_logging("warn");
 	let cli = Cli::parse();
 	tokio::runtime::Runtime::new()?.block_on(run(cli))

@@ -28,6 +28,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+	interlattice_pq_crypto::cpu::check()?;
 	interlattice_vpn::init_logging("info");
 	let cli = Cli::parse();
 	let text = std::fs::read_to_string(&cli.config).with_context(|| format!("reading {}", cli.config.display()))?;
