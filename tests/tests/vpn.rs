@@ -174,13 +174,15 @@ impl World {
 		self.client_ns.command(workspace_binary("vpn").to_str().unwrap()).args(self.vpn_args(state)).args(args).output().unwrap()
 	}
 
-	/// `vpn connect ARGS` in the client namespace, in the background; waits for the tunnel.
+	/// `vpn connect ARGS` in the client namespace, in the background; waits for the tunnel
+	/// (on `ilvpnc0` or the `--interface` in `args`).
 	fn connect(&self, state: &str, tag: &str, args: &[&str]) -> Process {
+		let interface = args.iter().position(|a| *a == "--interface").map_or("ilvpnc0", |i| args[i + 1]);
 		let mut command = self.client_ns.command(workspace_binary("vpn").to_str().unwrap());
 		command.args(self.vpn_args(state)).arg("connect").args(args);
 		let client = Process::start(command, self.dir.path().join(format!("client-{tag}.log")));
 		wait_for(Duration::from_secs(60), "the tunnel", || {
-			let up = Command::new("ip").args(["-n", &self.client_ns.name, "-o", "addr", "show", "dev", "ilvpnc0"]).output().ok()?;
+			let up = Command::new("ip").args(["-n", &self.client_ns.name, "-o", "addr", "show", "dev", interface]).output().ok()?;
 			String::from_utf8_lossy(&up.stdout).contains("10.77.0.").then_some(())
 		})
 		.unwrap_or_else(|e| panic!("{e}\n{}", client.log()));
@@ -453,4 +455,60 @@ fn an_exported_configuration_works_with_wireguard_go_and_is_paid_for() {
 	let (ok, _) = w.fetch(5);
 	assert!(!ok, "no tunnel after the session closed");
 	wireguard.signal("-TERM");
+}
+
+#[test]
+fn a_full_agent_refuses_new_sessions_but_not_a_reconnect_and_a_client_can_close() {
+	let w = world();
+	let text = std::fs::read_to_string(&w.agent_config).unwrap();
+	assert!(text.contains("max_sessions = 250"), "the shipped config changed");
+	std::fs::write(&w.agent_config, text.replace("max_sessions = 250", "max_sessions = 1")).unwrap();
+	assert!(w.register().status.success());
+	let agent = w.start_agent("1");
+	let eve = Eve.to_account_id().to_ss58check_with_version(interlattice_runtime::SS58_PREFIX.into());
+	let mut first = w.connect("alice", "1", &["--provider", &eve, "--account", "//Alice", "--deposit", "1", "--route", "10.99.2.0/24"]);
+	let session = World::session_id(&first.log());
+	let (ok, body) = w.fetch(60);
+	assert!(ok && body == w.file, "{}", first.log());
+
+	// The agent is full: Bob's new session is refused, and the CLI says how to end it.
+	let busy = w.vpn("bob", &["connect", "--provider", &eve, "--account", "//Bob", "--deposit", "1", "--interface", "ilvpnc1"]);
+	let said = stderr(&busy);
+	assert!(!busy.status.success() && said.contains("session limit") && said.contains("(Busy)"), "{said}");
+	let bobs = World::session_id(&said);
+	assert!(said.contains(&format!("vpn close --session {bobs}")), "{said}");
+
+	// `vpn close`: Bob closes it on-chain; the agent then refuses it as ended.
+	let closed = w.vpn("bob", &["close", "--session", &bobs.to_string(), "--account", "//Bob"]);
+	assert!(closed.status.success(), "{}", stderr(&closed));
+	assert!(w.runtime.block_on(w.chain.session(bobs)).unwrap().unwrap().closing, "the session is closing on-chain");
+	assert!(w.escrow_events(bobs).iter().any(|e| matches!(e, pallet_session_escrow::Event::SessionClosing { .. })));
+	let again = w.vpn("bob", &["connect", "--account", "//Bob", "--session", &bobs.to_string(), "--endpoint", "10.99.1.1:7310", "--interface", "ilvpnc1"]);
+	assert!(!again.status.success() && stderr(&again).contains("closed or expired"), "{}", stderr(&again));
+
+	// Alice's client freezes (its control connection stays open, the agent cannot tell) and
+	// she reconnects the same session from elsewhere: although the agent is full, the new
+	// tunnel is accepted and replaces the old one, which ends saying so when it wakes up.
+	first.signal("-STOP");
+	let mut second =
+		w.connect("alice", "2", &["--account", "//Alice", "--session", &session.to_string(), "--endpoint", "10.99.1.1:7310", "--interface", "ilvpnc1", "--route", "10.99.2.2/32"]);
+	let (ok, body) = w.fetch(60);
+	assert!(ok && body == w.file, "the new tunnel carries the traffic\n{}\nagent:\n{}", second.log(), agent.log());
+	first.signal("-CONT");
+	assert!(!first.wait(Duration::from_secs(60)).success());
+	assert!(first.log().contains("this tunnel was replaced"), "{}", first.log());
+	assert!(first.log().contains(&format!("vpn connect --session {session}")), "{}", first.log());
+
+	assert!(w.vpn("alice", &["disconnect"]).status.success());
+	assert!(second.wait(Duration::from_secs(120)).success(), "{}", second.log());
+	let ((bytes, _, settled), closed) = outcome(&w.escrow_events(session));
+	assert!(bytes >= 2 * w.file.len() as u64, "both tunnels' bytes are paid: {bytes}");
+	assert_eq!(closed, Some((settled, UNIT - settled)));
+
+	// Both of Alice's tunnels are down and their slot is free again: a new session is served.
+	let mut third = w.connect("bob2", "3", &["--provider", &eve, "--account", "//Bob", "--deposit", "1", "--route", "10.99.2.0/24"]);
+	let (ok, body) = w.fetch(60);
+	assert!(ok && body == w.file, "{}", third.log());
+	assert!(w.vpn("bob2", &["disconnect"]).status.success());
+	assert!(third.wait(Duration::from_secs(120)).success(), "{}", third.log());
 }

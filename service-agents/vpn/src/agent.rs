@@ -26,7 +26,7 @@ use tokio::{
 		tcp::{OwnedReadHalf, OwnedWriteHalf},
 		TcpListener, TcpStream,
 	},
-	sync::{watch, Notify, Semaphore},
+	sync::{watch, Notify, OwnedSemaphorePermit, Semaphore},
 };
 
 use crate::{
@@ -172,6 +172,24 @@ pub struct Metrics {
 struct Tunnel {
 	peer: Arc<Peer>,
 	replaced: Arc<Notify>,
+	lease: Arc<Lease>,
+}
+
+/// What a session's tunnel holds while it is up: one of the agent's `max_sessions` slots and
+/// an address from the pool, given back when the last connection holding it ends. A client
+/// reconnecting while its old tunnel is still up (a new network, a control connection the
+/// agent has not seen drop yet) shares the old tunnel's lease and, once its handshake proves
+/// the session key, replaces that tunnel: a full agent does not turn away its own sessions.
+struct Lease {
+	address: Ipv4Addr,
+	free_addresses: Arc<Mutex<Vec<Ipv4Addr>>>,
+	_slot: OwnedSemaphorePermit,
+}
+
+impl Drop for Lease {
+	fn drop(&mut self) {
+		lock(&self.free_addresses).push(self.address);
+	}
 }
 
 /// The running agent.
@@ -181,7 +199,7 @@ pub struct Agent {
 	chain: ChainClient,
 	identity: Identity,
 	engine: Engine,
-	free_addresses: Mutex<Vec<Ipv4Addr>>,
+	free_addresses: Arc<Mutex<Vec<Ipv4Addr>>>,
 	tunnels: Mutex<HashMap<u64, Tunnel>>,
 	receipts: Arc<Mutex<ReceiptStore>>,
 	settler: Settler,
@@ -256,7 +274,7 @@ impl Agent {
 			chain,
 			identity,
 			engine,
-			free_addresses: Mutex::new(free),
+			free_addresses: Arc::new(Mutex::new(free)),
 			tunnels: Mutex::new(HashMap::new()),
 			receipts,
 			settler,
@@ -451,16 +469,20 @@ impl Agent {
 		if meter.affordable_bytes() <= meter.served_bytes() {
 			return Err(self.refuse(ErrorCode::DepositExhausted, format!("session {session_id}'s deposit is used up: top it up")));
 		}
-		let Ok(slot) = self.slots.clone().try_acquire_owned() else {
-			return Err(self.refuse(ErrorCode::Busy, "the agent is at its session limit; try later or another provider"));
+		let running = lock(&self.tunnels).get(&session_id).map(|t| t.lease.clone());
+		let lease = match running {
+			Some(lease) => lease,
+			None => {
+				let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+					return Err(self.refuse(ErrorCode::Busy, "the agent is at its session limit; try later or another provider"));
+				};
+				let Some(address) = lock(&self.free_addresses).pop() else {
+					return Err(self.refuse(ErrorCode::Busy, "no tunnel address left"));
+				};
+				Arc::new(Lease { address, free_addresses: self.free_addresses.clone(), _slot: slot })
+			},
 		};
-		let Some(address) = lock(&self.free_addresses).pop() else {
-			return Err(self.refuse(ErrorCode::Busy, "no tunnel address left"));
-		};
-		let result = self.run_tunnel(reader, writer, &mut stop, hello, &session.client_key, &mut meter, address, from).await;
-		lock(&self.free_addresses).push(address);
-		drop(slot);
-		result
+		self.run_tunnel(reader, writer, &mut stop, hello, &session.client_key, &mut meter, lease, from).await
 	}
 
 	#[allow(clippy::too_many_arguments)]
@@ -472,10 +494,11 @@ impl Agent {
 		hello: crate::handshake::ClientHello,
 		client_key: &interlattice_pq_crypto::MlDsaPublicKey,
 		meter: &mut Meter,
-		address: Ipv4Addr,
+		lease: Arc<Lease>,
 		from: SocketAddr,
 	) -> Result<(), (ErrorCode, String)> {
 		let session_id = hello.session_id;
+		let address = lease.address;
 		let step = Duration::from_secs(self.config.control.handshake_timeout_secs);
 		let genesis = self.chain.genesis_hash().0;
 		let (state, answer) = AgentHandshake::respond(
@@ -506,7 +529,7 @@ impl Agent {
 			limit: limit(meter),
 		});
 		let replaced = Arc::new(Notify::new());
-		if let Some(old) = lock(&self.tunnels).insert(session_id, Tunnel { peer: peer.clone(), replaced: replaced.clone() }) {
+		if let Some(old) = lock(&self.tunnels).insert(session_id, Tunnel { peer: peer.clone(), replaced: replaced.clone(), lease }) {
 			old.replaced.notify_one();
 			self.engine.remove_peer(&old.peer);
 		}

@@ -140,6 +140,7 @@ fn session_key(state_dir: &std::path::Path) -> anyhow::Result<MlDsaKeyPair> {
 }
 
 fn main() -> anyhow::Result<()> {
+	interlattice_pq_crypto::cpu::check()?;
 	interlattice_vpn::init_logging("warn");
 	let cli = Cli::parse();
 	tokio::runtime::Runtime::new()?.block_on(run(cli))
@@ -266,7 +267,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 				..Default::default()
 			};
 			let result = client.connect(&session, &endpoint, &options, status_line, stop_signal()).await;
-			let _ = std::fs::remove_file(&pid_file);
+			// Only our own pid: a later `vpn connect` of this state folder (a reconnect that
+			// replaced this tunnel) has written its own, which `vpn disconnect` must find.
+			if std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() == std::process::id().to_string()) {
+				let _ = std::fs::remove_file(&pid_file);
+			}
 			finish(&client, &payer, &session, select, result).await?;
 		},
 		Command::ExportConfig { select, output, max_mib } => {
@@ -281,7 +286,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 			let payer = sp_core::sr25519::Pair::from_string(account, None)
 				.map_err(|e| anyhow::anyhow!("--account is not a valid secret URI: {e:?}"))?;
 			VpnClient::new(chain, session_key(&cli.state_dir)?, &cli.state_dir).close_on_chain(&payer, *session).await?;
-			writeln!(out, "session {session} closed by the client")?;
+			writeln!(out, "session {session} closed by the client: the provider can settle its last receipts during the settlement window; the rest of the deposit is refunded after it")?;
 		},
 		Command::Disconnect => {
 			let pid_file = cli.state_dir.join("vpn-connect.pid");
