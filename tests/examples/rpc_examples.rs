@@ -9,7 +9,7 @@
 
 use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt, UsageReceipt};
 use interlattice_runtime::{RuntimeCall, UNIT};
-use interlattice_tests::{chain, Node, NodeConfig};
+use interlattice_tests::{chain, Node};
 use pallet_provider_registry::{Prices, ServiceKind};
 use pallet_session_escrow::Call as EscrowCall;
 use serde_json::{json, Value};
@@ -38,10 +38,7 @@ fn example(node: &Node, method: &str, params: Value) {
 
 fn main() {
 	let dir = tempfile::tempdir().unwrap();
-	let mut config = NodeConfig::new("dev", dir.path());
-	config.validator = Some("alice");
-	let mut node = Node::start(config).expect("dev node starts");
-	node.wait(std::time::Duration::from_secs(60), "block 1", |n| n.rpc.best_number().filter(|&b| b >= 1)).unwrap();
+	let mut node = Node::start_dev(dir.path());
 
 	let key = MlDsaKeyPair::from_seed([1; 32]);
 	let (_, events) = chain::submit_and_wait(

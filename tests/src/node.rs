@@ -149,6 +149,16 @@ impl Node {
 		Ok(node)
 	}
 
+	/// A single-validator development chain (`--chain dev`, Alice authoring) under `base_path`,
+	/// started and past block 1: what most end-to-end tests run against.
+	pub fn start_dev(base_path: &Path) -> Self {
+		let mut config = NodeConfig::new("dev", base_path);
+		config.validator = Some("alice");
+		let mut node = Node::start(config).expect("dev node starts");
+		node.wait(Duration::from_secs(60), "block 1", |n| n.rpc.best_number().filter(|&b| b >= 1)).unwrap();
+		node
+	}
+
 	/// Waits for `check`; on time-out the error carries the tail of the node's log.
 	pub fn wait<T>(
 		&mut self,

@@ -21,7 +21,7 @@ use std::{
 
 use interlattice_cdn::client::{CdnClient, ClientError, SessionRecord};
 use interlattice_settlement::chain::ChainClient;
-use interlattice_tests::{free_port, node::workspace_binary, wait_for, Node, NodeConfig};
+use interlattice_tests::{free_port, node::workspace_binary, wait_for, Node};
 use pallet_session_escrow::types::max_amount_owed;
 use sp_keyring::Sr25519Keyring::Dave;
 
@@ -216,10 +216,7 @@ struct World {
 
 fn world() -> (World, Agent) {
 	let dir = tempfile::tempdir().unwrap();
-	let mut config = NodeConfig::new("dev", &dir.path().join("node"));
-	config.validator = Some("alice");
-	let mut node = Node::start(config).expect("dev node starts");
-	node.wait(Duration::from_secs(60), "block 1", |n| n.rpc.best_number().filter(|&b| b >= 1)).unwrap();
+	let node = Node::start_dev(&dir.path().join("node"));
 	let rpc_url = format!("http://127.0.0.1:{}", node.config.rpc_port);
 	let runtime = tokio::runtime::Runtime::new().unwrap();
 	let chain = runtime.block_on(ChainClient::connect(&rpc_url)).unwrap();
@@ -511,10 +508,7 @@ fn an_agent_killed_mid_download_restarts_and_the_download_resumes_without_losing
 #[test]
 fn tls_prefers_the_hybrid_post_quantum_key_exchange_and_serves_paid_downloads() {
 	let dir = tempfile::tempdir().unwrap();
-	let mut node_config = NodeConfig::new("dev", &dir.path().join("node"));
-	node_config.validator = Some("alice");
-	let mut node = Node::start(node_config).expect("dev node starts");
-	node.wait(Duration::from_secs(60), "block 1", |n| n.rpc.best_number().filter(|&b| b >= 1)).unwrap();
+	let node = Node::start_dev(&dir.path().join("node"));
 	let rpc_url = format!("http://127.0.0.1:{}", node.config.rpc_port);
 
 	// A self-signed certificate for localhost and 127.0.0.1.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use codec::Encode;
 use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt, UsageReceipt};
-use interlattice_tests::{chain, Node, NodeConfig, Rpc};
+use interlattice_tests::{chain, Node, Rpc};
 use serde_json::json;
 
 fn call_bool(rpc: &Rpc, method: &str, args: Vec<u8>) -> Result<bool, String> {
@@ -23,11 +23,7 @@ fn call_bool(rpc: &Rpc, method: &str, args: Vec<u8>) -> Result<bool, String> {
 #[test]
 fn runtime_verifies_ml_dsa_signatures_through_the_host_function() {
 	let dir = tempfile::tempdir().unwrap();
-	let mut config = NodeConfig::new("dev", dir.path());
-	config.validator = Some("alice");
-	let mut node = Node::start(config).expect("dev node starts");
-	node.wait(Duration::from_secs(60), "block 1", |n| n.rpc.best_number().filter(|&b| b >= 1))
-		.unwrap();
+	let mut node = Node::start_dev(dir.path());
 
 	let pair = MlDsaKeyPair::from_seed([5; 32]);
 	let pk = pair.public().as_ref().to_vec();

@@ -3,14 +3,12 @@
 //! different countries; the `registry_*` JSON-RPC methods filter, order and page them; their
 //! stake is held; unbonding below the minimum stake takes one out of the active listing.
 
-use std::time::Duration;
-
 use interlattice_pq_crypto::{dev_keys, keys::MlDsaKeyPair};
 use interlattice_runtime::{Runtime, RuntimeCall, RuntimeEvent, MILLI_UNIT, UNIT};
 use interlattice_tests::{
 	chain::{self, submit_and_wait, succeeded},
 	rpc::RpcError,
-	Node, NodeConfig,
+	Node,
 };
 use pallet_provider_registry::{
 	Call as RegistryCall, Hosting, Location, Prices, ProviderRecord, Services,
@@ -18,8 +16,6 @@ use pallet_provider_registry::{
 use serde_json::{json, Value};
 use sp_core::crypto::{Ss58AddressFormat, Ss58Codec};
 use sp_keyring::Sr25519Keyring::{self, Charlie, Dave, Eve, Ferdie};
-
-const MINUTE: Duration = Duration::from_secs(60);
 
 fn register_call(services: Services, country: &[u8; 2], per_gib: u128, key_seed: u8, stake: u128) -> RuntimeCall {
 	RuntimeCall::ProviderRegistry(RegistryCall::register_provider {
@@ -77,10 +73,7 @@ fn invalid_params(result: Result<Value, RpcError>) -> String {
 #[test]
 fn providers_register_with_real_extrinsics_and_the_registry_rpc_lists_them() {
 	let dir = tempfile::tempdir().unwrap();
-	let mut config = NodeConfig::new("dev", dir.path());
-	config.validator = Some("alice");
-	let mut node = Node::start(config).expect("dev node starts");
-	node.wait(MINUTE, "block 1", |n| n.rpc.best_number().filter(|&b| b >= 1)).unwrap();
+	let mut node = Node::start_dev(dir.path());
 
 	// The dev preset's bootstrap providers: Charlie (VPN, DE) and Dave (CDN, NL).
 	let (total, page) = list(&node, json!({}));

@@ -11,7 +11,7 @@ use interlattice_tests::{
 	chain::{self, submit_and_wait, succeeded},
 	node::workspace_binary,
 	rpc::RpcError,
-	Node, NodeConfig,
+	Node,
 };
 use pallet_provider_registry::{Prices, ServiceKind};
 use pallet_session_escrow::{Call as EscrowCall, Event as EscrowEvent};
@@ -90,10 +90,7 @@ fn ss58(who: Sr25519Keyring) -> String {
 #[test]
 fn sessions_open_settle_close_and_every_balance_adds_up() {
 	let dir = tempfile::tempdir().unwrap();
-	let mut config = NodeConfig::new("dev", &dir.path().join("node"));
-	config.validator = Some("alice");
-	let mut node = Node::start(config).expect("dev node starts");
-	node.wait(std::time::Duration::from_secs(60), "block 1", |n| n.rpc.best_number().filter(|&b| b >= 1)).unwrap();
+	let mut node = Node::start_dev(&dir.path().join("node"));
 	let genesis = node.rpc.call("chain_getBlockHash", json!([0])).unwrap().as_str().unwrap().to_string();
 
 	// Bob's session key, made with the key tool.

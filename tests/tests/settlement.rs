@@ -4,17 +4,14 @@
 //! receipt the pool refuses so the others still settle, and leaves the store untouched when
 //! the node is gone.
 
-use std::{
-	sync::{Arc, Mutex},
-	time::Duration,
-};
+use std::sync::{Arc, Mutex};
 
 use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt};
 use interlattice_runtime::{RuntimeCall, UNIT};
 use interlattice_settlement::{
 	chain::ChainClient, meter::next_receipt, session_terms, ReceiptStore, SettleReport, Settler,
 };
-use interlattice_tests::{Node, NodeConfig};
+use interlattice_tests::Node;
 use pallet_provider_registry::{Prices, ServiceKind};
 use pallet_session_escrow::Call as EscrowCall;
 use sp_keyring::Sr25519Keyring::{Alice, Dave, Ferdie};
@@ -26,10 +23,7 @@ fn sign(key: &MlDsaKeyPair, r: interlattice_pq_crypto::UsageReceipt) -> SignedUs
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_settler_settles_batches_skips_settled_and_isolates_refused_receipts() {
 	let dir = tempfile::tempdir().unwrap();
-	let mut config = NodeConfig::new("dev", &dir.path().join("node"));
-	config.validator = Some("alice");
-	let mut node = Node::start(config).expect("dev node starts");
-	node.wait(Duration::from_secs(60), "block 1", |n| n.rpc.best_number().filter(|&b| b >= 1)).unwrap();
+	let mut node = Node::start_dev(&dir.path().join("node"));
 	let url = format!("http://127.0.0.1:{}", node.config.rpc_port);
 	let chain = ChainClient::connect(&url).await.expect("connects");
 	let genesis = chain.genesis_hash().0;

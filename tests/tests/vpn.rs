@@ -30,7 +30,7 @@ use interlattice_tests::{
 	free_port,
 	netns::{link, serve_file, Netns},
 	node::workspace_binary,
-	wait_for, Node, NodeConfig,
+	wait_for, Node,
 };
 use interlattice_vpn::{
 	client::VpnClient,
@@ -100,10 +100,7 @@ fn data(len: usize, seed: u8) -> Vec<u8> {
 
 fn world() -> World {
 	let dir = tempfile::tempdir().unwrap();
-	let mut config = NodeConfig::new("dev", &dir.path().join("node"));
-	config.validator = Some("alice");
-	let mut node = Node::start(config).expect("dev node starts");
-	node.wait(Duration::from_secs(60), "block 1", |n| n.rpc.best_number().filter(|&b| b >= 1)).unwrap();
+	let node = Node::start_dev(&dir.path().join("node"));
 	let rpc_port = node.config.rpc_port;
 	let runtime = tokio::runtime::Runtime::new().unwrap();
 	let chain = runtime.block_on(ChainClient::connect(&format!("http://127.0.0.1:{rpc_port}"))).unwrap();
