@@ -24,12 +24,21 @@ if [ "$(id -u)" -ne 0 ]; then
 	SUDO="sudo"
 fi
 
+# The toolchain: what the build needs.
 PACKAGES=(rustc-web cargo-web rust-web-src lld-22 protobuf-compiler clang libclang-dev
-	iproute2 nftables curl jq wireguard-go wireguard-tools)
+	libssl-dev pkg-config)
 missing=()
 for p in "${PACKAGES[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# The programs the scripts, tests and benchmarks run (scripts/programs.txt): their package
+# when the program is missing (a machine may have it from elsewhere, e.g. Node.js).
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+while read -r program package; do
+	case "$program" in '' | '#'*) continue ;; esac
+	type -P "$program" >/dev/null 2>&1 && continue
+	case " ${missing[*]} " in *" $package "*) ;; *) missing+=("$package") ;; esac
+done <"$here/programs.txt"
 if [ ${#missing[@]} -gt 0 ]; then
 	log "installing Debian packages: ${missing[*]}"
 	$SUDO apt-get update -qq
@@ -76,5 +85,15 @@ fi
 if ! rustup toolchain list | grep -q '^debian-web'; then
 	log "linking rustup toolchain debian-web -> /usr"
 	rustup toolchain link debian-web /usr
+fi
+# @polkadot/api and its dependencies, at the versions tests/js/package-lock.json pins, for the
+# test that runs unmodified polkadot.js against a node (tests/tests/polkadot_js.rs).
+JS="$here/../tests/js"
+if ! cmp -s "$JS/package-lock.json" "$JS/node_modules/.interlattice-installed-lock" 2>/dev/null; then
+	log "installing the JavaScript test dependencies (npm ci in tests/js)"
+	(cd "$JS" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+	cp "$JS/package-lock.json" "$JS/node_modules/.interlattice-installed-lock"
+else
+	log "JavaScript test dependencies present"
 fi
 log "done"

@@ -23,11 +23,29 @@ impl core::fmt::Display for WrongLength {
 #[cfg(feature = "std")]
 impl std::error::Error for WrongLength {}
 
+/// A fixed-size byte string type. `$metadata` is the type it is described as in the chain's
+/// metadata: an array of the same SCALE encoding (a `[u8; N]` and an `[[u8; M]; K]` with
+/// `M × K = N` encode as the same N bytes, without a length prefix).
 macro_rules! fixed_bytes {
-	($(#[$doc:meta])* $name:ident, $len:expr) => {
-		$(#[$doc])*
-		#[derive(Clone, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo)]
+	($(#[doc = $doc:literal])* $name:ident, $len:expr, $metadata:ty) => {
+		$(#[doc = $doc])*
+		#[derive(Clone, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen)]
 		pub struct $name(pub [u8; $len]);
+
+		const _: () = assert!(core::mem::size_of::<$metadata>() == $len, "metadata shape must have the same length");
+
+		impl TypeInfo for $name {
+			type Identity = Self;
+			fn type_info() -> scale_info::Type {
+				scale_info::Type::builder()
+					.path(scale_info::Path::new(stringify!($name), module_path!()))
+					.docs(&[$($doc),*])
+					.composite(
+						scale_info::build::Fields::unnamed()
+							.field(|f| f.ty::<$metadata>().type_name(stringify!($metadata))),
+					)
+			}
+		}
 
 		impl $name {
 			/// Length in bytes.
@@ -89,7 +107,8 @@ macro_rules! fixed_bytes {
 fixed_bytes!(
 	/// An ML-DSA-65 public (verification) key: 1952 bytes, FIPS 204 encoding.
 	MlDsaPublicKey,
-	ML_DSA_65_PUBLIC_KEY_LEN
+	ML_DSA_65_PUBLIC_KEY_LEN,
+	[u8; ML_DSA_65_PUBLIC_KEY_LEN]
 );
 impl MlDsaPublicKey {
 	/// The 32-byte account id of this key: `blake2_256(public key bytes)`. The same
@@ -100,9 +119,12 @@ impl MlDsaPublicKey {
 }
 
 fixed_bytes!(
-	/// An ML-DSA-65 signature: 3309 bytes, FIPS 204 encoding.
+	/// An ML-DSA-65 signature: 3309 bytes, FIPS 204 encoding. Described to metadata as three
+	/// arrays of 1103 bytes, which encode exactly like 3309 bytes: polkadot.js (and every
+	/// wallet built on it) refuses fixed arrays of more than 2048 elements.
 	MlDsaSignature,
-	ML_DSA_65_SIGNATURE_LEN
+	ML_DSA_65_SIGNATURE_LEN,
+	[[u8; ML_DSA_65_SIGNATURE_LEN / 3]; 3]
 );
 
 /// Lower-case hex with a `0x` prefix.
