@@ -22,7 +22,7 @@ die() { say "error: $*"; exit 1; }
 
 "$INTERLATTICE_ROOT/scripts/setup.sh"
 if [ -z "${INTERLATTICE_SKIP_BUILD:-}" ]; then
-	say "building the node and the agents (first build: ~20 min on 2 cores; later ones are incremental)"
+	say "building the node and the agents (first build: ~15 min on 2 cores; later ones are incremental)"
 	# Built exactly as the test suite builds them (one feature set, one build for both).
 	cargo test --locked --workspace --no-run -q
 fi

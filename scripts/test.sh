@@ -9,7 +9,7 @@ cd "$INTERLATTICE_ROOT"
 # One `cargo test` over the workspace builds the node binary too (the end-to-end tests run
 # it), with the same features as everything else: a separate `cargo build -p` would compile
 # much of polkadot-sdk a second time with other features.
-echo "[test] building the workspace and its tests (first build: ~25 min on 2 cores, docs/benchmarks.md)" >&2
+echo "[test] building the workspace and its tests (first build: ~15 min on 2 cores, docs/benchmarks.md)" >&2
 cargo test --locked --workspace --no-run
 cargo test --locked -p pallet-provider-registry -p pallet-session-escrow --features runtime-benchmarks --no-run
 # The tests run with only what a fresh machine has after setup on PATH (scripts/fresh-path.sh):

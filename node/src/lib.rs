@@ -10,5 +10,6 @@
 pub mod chain_spec;
 pub mod cli;
 pub mod command;
+pub mod metrics;
 pub mod rpc;
 pub mod service;

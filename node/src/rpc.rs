@@ -50,8 +50,11 @@ where
 
 	module.merge(System::new(client.clone(), pool).into_rpc())?;
 	module.merge(TransactionPayment::new(client.clone()).into_rpc())?;
-	module.merge(Registry::new(client.clone(), interlattice_runtime::SS58_PREFIX).into_rpc())?;
-	module.merge(Escrow::new(client, interlattice_runtime::SS58_PREFIX).into_rpc())?;
+	// Registry and escrow queries may walk much of the state: on blocking threads, a few at a
+	// time, never on the async workers that drive networking and import.
+	let queries = interlattice_rpc::BlockingQueries::for_this_machine();
+	module.merge(Registry::new(client.clone(), interlattice_runtime::SS58_PREFIX, queries.clone()).into_rpc())?;
+	module.merge(Escrow::new(client, interlattice_runtime::SS58_PREFIX, queries).into_rpc())?;
 
 	Ok(module)
 }

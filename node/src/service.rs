@@ -231,6 +231,9 @@ pub fn new_full<N: sc_network::NetworkBackend<Block, <Block as sp_runtime::trait
 	let name = config.network.node_name.clone();
 	let enable_grandpa = !config.disable_grandpa;
 	let prometheus_registry = config.prometheus_registry().cloned();
+	if let Some(registry) = &prometheus_registry {
+		crate::metrics::register_pq_metrics(registry, &task_manager.spawn_handle())?;
+	}
 
 	let rpc_extensions_builder = {
 		let client = client.clone();

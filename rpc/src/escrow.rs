@@ -11,8 +11,8 @@ use sp_runtime::traits::Block as BlockT;
 
 use crate::{
 	invalid_params,
-	json::{Account, Counter, PageQuery, SessionJson, DEFAULT_PAGE_LIMIT},
-	runtime_error,
+	json::{Account, Counter, SessionJson, SessionPageQuery, DEFAULT_PAGE_LIMIT},
+	runtime_error, BlockingQueries,
 };
 
 /// The session escrow's JSON-RPC methods.
@@ -21,33 +21,37 @@ pub trait EscrowApi<BlockHash> {
 	/// One session not yet finalized, by id (decimal string or number); `null` if unknown
 	/// or finalized.
 	#[method(name = "session")]
-	fn session(&self, session_id: Counter, at: Option<BlockHash>) -> RpcResult<Option<SessionJson>>;
+	async fn session(&self, session_id: Counter, at: Option<BlockHash>) -> RpcResult<Option<SessionJson>>;
 
 	/// A client's sessions not yet finalized, by id.
 	#[method(name = "clientSessions")]
-	fn client_sessions(&self, client: String, at: Option<BlockHash>) -> RpcResult<Vec<SessionJson>>;
+	async fn client_sessions(&self, client: String, at: Option<BlockHash>) -> RpcResult<Vec<SessionJson>>;
 
-	/// A provider's sessions not yet finalized, by id, one page.
+	/// A provider's sessions not yet finalized, one page in storage order: pass the last
+	/// `sessionId` of a page as `after` for the next one.
 	#[method(name = "providerSessions")]
-	fn provider_sessions(
+	async fn provider_sessions(
 		&self,
 		provider: String,
-		page: Option<PageQuery>,
+		page: Option<SessionPageQuery>,
 		at: Option<BlockHash>,
 	) -> RpcResult<Vec<SessionJson>>;
 }
 
-/// Serves [`EscrowApiServer`] from the runtime API of a client.
+/// Serves [`EscrowApiServer`] from the runtime API of a client, on blocking threads
+/// ([`BlockingQueries`]).
 pub struct Escrow<C, Block> {
 	client: Arc<C>,
 	ss58_prefix: u16,
+	queries: BlockingQueries,
 	_block: PhantomData<Block>,
 }
 
 impl<C, Block> Escrow<C, Block> {
-	/// Answers from `client`; shows accounts with `ss58_prefix`.
-	pub fn new(client: Arc<C>, ss58_prefix: u16) -> Self {
-		Self { client, ss58_prefix, _block: PhantomData }
+	/// Answers from `client` within the limits of `queries`; shows accounts with
+	/// `ss58_prefix`.
+	pub fn new(client: Arc<C>, ss58_prefix: u16, queries: BlockingQueries) -> Self {
+		Self { client, ss58_prefix, queries, _block: PhantomData }
 	}
 }
 
@@ -58,29 +62,40 @@ fn account(name: &str, value: &str) -> RpcResult<AccountId32> {
 		.map_err(|e| invalid_params(format!("{name}: {e}")))
 }
 
+#[jsonrpsee::core::async_trait]
 impl<C, Block> EscrowApiServer<Block::Hash> for Escrow<C, Block>
 where
 	Block: BlockT,
 	C: ProvideRuntimeApi<Block> + HeaderBackend<Block> + Send + Sync + 'static,
 	C::Api: RuntimeApi<Block, AccountId32, u128, u32>,
 {
-	fn session(&self, session_id: Counter, at: Option<Block::Hash>) -> RpcResult<Option<SessionJson>> {
-		let at = at.unwrap_or_else(|| self.client.info().best_hash);
-		let s = self.client.runtime_api().session(at, session_id.0).map_err(runtime_error)?;
-		Ok(s.map(|s| SessionJson::new(s, self.ss58_prefix)))
+	async fn session(&self, session_id: Counter, at: Option<Block::Hash>) -> RpcResult<Option<SessionJson>> {
+		let (client, prefix) = (self.client.clone(), self.ss58_prefix);
+		self.queries
+			.run(move || {
+				let at = at.unwrap_or_else(|| client.info().best_hash);
+				let s = client.runtime_api().session(at, session_id.0).map_err(runtime_error)?;
+				Ok(s.map(|s| SessionJson::new(s, prefix)))
+			})
+			.await
 	}
 
-	fn client_sessions(&self, client: String, at: Option<Block::Hash>) -> RpcResult<Vec<SessionJson>> {
-		let client = account("client", &client)?;
-		let at = at.unwrap_or_else(|| self.client.info().best_hash);
-		let list = self.client.runtime_api().client_sessions(at, client).map_err(runtime_error)?;
-		Ok(list.into_iter().map(|s| SessionJson::new(s, self.ss58_prefix)).collect())
+	async fn client_sessions(&self, client_account: String, at: Option<Block::Hash>) -> RpcResult<Vec<SessionJson>> {
+		let who = account("client", &client_account)?;
+		let (client, prefix) = (self.client.clone(), self.ss58_prefix);
+		self.queries
+			.run(move || {
+				let at = at.unwrap_or_else(|| client.info().best_hash);
+				let list = client.runtime_api().client_sessions(at, who).map_err(runtime_error)?;
+				Ok(list.into_iter().map(|s| SessionJson::new(s, prefix)).collect())
+			})
+			.await
 	}
 
-	fn provider_sessions(
+	async fn provider_sessions(
 		&self,
 		provider: String,
-		page: Option<PageQuery>,
+		page: Option<SessionPageQuery>,
 		at: Option<Block::Hash>,
 	) -> RpcResult<Vec<SessionJson>> {
 		let provider = account("provider", &provider)?;
@@ -90,12 +105,14 @@ where
 		if limit == 0 || limit > max {
 			return Err(invalid_params(format!("limit {limit} is outside 1..={max}")));
 		}
-		let at = at.unwrap_or_else(|| self.client.info().best_hash);
-		let list = self
-			.client
-			.runtime_api()
-			.provider_sessions(at, provider, page.offset.unwrap_or(0), limit)
-			.map_err(runtime_error)?;
-		Ok(list.into_iter().map(|s| SessionJson::new(s, self.ss58_prefix)).collect())
+		let after = page.after.map(|c| c.0);
+		let (client, prefix) = (self.client.clone(), self.ss58_prefix);
+		self.queries
+			.run(move || {
+				let at = at.unwrap_or_else(|| client.info().best_hash);
+				let list = client.runtime_api().provider_sessions(at, provider, after, limit).map_err(runtime_error)?;
+				Ok(list.into_iter().map(|s| SessionJson::new(s, prefix)).collect())
+			})
+			.await
 	}
 }

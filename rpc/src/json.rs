@@ -532,6 +532,8 @@ pub struct SessionJson {
 	pub service: ServiceJson,
 	/// The ML-DSA-65 key that signs this session's receipts.
 	pub client_key: interlattice_pq_crypto::MlDsaPublicKey,
+	/// The session's nonce (`0x` hex, 32 bytes): every receipt of the session names it.
+	pub nonce: String,
 	/// Prices fixed for the session.
 	pub prices: PricesJson,
 	/// Total deposited.
@@ -568,6 +570,7 @@ impl SessionJson {
 				ServiceKind::Cdn => ServiceJson::Cdn,
 			},
 			client_key: s.client_key,
+			nonce: format!("0x{}", hex::encode(s.nonce)),
 			prices: PricesJson { per_gib: Amount(s.prices.per_gib), per_hour: Amount(s.prices.per_hour) },
 			deposit: Amount(s.deposit),
 			settled: Amount(s.settled),
@@ -583,13 +586,14 @@ impl SessionJson {
 	}
 }
 
-/// Paging of `escrow_providerSessions`.
+/// Paging of `escrow_providerSessions`: sessions come in storage order; a page starts after
+/// the session `after` (the last one of the previous page).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PageQuery {
-	/// Sessions to skip (default 0).
+pub struct SessionPageQuery {
+	/// Start after this session (default: from the first).
 	#[serde(default, skip_serializing_if = "Option::is_none")]
-	pub offset: Option<u32>,
+	pub after: Option<Counter>,
 	/// Page size (default [`DEFAULT_PAGE_LIMIT`], at most
 	/// [`pallet_session_escrow::MAX_SESSIONS_PAGE`]).
 	#[serde(default, skip_serializing_if = "Option::is_none")]

@@ -277,14 +277,21 @@ impl_runtime_apis! {
 
 		fn provider_sessions(
 			provider: AccountId,
-			offset: u32,
+			after: Option<pallet_session_escrow::SessionId>,
 			limit: u32,
 		) -> Vec<pallet_session_escrow::SessionInfo<AccountId, Balance, BlockNumber>> {
-			SessionEscrow::query_provider_sessions(provider, offset, limit)
+			SessionEscrow::query_provider_sessions(provider, after, limit)
 		}
 
 		fn genesis_hash() -> [u8; 32] {
 			SessionEscrow::genesis_hash()
+		}
+
+		fn check_receipt(
+			submitter: AccountId,
+			receipt: interlattice_pq_crypto::SignedUsageReceipt,
+		) -> Result<(), sp_runtime::DispatchError> {
+			SessionEscrow::would_settle(&submitter, &receipt)
 		}
 	}
 
@@ -298,6 +305,8 @@ impl_runtime_apis! {
 			)
 		}
 
+		/// The signature only: `SessionEscrowApi_check_receipt` checks everything settlement
+		/// checks.
 		fn verify_receipt(
 			signer: interlattice_pq_crypto::MlDsaPublicKey,
 			receipt: interlattice_pq_crypto::SignedUsageReceipt,

@@ -110,10 +110,10 @@ pub const VERSION: RuntimeVersion = RuntimeVersion {
 	spec_name: alloc::borrow::Cow::Borrowed("interlattice"),
 	impl_name: alloc::borrow::Cow::Borrowed("interlattice-node"),
 	authoring_version: 1,
-	spec_version: 103,
+	spec_version: 104,
 	impl_version: 1,
 	apis: apis::RUNTIME_API_VERSIONS,
-	transaction_version: 2,
+	transaction_version: 3,
 	system_version: 1,
 };
 
@@ -136,9 +136,10 @@ pub type TxExtension = (
 	frame_system::CheckEra<Runtime>,
 	frame_system::CheckNonce<Runtime>,
 	frame_system::CheckWeight<Runtime>,
-	// Receipts of settlement calls are verified before they enter the pool.
-	pallet_session_escrow::CheckReceipts<Runtime>,
 	pallet_transaction_payment::ChargeTransactionPayment<Runtime>,
+	// Settlement calls are checked (cheaply, no signatures) before they enter the pool; after
+	// the fee check, so an account that cannot pay is refused first.
+	pallet_session_escrow::CheckReceipts<Runtime>,
 	frame_metadata_hash_extension::CheckMetadataHash<Runtime>,
 	frame_system::WeightReclaim<Runtime>,
 );

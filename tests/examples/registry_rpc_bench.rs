@@ -13,52 +13,10 @@
 
 use std::time::{Duration, Instant};
 
-use interlattice_pq_crypto::keys::MlDsaKeyPair;
 use interlattice_runtime::{MILLI_UNIT, UNIT};
 use interlattice_tests::{Node, NodeConfig};
 use serde_json::{json, Value};
 use sp_core::crypto::{AccountId32, Ss58AddressFormat, Ss58Codec};
-
-const COUNTRIES: [&str; 25] = [
-	"AR", "AU", "BR", "CA", "CH", "DE", "EE", "ES", "FI", "FR", "GB", "IN", "IS", "JP", "KE",
-	"KR", "MX", "NL", "NO", "PL", "RO", "SE", "SG", "US", "ZA",
-];
-
-fn account(i: usize) -> AccountId32 {
-	sp_crypto_hashing::blake2_256(format!("registry-bench/{i}").as_bytes()).into()
-}
-
-/// A raw dev chain spec with `n` extra providers in its genesis state. The state is built
-/// natively from the dev preset plus the providers (the Wasm genesis builder cannot take a
-/// 40 MB patch: one allocation in the runtime is limited to 32 MiB), then written into the
-/// dev raw spec in place of its state, keeping its `:code`.
-fn chain_spec(n: usize, dir: &std::path::Path) -> std::path::PathBuf {
-	let mut patch = interlattice_tests::spec::dev_patch();
-	let started = Instant::now();
-	for i in 0..n {
-		let who = account(i);
-		let stake = 1_000 * UNIT + (i as u128 % 97) * 10 * UNIT;
-		patch["balances"]["balances"].as_array_mut().unwrap().push(json!([who, 2 * stake]));
-		let services = ["Vpn", "Cdn", "Both"][i % 3];
-		let mut seed = [0u8; 32];
-		seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
-		let key = MlDsaKeyPair::from_seed(seed).public().clone();
-		patch["providerRegistry"]["providers"].as_array_mut().unwrap().push(json!([
-			who,
-			services,
-			[format!("198.51.100.{}:{}", i % 250, 7000 + i % 1000)],
-			COUNTRIES[i % COUNTRIES.len()],
-			(100 + (i as u128 * 7919) % 900) * MILLI_UNIT,
-			(i as u128 % 11) * 10 * MILLI_UNIT,
-			key,
-			stake,
-		]));
-	}
-	eprintln!("[bench] {n} providers with real ML-DSA-65 keys generated in {:.1?}", started.elapsed());
-	let path = interlattice_tests::spec::raw_spec_with(dir, "registry-bench", patch, || {});
-	eprintln!("[bench] chain spec: {} MB", std::fs::metadata(&path).unwrap().len() / 1_000_000);
-	path
-}
 
 fn time(node: &Node, method: &str, params: Value, runs: usize) -> (Vec<f64>, Value) {
 	let mut samples = Vec::with_capacity(runs);
@@ -78,7 +36,7 @@ fn main() {
 	let n = interlattice_tests::number_arg("--providers", 10_000);
 	let runs = interlattice_tests::number_arg("--runs", 30);
 	let dir = tempfile::tempdir().unwrap();
-	let spec = chain_spec(n, dir.path());
+	let spec = interlattice_tests::spec::registry_spec(n, dir.path());
 	let mut config = NodeConfig::new(spec.to_str().unwrap(), &dir.path().join("node"));
 	config.validator = Some("alice");
 	let started = Instant::now();
@@ -90,7 +48,7 @@ fn main() {
 	let registered = stats["providers"]["registered"].as_u64().unwrap();
 	assert_eq!(registered, n as u64 + 2, "all providers (plus the two bootstrap ones) are registered");
 
-	let some = AccountId32::from(account(n / 2)).to_ss58check_with_version(Ss58AddressFormat::custom(4242));
+	let some = AccountId32::from(interlattice_tests::spec::registry_account(n / 2)).to_ss58check_with_version(Ss58AddressFormat::custom(4242));
 	let cases: Vec<(&str, &str, Value)> = vec![
 		("first page, default query (active, by stake, 20)", "registry_providers", json!([{}])),
 		("page of 100", "registry_providers", json!([{"limit": 100}])),

@@ -7,7 +7,7 @@
 //! cargo run -q -p interlattice-tests --example rpc_examples > /tmp/rpc-examples.md
 //! ```
 
-use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt, UsageReceipt};
+use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt};
 use interlattice_runtime::{RuntimeCall, UNIT};
 use interlattice_tests::{chain, Node};
 use pallet_provider_registry::{Prices, ServiceKind};
@@ -54,15 +54,7 @@ fn main() {
 		}),
 	);
 	assert!(chain::succeeded(&events));
-	let genesis = chain::genesis_hash(&node.rpc).unwrap();
-	let receipt = UsageReceipt {
-		genesis_hash: genesis.0,
-		session_id: 0,
-		sequence: 1,
-		bytes: 3 << 30,
-		seconds: 1_800,
-		amount: 1_550 * interlattice_runtime::MILLI_UNIT,
-	};
+	let receipt = chain::usage_receipt(&node.rpc, 0, 1, 3 << 30, 1_800, 1_550 * interlattice_runtime::MILLI_UNIT);
 	let signature = key.sign(&receipt.signing_payload()).unwrap();
 	let (_, events) = chain::submit_and_wait(
 		&mut node,
@@ -86,7 +78,7 @@ fn main() {
 	println!("### escrow_clientSessions\n");
 	example(&node, "escrow_clientSessions", json!([ss58(Bob)]));
 	println!("### escrow_providerSessions\n");
-	example(&node, "escrow_providerSessions", json!([ss58(Charlie), {"offset": 0, "limit": 20}]));
+	example(&node, "escrow_providerSessions", json!([ss58(Charlie), {"limit": 20}]));
 	println!("### Errors\n");
 	example(&node, "registry_providers", json!([{"country": "Germany"}]));
 	node.stop();

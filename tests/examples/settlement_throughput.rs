@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 
-use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt, UsageReceipt};
+use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt};
 use interlattice_runtime::{Runtime, RuntimeCall, RuntimeEvent, RuntimeOrigin, SessionEscrow, MILLI_UNIT, UNIT};
 use interlattice_tests::{chain, Node, NodeConfig};
 use pallet_provider_registry::{Prices, ServiceKind};
@@ -141,19 +141,13 @@ fn main() {
 		.iter()
 		.enumerate()
 		.map(|(i, key)| {
-			let receipt = UsageReceipt {
-				genesis_hash: genesis.0,
-				session_id: i as u64,
-				sequence: 1,
-				bytes: 1 << 30,
-				seconds: 0,
-				amount: 500 * MILLI_UNIT,
-			};
+			let receipt = chain::usage_receipt(&node.rpc, i as u64, 1, 1 << 30, 0, 500 * MILLI_UNIT);
 			let signature = key.sign(&receipt.signing_payload()).unwrap();
 			SignedUsageReceipt { receipt, signature }
 		})
 		.collect();
-	let submitters = [Sr25519Keyring::Bob, Sr25519Keyring::Dave, Sr25519Keyring::Eve, Sr25519Keyring::Ferdie];
+	// Only the sessions' provider (or its settler) settles their receipts.
+	let submitters = [Sr25519Keyring::Charlie];
 	let mut nonces: Vec<u32> = submitters.iter().map(|s| chain::next_nonce(&node.rpc, &s.to_account_id()).unwrap()).collect();
 	let start = node.rpc.best_number().unwrap() + 1;
 	for (j, batch) in receipts.chunks(500).enumerate() {

@@ -46,6 +46,8 @@ pub fn signed_extrinsic_by(
 	interlattice_settlement::chain::sign_extrinsic(call, signer, nonce, genesis)
 }
 
+pub use interlattice_settlement::chain::tx_extension;
+
 /// The next nonce of `who`, as the node's transaction pool sees it.
 pub fn next_nonce(rpc: &Rpc, who: &AccountId) -> Result<Nonce, RpcError> {
 	let v = rpc.call("system_accountNextIndex", json!([who.to_string()]))?;
@@ -139,4 +141,33 @@ pub fn succeeded(events: &[interlattice_runtime::RuntimeEvent]) -> bool {
 /// The best block's hash.
 pub fn rpc_best_hash(rpc: &Rpc) -> String {
 	rpc.call("chain_getBlockHash", serde_json::json!([])).expect("best hash").as_str().unwrap_or_default().to_string()
+}
+
+/// Session `id` as the escrow stores it, at the best block.
+pub fn session(rpc: &Rpc, id: u64) -> Option<pallet_session_escrow::Session<interlattice_runtime::Runtime>> {
+	let key = pallet_session_escrow::Sessions::<interlattice_runtime::Runtime>::hashed_key_for(id);
+	storage(rpc, &key, None).expect("the node answers")
+}
+
+/// A receipt for session `id` as its client signs it: this chain's genesis, the session's
+/// provider and nonce (read from the chain), and the given usage.
+pub fn usage_receipt(
+	rpc: &Rpc,
+	id: u64,
+	sequence: u64,
+	bytes: u64,
+	seconds: u64,
+	amount: u128,
+) -> interlattice_pq_crypto::UsageReceipt {
+	let s = session(rpc, id).expect("the session is on-chain");
+	interlattice_pq_crypto::UsageReceipt {
+		genesis_hash: genesis_hash(rpc).expect("genesis").0,
+		provider: pallet_session_escrow::account_bytes(&s.provider),
+		session_id: id,
+		session_nonce: s.nonce,
+		sequence,
+		bytes,
+		seconds,
+		amount,
+	}
 }

@@ -45,6 +45,28 @@ pub fn free_port() -> u16 {
 		.expect("the OS hands out an ephemeral port")
 }
 
+/// The Prometheus exposition served at `http://127.0.0.1:port/metrics`.
+pub fn prometheus_text(port: u16) -> Option<String> {
+	use std::io::{Read, Write};
+	let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+	s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+	let mut body = String::new();
+	s.read_to_string(&mut body).ok()?;
+	Some(body)
+}
+
+/// The value of metric `name` at `http://127.0.0.1:port/metrics` (its first series, whatever
+/// its labels).
+pub fn prometheus_value(port: u16, name: &str) -> Option<f64> {
+	prometheus_text(port)?.lines().find_map(|l| {
+		let rest = l.strip_prefix(name)?;
+		if !(rest.starts_with(' ') || rest.starts_with('{')) {
+			return None;
+		}
+		rest.split_whitespace().last()?.parse().ok()
+	})
+}
+
 /// The number after flag `name` on the command line (`--runs 30`), else `default`. For the
 /// benchmark examples.
 pub fn number_arg(name: &str, default: usize) -> usize {

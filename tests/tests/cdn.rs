@@ -189,7 +189,7 @@ public = ["{public}"]
 credit_limit_bytes = 1048576
 payment_wait_ms = 2000
 receipts_dir = "{receipts}"
-settle_interval_secs = 3600
+settle_interval_secs = 900
 "#,
 			cache = dir.join("cache").display(),
 			receipts = dir.join("receipts").display(),
@@ -360,8 +360,7 @@ fn publish_fetch_verify_pay_settle_and_survive_tampering_and_crashes() {
 	// A tampering agent (a proxy flipping one byte 100,000 bytes into the body): the client
 	// stops at the first bad chunk, keeping only verified bytes.
 	let proxy = start_tampering_proxy(port, 100_000);
-	let key = interlattice_pq_crypto::keys::MlDsaKeyPair::read_seed_file(&state.join("session.key")).unwrap();
-	let client = CdnClient::new(chain.clone(), key, &state);
+	let client = CdnClient::new(chain.clone(), &state);
 	let on_chain = runtime.block_on(chain.session(session_id)).unwrap().unwrap();
 	let mut paid = client.resume_session(&on_chain, &format!("http://127.0.0.1:{proxy}")).unwrap();
 	let tampered_out = dir.path().join("tampered.out");

@@ -22,15 +22,7 @@ fn dev_node(dir: &std::path::Path) -> Node {
 	Node::start(dev_config(dir)).expect("dev node starts")
 }
 
-/// GET http://127.0.0.1:port/metrics
-fn metrics(port: u16) -> Option<String> {
-	use std::io::{Read, Write};
-	let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-	s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
-	let mut body = String::new();
-	s.read_to_string(&mut body).ok()?;
-	Some(body)
-}
+use interlattice_tests::prometheus_text as metrics;
 
 #[test]
 fn dev_node_produces_and_finalizes_blocks() {

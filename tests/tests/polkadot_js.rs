@@ -10,7 +10,7 @@ use std::process::Command;
 
 use codec::Encode;
 use frame_metadata::RuntimeMetadata;
-use interlattice_pq_crypto::{keys::MlDsaKeyPair, MlDsaSignature, SignedUsageReceipt, UsageReceipt};
+use interlattice_pq_crypto::{keys::MlDsaKeyPair, MlDsaSignature, SignedUsageReceipt};
 use interlattice_runtime::{Runtime, RuntimeCall, UNIT};
 use interlattice_tests::reference::runtime_metadata_at;
 use interlattice_tests::{
@@ -78,8 +78,6 @@ fn unmodified_polkadot_js_reads_decodes_and_submits() {
 	let js = node_js();
 	let dir = tempfile::tempdir().unwrap();
 	let mut node = Node::start_dev(&dir.path().join("node"));
-	let genesis = chain::genesis_hash(&node.rpc).unwrap();
-
 	// Bob opens a VPN session with Charlie; Charlie settles a receipt Bob signed.
 	let client_key = MlDsaKeyPair::generate().unwrap();
 	let open = RuntimeCall::SessionEscrow(EscrowCall::open_session {
@@ -100,14 +98,7 @@ fn unmodified_polkadot_js_reads_decodes_and_submits() {
 			_ => None,
 		})
 		.expect("SessionOpened");
-	let receipt = UsageReceipt {
-		genesis_hash: genesis.0,
-		session_id,
-		sequence: 1,
-		bytes: 1 << 30,
-		seconds: 0,
-		amount: UNIT / 4,
-	};
+	let receipt = chain::usage_receipt(&node.rpc, session_id, 1, 1 << 30, 0, UNIT / 4);
 	let signature = client_key.sign(&receipt.signing_payload()).unwrap();
 	let signed = SignedUsageReceipt { receipt, signature };
 	let settle = RuntimeCall::SessionEscrow(EscrowCall::settle_receipt { receipt: Box::new(signed) });

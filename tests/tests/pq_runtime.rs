@@ -46,7 +46,9 @@ fn runtime_verifies_ml_dsa_signatures_through_the_host_function() {
 	let genesis = chain::genesis_hash(&node.rpc).unwrap();
 	let receipt = UsageReceipt {
 		genesis_hash: genesis.0,
+		provider: [2; 32],
 		session_id: 1,
+		session_nonce: [3; 32],
 		sequence: 1,
 		bytes: 4096,
 		seconds: 0,

@@ -85,7 +85,9 @@ async fn a_subxt_client_generated_from_the_metadata_reads_and_submits() {
 	let receipt = interlattice::runtime_types::interlattice_pq_crypto::receipt::SignedUsageReceipt {
 		receipt: interlattice::runtime_types::interlattice_pq_crypto::receipt::UsageReceipt {
 			genesis_hash: [0; 32],
+			provider: [0; 32],
 			session_id: 999_999,
+			session_nonce: [0; 32],
 			sequence: 1,
 			bytes: 1,
 			seconds: 0,

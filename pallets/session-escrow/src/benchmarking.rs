@@ -68,9 +68,12 @@ fn key(n: u32) -> MlDsaPublicKey {
 /// A receipt for `session_id` worth half the deposit, signed with the key of seed `n`.
 fn signed_receipt<T: Config>(n: u32, session_id: SessionId) -> SignedUsageReceipt {
 	let amount = deposit::<T>() / 2;
+	let session = Sessions::<T>::get(session_id).expect("the benchmark opened the session; qed");
 	let receipt = UsageReceipt {
 		genesis_hash: Pallet::<T>::genesis_hash(),
+		provider: account_bytes(&session.provider),
 		session_id,
+		session_nonce: session.nonce,
 		sequence: 1,
 		bytes: amount as u64,
 		seconds: 0,
@@ -78,6 +81,14 @@ fn signed_receipt<T: Config>(n: u32, session_id: SessionId) -> SignedUsageReceip
 	};
 	let (_, signature) = benchmark_sign(seed(n), &receipt.signing_payload()).expect("benchmark signing");
 	SignedUsageReceipt { receipt, signature }
+}
+
+/// The provider's settler account, designated (the worst case of the origin check: one more
+/// storage read than the provider itself).
+fn settler<T: Config>(provider: &T::AccountId) -> T::AccountId {
+	let settler = funded::<T>("settler", 0);
+	Settlers::<T>::insert(provider, &settler);
+	settler
 }
 
 #[benchmarks]
@@ -127,9 +138,10 @@ mod benchmarks {
 		let client = funded::<T>("client", 0);
 		let id = open::<T>(&client, &provider, key(0));
 		let receipt = alloc::boxed::Box::new(signed_receipt::<T>(0, id));
+		let settler = settler::<T>(&provider);
 
 		#[extrinsic_call]
-		_(RawOrigin::Signed(provider), receipt);
+		_(RawOrigin::Signed(settler), receipt);
 
 		assert_eq!(Sessions::<T>::get(id).map(|s| s.sequence), Some(1));
 	}
@@ -146,9 +158,10 @@ mod benchmarks {
 		}
 		let receipts: frame_support::BoundedVec<_, T::MaxReceiptsPerBatch> =
 			receipts.try_into().expect("n is within the bound");
+		let settler = settler::<T>(&provider);
 
 		#[extrinsic_call]
-		_(RawOrigin::Signed(provider), receipts);
+		_(RawOrigin::Signed(settler), receipts);
 
 		for i in 0..n {
 			let s = Sessions::<T>::get(u64::from(i)).expect("session exists");
@@ -162,7 +175,7 @@ mod benchmarks {
 		let provider = provider::<T>();
 		let client = funded::<T>("client", 0);
 		let id = open::<T>(&client, &provider, key(0));
-		Pallet::<T>::do_settle(&signed_receipt::<T>(0, id)).expect("settles");
+		Pallet::<T>::do_settle(&provider, &signed_receipt::<T>(0, id)).expect("settles");
 
 		#[extrinsic_call]
 		_(RawOrigin::Signed(provider), id);
@@ -175,7 +188,7 @@ mod benchmarks {
 		let provider = provider::<T>();
 		let client = funded::<T>("client", 0);
 		let id = open::<T>(&client, &provider, key(0));
-		Pallet::<T>::do_settle(&signed_receipt::<T>(0, id)).expect("settles");
+		Pallet::<T>::do_settle(&provider, &signed_receipt::<T>(0, id)).expect("settles");
 		let end: BlockNumberFor<T> = frame_system::Pallet::<T>::block_number()
 			.saturating_add(T::MaxSessionDuration::get())
 			.saturating_add(T::SettlementWindow::get())
@@ -188,6 +201,17 @@ mod benchmarks {
 
 		assert!(Sessions::<T>::get(id).is_none());
 		assert!(!BlockNumberFor::<T>::is_zero(&end));
+	}
+
+	#[benchmark]
+	fn set_settler() {
+		let provider = provider::<T>();
+		let settler = funded::<T>("settler", 0);
+
+		#[extrinsic_call]
+		_(RawOrigin::Signed(provider.clone()), Some(settler.clone()));
+
+		assert_eq!(Settlers::<T>::get(&provider), Some(settler));
 	}
 
 	impl_benchmark_test_suite!(Pallet, crate::mock::new_test_ext().0, crate::mock::Test);

@@ -17,7 +17,9 @@ use sp_runtime::{
 	DispatchError, DispatchResult,
 };
 
-use crate::{max_amount_owed, pallet::*, BalanceOf, Session, SessionId, SessionStatus};
+use crate::{
+	account_bytes, cumulative_fee, max_amount_owed, pallet::*, session_nonce, BalanceOf, Session, SessionId, SessionStatus,
+};
 
 impl<T: Config> Pallet<T> {
 	fn hold_reason() -> T::RuntimeHoldReason {
@@ -72,11 +74,19 @@ impl<T: Config> Pallet<T> {
 		CurrencyOf::<T>::hold(&Self::hold_reason(), &client, deposit)?;
 		let now = frame_system::Pallet::<T>::block_number();
 		let expires_at = now.saturating_add(duration);
+		let nonce = session_nonce(
+			frame_system::Pallet::<T>::parent_hash().as_ref(),
+			frame_system::Pallet::<T>::extrinsic_index().unwrap_or_default(),
+			session_id,
+			client.encode().as_ref(),
+			provider.encode().as_ref(),
+		);
 		let session = Session::<T> {
 			client: client.clone(),
 			provider: provider.clone(),
 			service,
 			client_key,
+			nonce,
 			prices: summary.prices,
 			deposit,
 			settled: Zero::zero(),
@@ -99,6 +109,7 @@ impl<T: Config> Pallet<T> {
 			prices: summary.prices,
 			deposit,
 			expires_at,
+			nonce,
 		});
 		Ok(session_id)
 	}
@@ -118,36 +129,60 @@ impl<T: Config> Pallet<T> {
 		Ok(())
 	}
 
-	/// Every check of a receipt against its session, in the order the errors are reported.
-	/// The signature is checked last: it is the expensive one.
-	pub fn check_receipt(
+	/// Whether `who` may submit `session`'s receipts: its provider, or the settler account
+	/// the provider designated.
+	pub fn may_settle(who: &T::AccountId, session: &Session<T>) -> bool {
+		*who == session.provider || Settlers::<T>::get(&session.provider).as_ref() == Some(who)
+	}
+
+	/// Every check of a receipt against its session except the signature, cheapest first, in
+	/// the order the errors are reported. A receipt settles iff its amount is above what the
+	/// session settled so far: nothing else (sequence, bytes, seconds) is a floor, so no
+	/// receipt can block a later one with a higher amount.
+	pub fn check_receipt_terms(
 		session: &Session<T>,
 		signed: &SignedUsageReceipt,
 		now: BlockNumberFor<T>,
 	) -> DispatchResult {
 		let r = &signed.receipt;
 		ensure!(r.genesis_hash == Self::genesis_hash(), Error::<T>::WrongChain);
+		ensure!(r.provider == account_bytes(&session.provider), Error::<T>::WrongProvider);
+		ensure!(r.session_nonce == session.nonce, Error::<T>::WrongSessionNonce);
 		ensure!(now <= session.settle_until(T::SettlementWindow::get()), Error::<T>::SettlementWindowOver);
-		ensure!(r.sequence > session.sequence, Error::<T>::ReceiptReplayed);
-		ensure!(
-			r.bytes >= session.bytes && r.seconds >= session.seconds && r.amount >= session.settled,
-			Error::<T>::UsageDecreased
-		);
+		ensure!(r.amount > session.settled, Error::<T>::ReceiptReplayed);
 		let owed = max_amount_owed(&session.prices, r.bytes, r.seconds).ok_or(Error::<T>::Overflow)?;
 		ensure!(r.amount <= owed, Error::<T>::AmountExceedsUsage);
 		ensure!(r.amount <= session.deposit, Error::<T>::AmountExceedsDeposit);
+		Ok(())
+	}
+
+	/// Every check of a receipt against its session, the signature (the expensive one)
+	/// last.
+	pub fn check_receipt(
+		session: &Session<T>,
+		signed: &SignedUsageReceipt,
+		now: BlockNumberFor<T>,
+	) -> DispatchResult {
+		Self::check_receipt_terms(session, signed, now)?;
 		ensure!(signed.verify(&session.client_key), Error::<T>::BadSignature);
 		Ok(())
 	}
 
-	/// Settles one receipt; returns (paid to the provider, fee). Changes nothing on error.
-	pub(crate) fn do_settle(signed: &SignedUsageReceipt) -> Result<(BalanceOf<T>, BalanceOf<T>), DispatchError> {
+	/// Settles one receipt submitted by `who`; returns (paid to the provider, fee). Changes
+	/// nothing on error.
+	pub(crate) fn do_settle(
+		who: &T::AccountId,
+		signed: &SignedUsageReceipt,
+	) -> Result<(BalanceOf<T>, BalanceOf<T>), DispatchError> {
 		let r = &signed.receipt;
 		let mut session = Sessions::<T>::get(r.session_id).ok_or(Error::<T>::SessionNotFound)?;
+		ensure!(Self::may_settle(who, &session), Error::<T>::NotSettler);
 		Self::check_receipt(&session, signed, frame_system::Pallet::<T>::block_number())?;
 
+		// The fee is taken on the cumulative amount: what this receipt adds to it.
 		let delta = r.amount.saturating_sub(session.settled);
-		let fee = T::ProtocolFee::get().mul_floor(delta);
+		let fee = cumulative_fee(T::ProtocolFee::get(), r.amount)
+			.saturating_sub(cumulative_fee(T::ProtocolFee::get(), session.settled));
 		let paid = delta.saturating_sub(fee);
 		let reason = Self::hold_reason();
 		with_storage_layer(|| -> DispatchResult {
@@ -197,13 +232,13 @@ impl<T: Config> Pallet<T> {
 		Ok((paid, fee))
 	}
 
-	pub(crate) fn do_settle_batch(receipts: &[SignedUsageReceipt]) -> DispatchResult {
+	pub(crate) fn do_settle_batch(who: &T::AccountId, receipts: &[SignedUsageReceipt]) -> DispatchResult {
 		ensure!(!receipts.is_empty(), Error::<T>::EmptyBatch);
 		let (mut accepted, mut rejected) = (0u32, 0u32);
 		let (mut paid, mut fees) = (BalanceOf::<T>::zero(), BalanceOf::<T>::zero());
 		for signed in receipts {
 			// Each receipt in its own storage layer: a failure reverts only that receipt.
-			match with_storage_layer(|| Self::do_settle(signed)) {
+			match with_storage_layer(|| Self::do_settle(who, signed)) {
 				Ok((p, f)) => {
 					accepted.saturating_inc();
 					paid.saturating_accrue(p);
@@ -220,6 +255,16 @@ impl<T: Config> Pallet<T> {
 			}
 		}
 		Self::deposit_event(Event::ReceiptsSettled { accepted, rejected, paid, fees });
+		Ok(())
+	}
+
+	pub(crate) fn do_set_settler(provider: T::AccountId, settler: Option<T::AccountId>) -> DispatchResult {
+		ensure!(T::Registry::provider(&provider).is_some(), Error::<T>::ProviderNotFound);
+		match &settler {
+			Some(s) => Settlers::<T>::insert(&provider, s),
+			None => Settlers::<T>::remove(&provider),
+		}
+		Self::deposit_event(Event::SettlerSet { provider, settler });
 		Ok(())
 	}
 
@@ -300,6 +345,9 @@ impl<T: Config> Pallet<T> {
 		}
 		ensure!(indexed == count, "client index lists sessions that do not exist");
 		ensure!(ProviderSessions::<T>::iter().count() == count, "provider index lists sessions that do not exist");
+		if let Some(dest) = T::FeeDestination::get() {
+			ensure!(frame_system::Pallet::<T>::account_exists(&dest), "the fee destination does not exist");
+		}
 		Ok(())
 	}
 }

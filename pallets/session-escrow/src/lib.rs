@@ -7,6 +7,7 @@ pub use pallet::*;
 
 pub mod extension;
 mod impls;
+pub mod migrations;
 pub mod query;
 pub mod types;
 pub mod weights;
@@ -36,8 +37,8 @@ pub mod pallet {
 	use pallet_provider_registry::{Prices, ProviderRegistry, ServiceKind};
 	use sp_runtime::{traits::Zero, Perbill};
 
-	/// Storage layout version.
-	const STORAGE_VERSION: StorageVersion = StorageVersion::new(0);
+	/// Storage layout version. 1: sessions carry a nonce (receipt format v2).
+	pub const STORAGE_VERSION: StorageVersion = StorageVersion::new(1);
 
 	#[pallet::pallet]
 	#[pallet::storage_version(STORAGE_VERSION)]
@@ -88,7 +89,10 @@ pub mod pallet {
 		#[pallet::constant]
 		type ProtocolFee: Get<Perbill>;
 
-		/// Where the protocol fee goes: `Some(account)` (a treasury) or `None` (burned).
+		/// Where the protocol fee goes: `Some(account)` (a treasury) or `None` (burned). The
+		/// pallet's genesis gives the account a provider reference, so it exists for good and
+		/// a fee below the existential deposit can always be paid into it; `try_state` checks
+		/// that it exists (a runtime upgrade that sets a new one must create it).
 		type FeeDestination: Get<Option<Self::AccountId>>;
 
 		/// Weights of the calls, from benchmarks.
@@ -127,6 +131,31 @@ pub mod pallet {
 	pub type ProviderSessions<T: Config> =
 		StorageDoubleMap<_, Blake2_128Concat, T::AccountId, Twox64Concat, SessionId, (), OptionQuery>;
 
+	/// The account a provider lets submit its sessions' receipts besides itself (e.g. a hot
+	/// key of its agent, so the provider's own key can stay offline).
+	#[pallet::storage]
+	pub type Settlers<T: Config> = StorageMap<_, Blake2_128Concat, T::AccountId, T::AccountId, OptionQuery>;
+
+	/// Creates the fee destination account, if one is configured, with a provider reference:
+	/// it then exists for good, and fees below the existential deposit can be paid into it.
+	#[pallet::genesis_config]
+	#[derive(frame_support::DefaultNoBound)]
+	pub struct GenesisConfig<T: Config> {
+		#[serde(skip)]
+		_config: core::marker::PhantomData<T>,
+	}
+
+	#[pallet::genesis_build]
+	impl<T: Config> BuildGenesisConfig for GenesisConfig<T> {
+		fn build(&self) {
+			if let Some(dest) = T::FeeDestination::get() {
+				if !frame_system::Pallet::<T>::account_exists(&dest) {
+					frame_system::Pallet::<T>::inc_providers(&dest);
+				}
+			}
+		}
+	}
+
 	#[pallet::event]
 	#[pallet::generate_deposit(pub(super) fn deposit_event)]
 	pub enum Event<T: Config> {
@@ -146,6 +175,8 @@ pub mod pallet {
 			deposit: BalanceOf<T>,
 			/// Last block of service.
 			expires_at: BlockNumberFor<T>,
+			/// The session's nonce: every receipt of the session names it.
+			nonce: [u8; 32],
 		},
 		/// A client added to a session's deposit.
 		DepositToppedUp {
@@ -209,6 +240,14 @@ pub mod pallet {
 			/// Released back to the client.
 			refunded: BalanceOf<T>,
 		},
+		/// A provider designated (or, with `None`, removed) the account that may submit its
+		/// sessions' receipts besides itself.
+		SettlerSet {
+			/// The provider.
+			provider: T::AccountId,
+			/// The settler, if any.
+			settler: Option<T::AccountId>,
+		},
 	}
 
 	#[pallet::error]
@@ -241,9 +280,11 @@ pub mod pallet {
 		ZeroAmount,
 		/// The receipt is for another chain (genesis hash differs).
 		WrongChain,
-		/// The receipt's sequence number is not above the last settled one (a replay).
+		/// The receipt's amount is not above what the session settled so far (a replay, or an
+		/// older receipt).
 		ReceiptReplayed,
-		/// The receipt's cumulative bytes, seconds or amount are below the last settled ones.
+		/// No longer returned (receipt format v1 required bytes and seconds not to decrease);
+		/// kept so that the indices of the errors after it do not change.
 		UsageDecreased,
 		/// The receipt's amount exceeds what its usage costs at the session's prices.
 		AmountExceedsUsage,
@@ -259,10 +300,22 @@ pub mod pallet {
 		EmptyBatch,
 		/// An arithmetic overflow (an id or amount out of range).
 		Overflow,
+		/// Only the session's provider, or the settler account it designated, may submit the
+		/// session's receipts.
+		NotSettler,
+		/// The receipt names another provider than the session's.
+		WrongProvider,
+		/// The receipt names another session nonce: it was signed for another opening of
+		/// this session id (another chain with the same genesis, or another fork).
+		WrongSessionNonce,
 	}
 
 	#[pallet::hooks]
 	impl<T: Config> Hooks<BlockNumberFor<T>> for Pallet<T> {
+		fn on_runtime_upgrade() -> Weight {
+			crate::migrations::v1::migrate::<T>()
+		}
+
 		fn integrity_test() {
 			assert!(!T::MinDeposit::get().is_zero(), "MinDeposit must be > 0");
 			assert!(!T::MaxSessionDuration::get().is_zero(), "MaxSessionDuration must be > 0");
@@ -326,19 +379,21 @@ pub mod pallet {
 		}
 
 		/// Settle one receipt: pay the provider the difference between the receipt's
-		/// cumulative amount and what was settled before, from the client's deposit.
+		/// cumulative amount and what was settled before, from the client's deposit. A
+		/// receipt settles only if its amount is above what the session settled so far.
 		///
-		/// - `origin`: anyone (signed; usually the provider's agent); pays the fee.
+		/// - `origin`: the session's provider, or the settler it designated (signed); pays
+		///   the fee.
 		/// - `receipt`: the client-signed receipt (boxed: 3.3 KB).
 		///
-		/// Errors: `SessionNotFound`, `WrongChain`, `ReceiptReplayed`, `UsageDecreased`,
-		/// `AmountExceedsUsage`, `AmountExceedsDeposit`, `BadSignature`,
-		/// `SettlementWindowOver`, `Overflow`.
+		/// Errors: `SessionNotFound`, `NotSettler`, `WrongChain`, `WrongProvider`,
+		/// `WrongSessionNonce`, `SettlementWindowOver`, `ReceiptReplayed`,
+		/// `AmountExceedsUsage`, `AmountExceedsDeposit`, `BadSignature`, `Overflow`.
 		#[pallet::call_index(2)]
 		#[pallet::weight(T::WeightInfo::settle_receipt())]
 		pub fn settle_receipt(origin: OriginFor<T>, receipt: Box<SignedUsageReceipt>) -> DispatchResult {
-			ensure_signed(origin)?;
-			Self::do_settle(&receipt).map(|_| ())
+			let who = ensure_signed(origin)?;
+			Self::do_settle(&who, &receipt).map(|_| ())
 		}
 
 		/// Settle many receipts, across sessions, in one transaction. Each receipt is checked
@@ -346,7 +401,9 @@ pub mod pallet {
 		/// not undo the others; `ReceiptsSettled` sums the batch. The fee covers verifying
 		/// every receipt, valid or not.
 		///
-		/// - `origin`: anyone (signed; usually the provider's agent); pays the fee.
+		/// - `origin`: the provider of every receipt's session, or its designated settler
+		///   (signed); pays the fee. A receipt of another provider's session is rejected
+		///   (`NotSettler`) like any invalid receipt.
 		/// - `receipts`: 1 ..= `MaxReceiptsPerBatch` client-signed receipts, applied in order.
 		///
 		/// Errors: `EmptyBatch` (the only error; per-receipt failures are events).
@@ -356,8 +413,8 @@ pub mod pallet {
 			origin: OriginFor<T>,
 			receipts: BoundedVec<SignedUsageReceipt, T::MaxReceiptsPerBatch>,
 		) -> DispatchResult {
-			ensure_signed(origin)?;
-			Self::do_settle_batch(&receipts)
+			let who = ensure_signed(origin)?;
+			Self::do_settle_batch(&who, &receipts)
 		}
 
 		/// Close a session. By the client: service ends now, and the provider can settle
@@ -390,6 +447,20 @@ pub mod pallet {
 		pub fn finalize_session(origin: OriginFor<T>, session_id: SessionId) -> DispatchResult {
 			ensure_signed(origin)?;
 			Self::do_finalize_expired(session_id)
+		}
+
+		/// Designate the account that may submit this provider's sessions' receipts besides
+		/// the provider itself (e.g. its agent's hot key), or remove it with `None`.
+		///
+		/// - `origin`: a registered provider (signed).
+		/// - `settler`: the account, or `None`.
+		///
+		/// Errors: `ProviderNotFound`.
+		#[pallet::call_index(6)]
+		#[pallet::weight(T::WeightInfo::set_settler())]
+		pub fn set_settler(origin: OriginFor<T>, settler: Option<T::AccountId>) -> DispatchResult {
+			let provider = ensure_signed(origin)?;
+			Self::do_set_settler(provider, settler)
 		}
 	}
 

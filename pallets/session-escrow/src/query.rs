@@ -28,6 +28,8 @@ pub struct SessionInfo<AccountId, Balance, BlockNumber> {
 	pub service: ServiceKind,
 	/// The key that signs the session's receipts.
 	pub client_key: MlDsaPublicKey,
+	/// The session's nonce: every receipt of the session names it.
+	pub nonce: [u8; 32],
 	/// Prices fixed for the session.
 	pub prices: Prices<Balance>,
 	/// Total deposited.
@@ -55,7 +57,9 @@ pub type SessionInfoOf<T> =
 	SessionInfo<<T as frame_system::Config>::AccountId, BalanceOf<T>, BlockNumberFor<T>>;
 
 sp_api::decl_runtime_apis! {
-	/// The session escrow's query surface.
+	/// The session escrow's query surface. Version 2: sessions carry their nonce, provider
+	/// sessions page by cursor, receipts can be checked as settlement would.
+	#[api_version(2)]
 	pub trait SessionEscrowApi<AccountId, Balance, BlockNumber>
 	where
 		AccountId: codec::Codec,
@@ -66,11 +70,15 @@ sp_api::decl_runtime_apis! {
 		fn session(session_id: SessionId) -> Option<SessionInfo<AccountId, Balance, BlockNumber>>;
 		/// A client's sessions not yet finalized, by id.
 		fn client_sessions(client: AccountId) -> Vec<SessionInfo<AccountId, Balance, BlockNumber>>;
-		/// A provider's sessions not yet finalized, by id, skipping `offset`, at most `limit`
-		/// (clamped to [`MAX_SESSIONS_PAGE`]).
-		fn provider_sessions(provider: AccountId, offset: u32, limit: u32) -> Vec<SessionInfo<AccountId, Balance, BlockNumber>>;
+		/// A provider's sessions not yet finalized, in storage order, starting after session
+		/// `after` (from the first with `None`), at most `limit` (clamped to
+		/// [`MAX_SESSIONS_PAGE`]). Reads only the page: pass the page's last id for the next.
+		fn provider_sessions(provider: AccountId, after: Option<SessionId>, limit: u32) -> Vec<SessionInfo<AccountId, Balance, BlockNumber>>;
 		/// This chain's genesis hash, which every receipt must name.
 		fn genesis_hash() -> [u8; 32];
+		/// Whether `receipt` would settle now if `submitter` submitted it: every check
+		/// settlement makes, the signature included; the error it would fail with otherwise.
+		fn check_receipt(submitter: AccountId, receipt: interlattice_pq_crypto::SignedUsageReceipt) -> Result<(), sp_runtime::DispatchError>;
 	}
 }
 
@@ -85,6 +93,7 @@ impl<T: Config> Pallet<T> {
 			provider: s.provider,
 			service: s.service,
 			client_key: s.client_key,
+			nonce: s.nonce,
 			prices: s.prices,
 			deposit: s.deposit,
 			settled: s.settled,
@@ -110,13 +119,17 @@ impl<T: Config> Pallet<T> {
 	}
 
 	/// [`SessionEscrowApi::provider_sessions`].
-	pub fn query_provider_sessions(provider: T::AccountId, offset: u32, limit: u32) -> Vec<SessionInfoOf<T>> {
-		let mut ids: Vec<SessionId> = ProviderSessions::<T>::iter_key_prefix(&provider).collect();
-		ids.sort_unstable();
-		ids.into_iter()
-			.skip(offset as usize)
-			.take(limit.min(MAX_SESSIONS_PAGE) as usize)
-			.filter_map(|id| Self::query_session(id))
-			.collect()
+	pub fn query_provider_sessions(provider: T::AccountId, after: Option<SessionId>, limit: u32) -> Vec<SessionInfoOf<T>> {
+		let limit = limit.min(MAX_SESSIONS_PAGE) as usize;
+		let ids: Vec<SessionId> = match after {
+			None => ProviderSessions::<T>::iter_key_prefix(&provider).take(limit).collect(),
+			Some(after) => ProviderSessions::<T>::iter_key_prefix_from(
+				&provider,
+				ProviderSessions::<T>::hashed_key_for(&provider, after),
+			)
+			.take(limit)
+			.collect(),
+		};
+		ids.into_iter().filter_map(|id| Self::query_session(id)).collect()
 	}
 }

@@ -33,8 +33,13 @@ fn open_vpn() -> SessionId {
 	open_with(CLIENT, VPN_PROVIDER, ServiceKind::Vpn, 1, 1_000)
 }
 
+/// A receipt for `session_id` naming its provider and nonce (zeros for a session that does
+/// not exist).
 fn receipt(session_id: SessionId, sequence: u64, bytes: u64, seconds: u64, amount: Balance) -> UsageReceipt {
-	UsageReceipt { genesis_hash: GENESIS, session_id, sequence, bytes, seconds, amount }
+	let (provider, session_nonce) = Sessions::<Test>::get(session_id)
+		.map(|s| (account_bytes(&s.provider), s.nonce))
+		.unwrap_or_default();
+	UsageReceipt { genesis_hash: GENESIS, provider, session_id, session_nonce, sequence, bytes, seconds, amount }
 }
 
 fn signed(key: u8, receipt: UsageReceipt) -> SignedUsageReceipt {
@@ -42,8 +47,10 @@ fn signed(key: u8, receipt: UsageReceipt) -> SignedUsageReceipt {
 	SignedUsageReceipt { receipt, signature }
 }
 
+/// Settles `r` as its session's provider (VPN_PROVIDER for a session that does not exist).
 fn settle(r: SignedUsageReceipt) -> sp_runtime::DispatchResult {
-	Escrow::settle_receipt(RuntimeOrigin::signed(VPN_PROVIDER), Box::new(r))
+	let provider = Sessions::<Test>::get(r.receipt.session_id).map_or(VPN_PROVIDER, |s| s.provider);
+	Escrow::settle_receipt(RuntimeOrigin::signed(provider), Box::new(r))
 }
 
 fn held(who: AccountId) -> Balance {
@@ -85,6 +92,7 @@ fn open_session_holds_the_deposit_and_fixes_the_prices() {
 				prices: VPN_PRICES,
 				deposit: 1_000,
 				expires_at: 101,
+				nonce: s.nonce,
 			}
 			.into(),
 		);
@@ -160,11 +168,14 @@ fn settle_pays_the_provider_exactly_the_difference() {
 		assert_eq!(held(CLIENT), 890);
 		let s = session(id);
 		assert_eq!((s.settled, s.sequence, s.bytes, s.seconds), (110, 7, 100 * MIB, 20));
-		// A receipt may ask for less than the usage is worth (a discount), and the same
-		// amount again with more usage.
-		assert_ok!(settle(signed(1, receipt(id, 8, 200 * MIB, 20, 110))));
+		// A receipt may ask for less than the usage is worth (a discount); the same amount
+		// again, with more usage, has nothing to pay.
+		assert_noop!(settle(signed(1, receipt(id, 8, 200 * MIB, 20, 110))), Error::<Test>::ReceiptReplayed);
 		assert_eq!(free(VPN_PROVIDER), provider_before + 110);
-		// Anyone may submit on the provider's behalf; the money still goes to the provider.
+		// The settler the provider designates may submit on its behalf; the money still goes
+		// to the provider.
+		assert_ok!(Escrow::set_settler(RuntimeOrigin::signed(VPN_PROVIDER), Some(OTHER_CLIENT)));
+		System::assert_last_event(Event::SettlerSet { provider: VPN_PROVIDER, settler: Some(OTHER_CLIENT) }.into());
 		assert_ok!(Escrow::settle_receipt(
 			RuntimeOrigin::signed(OTHER_CLIENT),
 			Box::new(signed(1, receipt(id, 9, 200 * MIB, 21, 120)))
@@ -175,25 +186,76 @@ fn settle_pays_the_provider_exactly_the_difference() {
 }
 
 #[test]
-fn settle_fails_when_receipt_replayed_or_sequence_lower() {
+fn only_the_provider_or_its_settler_settles() {
+	new_test_ext().execute_with(|| {
+		let id = open_vpn();
+		let r = signed(1, receipt(id, 1, MIB, 0, 1));
+		for stranger in [CLIENT, OTHER_CLIENT, CDN_PROVIDER] {
+			assert_noop!(Escrow::settle_receipt(RuntimeOrigin::signed(stranger), Box::new(r.clone())), Error::<Test>::NotSettler);
+		}
+		assert_ok!(Escrow::set_settler(RuntimeOrigin::signed(VPN_PROVIDER), Some(OTHER_CLIENT)));
+		assert_ok!(Escrow::settle_receipt(RuntimeOrigin::signed(OTHER_CLIENT), Box::new(r)));
+		// Removed again: only the provider.
+		assert_ok!(Escrow::set_settler(RuntimeOrigin::signed(VPN_PROVIDER), None));
+		let r2 = signed(1, receipt(id, 2, 2 * MIB, 0, 2));
+		assert_noop!(Escrow::settle_receipt(RuntimeOrigin::signed(OTHER_CLIENT), Box::new(r2.clone())), Error::<Test>::NotSettler);
+		assert_ok!(settle(r2));
+		// Only a registered provider designates a settler.
+		assert_noop!(Escrow::set_settler(RuntimeOrigin::signed(CLIENT), Some(CLIENT)), Error::<Test>::ProviderNotFound);
+		// In a batch, another provider's receipt is rejected like any invalid one.
+		let c = open_with(OTHER_CLIENT, CDN_PROVIDER, ServiceKind::Cdn, 3, 1_000);
+		let batch = vec![signed(3, receipt(c, 1, MIB, 0, 2)), signed(1, receipt(id, 3, 3 * MIB, 0, 3))];
+		assert_ok!(Escrow::settle_receipts(RuntimeOrigin::signed(VPN_PROVIDER), batch.try_into().unwrap()));
+		assert_eq!((session(c).settled, session(id).settled), (0, 3));
+	});
+}
+
+#[test]
+fn settle_fails_unless_the_amount_grows() {
 	new_test_ext().execute_with(|| {
 		let id = open_vpn();
 		let r = signed(1, receipt(id, 5, MIB, 0, 1));
 		assert_ok!(settle(r.clone()));
 		assert_noop!(settle(r), Error::<Test>::ReceiptReplayed);
-		assert_noop!(settle(signed(1, receipt(id, 4, 2 * MIB, 0, 2))), Error::<Test>::ReceiptReplayed);
-		assert_noop!(settle(signed(1, receipt(id, 0, 2 * MIB, 0, 2))), Error::<Test>::ReceiptReplayed);
+		// The same amount again, whatever the sequence and usage: nothing to pay.
+		assert_noop!(settle(signed(1, receipt(id, 6, 2 * MIB, 0, 1))), Error::<Test>::ReceiptReplayed);
+		// Less: refused.
+		assert_noop!(settle(signed(1, receipt(id, 7, 2 * MIB, 0, 0))), Error::<Test>::ReceiptReplayed);
+		// More, even with a lower sequence and less usage than the settled receipt: it pays the
+		// difference (the amount decides; usage only has to justify it).
+		assert_ok!(settle(signed(1, receipt(id, 2, MIB, 1, 2))));
+		assert_eq!(session(id).settled, 2);
 	});
 }
 
+/// The attack of issue 16: the client signs a receipt with its own session key that would
+/// make itself the floor (sequence u64::MAX at the settled amount, or huge usage at amount 0
+/// right after opening) and submits it. Before receipt format v2 it settled and blocked every
+/// later receipt of the provider (`ReceiptReplayed`).
 #[test]
-fn settle_fails_when_usage_or_amount_decrease() {
+fn a_client_cannot_poison_its_session() {
 	new_test_ext().execute_with(|| {
 		let id = open_vpn();
-		assert_ok!(settle(signed(1, receipt(id, 1, 10 * MIB, 10, 20))));
-		assert_noop!(settle(signed(1, receipt(id, 2, 9 * MIB, 10, 19))), Error::<Test>::UsageDecreased);
-		assert_noop!(settle(signed(1, receipt(id, 2, 10 * MIB, 9, 19))), Error::<Test>::UsageDecreased);
-		assert_noop!(settle(signed(1, receipt(id, 2, 11 * MIB, 10, 19))), Error::<Test>::UsageDecreased);
+		// Right after opening: u64::MAX usage for nothing.
+		let poison = signed(1, receipt(id, u64::MAX, u64::MAX, u64::MAX, 0));
+		assert_noop!(
+			Escrow::settle_receipt(RuntimeOrigin::signed(CLIENT), Box::new(poison.clone())),
+			Error::<Test>::NotSettler
+		);
+		// Even a provider tricked into submitting it settles nothing.
+		assert_noop!(settle(poison), Error::<Test>::ReceiptReplayed);
+		assert_ok!(settle(signed(1, receipt(id, 1, 10 * MIB, 0, 10))));
+		// After a settlement: u64::MAX sequence at the settled amount.
+		let poison = signed(1, receipt(id, u64::MAX, 10 * MIB, 0, 10));
+		assert_noop!(
+			Escrow::settle_receipt(RuntimeOrigin::signed(CLIENT), Box::new(poison.clone())),
+			Error::<Test>::NotSettler
+		);
+		assert_noop!(settle(poison), Error::<Test>::ReceiptReplayed);
+		// The provider's later receipts still settle in full.
+		assert_ok!(settle(signed(1, receipt(id, 2, 50 * MIB, 0, 50))));
+		assert_ok!(settle(signed(1, receipt(id, 3, 80 * MIB, 0, 80))));
+		assert_eq!(session(id).settled, 80);
 	});
 }
 
@@ -252,14 +314,43 @@ fn settle_fails_for_a_receipt_from_another_chain() {
 #[test]
 fn a_receipt_for_one_session_never_settles_another() {
 	new_test_ext().execute_with(|| {
-		// The same client key for two sessions: the session id is inside the signed bytes.
+		// The same client key for two sessions: the session id and nonce are inside the
+		// signed bytes.
 		let a = open_vpn();
 		let b = open_vpn();
+		assert_ne!(session(a).nonce, session(b).nonce);
 		let mut moved = signed(1, receipt(a, 1, MIB, 0, 1));
 		moved.receipt.session_id = b;
+		assert_noop!(settle(moved.clone()), Error::<Test>::WrongSessionNonce);
+		moved.receipt.session_nonce = session(b).nonce;
 		assert_noop!(settle(moved), Error::<Test>::BadSignature);
 		assert_noop!(settle(signed(1, receipt(99, 1, MIB, 0, 1))), Error::<Test>::SessionNotFound);
 	});
+}
+
+/// A receipt binds its provider and its session's opening: after a relaunch from the same
+/// genesis (or on another fork), a session with the same id but another opening refuses it.
+#[test]
+fn a_receipt_binds_the_provider_and_the_opening() {
+	new_test_ext().execute_with(|| {
+		let id = open_vpn();
+		let mut other_provider = receipt(id, 1, MIB, 0, 1);
+		other_provider.provider = account_bytes(&CDN_PROVIDER);
+		assert_noop!(settle(signed(1, other_provider)), Error::<Test>::WrongProvider);
+		let mut other_opening = receipt(id, 1, MIB, 0, 1);
+		other_opening.session_nonce = [7; 32];
+		assert_noop!(settle(signed(1, other_opening)), Error::<Test>::WrongSessionNonce);
+	});
+	// Two chains from the same genesis: the same session id, different nonces (the parent
+	// block differs).
+	let nonce_at = |parent: [u8; 32]| {
+		new_test_ext().execute_with(|| {
+			frame_system::Pallet::<Test>::set_parent_hash(sp_core::H256(parent));
+			let id = open_vpn();
+			session(id).nonce
+		})
+	};
+	assert_ne!(nonce_at([1; 32]), nonce_at([2; 32]));
 }
 
 #[test]
@@ -365,14 +456,15 @@ fn protocol_fee_goes_to_the_treasury_or_is_burned() {
 		assert_eq!(free(TREASURY), 10 + 10);
 		assert_eq!(held(CLIENT), 900);
 		assert_eq!(Balances::total_issuance(), issuance);
-		// Fee rounds down: 10% of 55 is 5.
+		// The fee is taken on the cumulative amount, rounded down: 10 % of 155 is 15, so this
+		// receipt's 55 carry a fee of 5.
 		assert_ok!(settle(signed(1, receipt(id, 2, 155 * MIB, 0, 155))));
 		assert_eq!(free(VPN_PROVIDER), provider + 90 + 50);
 		System::assert_last_event(
 			Event::ReceiptSettled { session_id: id, sequence: 2, bytes: 155 * MIB, seconds: 0, paid: 50, fee: 5, settled: 155 }
 				.into(),
 		);
-		// Burning: issuance falls by exactly the fee.
+		// Burning: issuance falls by exactly the fee (10 % of 255 is 25: 10 more).
 		FeeTo::set(None);
 		assert_ok!(settle(signed(1, receipt(id, 3, 255 * MIB, 0, 255))));
 		assert_eq!(Balances::total_issuance(), issuance - 10);
@@ -380,6 +472,41 @@ fn protocol_fee_goes_to_the_treasury_or_is_burned() {
 		Fee::set(Perbill::zero());
 		FeeTo::set(Some(TREASURY));
 	});
+}
+
+/// Receipts too small for a per-receipt fee (under 100 units at 1 %) still pay it: the fee
+/// is taken on the cumulative amount. Before, each was rounded down to zero.
+#[test]
+fn small_receipts_do_not_escape_the_fee() {
+	new_test_ext().execute_with(|| {
+		Fee::set(Perbill::from_percent(1));
+		let id = open_vpn();
+		let treasury = free(TREASURY);
+		for n in 1..=10u64 {
+			assert_ok!(settle(signed(1, receipt(id, n, 99 * n * MIB, 0, 99 * u128::from(n)))));
+		}
+		// 1 % of 990, rounded down, whatever the steps.
+		assert_eq!(free(TREASURY), treasury + 9);
+		assert_eq!(free(VPN_PROVIDER), INITIAL - 10_000 + 990 - 9);
+		Fee::set(Perbill::zero());
+	});
+}
+
+/// A fee destination that does not exist yet is created by the pallet's genesis with a
+/// provider reference, so a fee below the existential deposit can be paid into it.
+#[test]
+fn the_fee_destination_exists_from_genesis() {
+	const NEW_TREASURY: AccountId = 77;
+	FeeTo::set(Some(NEW_TREASURY));
+	new_test_ext().execute_with(|| {
+		assert!(frame_system::Pallet::<Test>::account_exists(&NEW_TREASURY));
+		Fee::set(Perbill::from_percent(1));
+		let id = open_vpn();
+		assert_ok!(settle(signed(1, receipt(id, 1, 100 * MIB, 0, 100))));
+		assert_eq!(free(NEW_TREASURY), 1);
+		Fee::set(Perbill::zero());
+	});
+	FeeTo::set(Some(TREASURY));
 }
 
 #[test]
@@ -394,13 +521,13 @@ fn a_batch_settles_valid_receipts_and_reports_invalid_ones() {
 			signed(1, receipt(a, 1, 10 * MIB, 0, 10)),
 			signed(1, receipt(b, 1, 10 * MIB, 0, 10)), // wrong signer for b
 			signed(2, receipt(b, 1, 20 * MIB, 0, 20)),
-			signed(3, receipt(c, 1, 10 * MIB, 0, 20)), // CDN: 2 per MiB
+			signed(3, receipt(c, 1, 10 * MIB, 0, 20)), // another provider's session
 			signed(1, receipt(a, 1, 10 * MIB, 0, 10)), // replay inside the batch
 			signed(1, receipt(a, 2, 30 * MIB, 0, 30)),
 		];
 		assert_ok!(Escrow::settle_receipts(RuntimeOrigin::signed(VPN_PROVIDER), batch.try_into().unwrap()));
 		assert_eq!(free(VPN_PROVIDER), vpn_before + 30 + 20);
-		assert_eq!(free(CDN_PROVIDER), cdn_before + 20);
+		assert_eq!(free(CDN_PROVIDER), cdn_before);
 		let events: Vec<_> = System::events().into_iter().map(|e| e.event).collect();
 		let rejected: Vec<_> = events
 			.iter()
@@ -411,9 +538,13 @@ fn a_batch_settles_valid_receipts_and_reports_invalid_ones() {
 			.collect();
 		assert_eq!(
 			rejected,
-			vec![(b, 1, Error::<Test>::BadSignature.into()), (a, 1, Error::<Test>::ReceiptReplayed.into())]
+			vec![
+				(b, 1, Error::<Test>::BadSignature.into()),
+				(c, 1, Error::<Test>::NotSettler.into()),
+				(a, 1, Error::<Test>::ReceiptReplayed.into())
+			]
 		);
-		System::assert_last_event(Event::ReceiptsSettled { accepted: 4, rejected: 2, paid: 70, fees: 0 }.into());
+		System::assert_last_event(Event::ReceiptsSettled { accepted: 3, rejected: 3, paid: 50, fees: 0 }.into());
 		assert_noop!(
 			Escrow::settle_receipts(RuntimeOrigin::signed(VPN_PROVIDER), Default::default()),
 			Error::<Test>::EmptyBatch
@@ -446,9 +577,16 @@ fn queries_show_sessions_by_id_client_and_provider() {
 		assert_eq!((info.sequence, info.bytes, info.seconds, info.closing, info.settle_until), (3, 4 * MIB, 1, false, 101 + WINDOW));
 		let ids = |v: Vec<SessionInfoOf<Test>>| v.into_iter().map(|s| s.session_id).collect::<Vec<_>>();
 		assert_eq!(ids(Escrow::query_client_sessions(CLIENT)), vec![a, b]);
-		assert_eq!(ids(Escrow::query_provider_sessions(VPN_PROVIDER, 0, 10)), vec![a, c]);
-		assert_eq!(ids(Escrow::query_provider_sessions(VPN_PROVIDER, 1, 10)), vec![c]);
-		assert_eq!(ids(Escrow::query_provider_sessions(VPN_PROVIDER, 0, 1)), vec![a]);
+		assert_eq!(info.nonce, session(a).nonce);
+		// Pages in storage order, by cursor: every session once, none of another provider.
+		let all = ids(Escrow::query_provider_sessions(VPN_PROVIDER, None, 10));
+		let mut sorted = all.clone();
+		sorted.sort();
+		assert_eq!(sorted, vec![a, c]);
+		let first = ids(Escrow::query_provider_sessions(VPN_PROVIDER, None, 1));
+		assert_eq!(first, vec![all[0]]);
+		assert_eq!(ids(Escrow::query_provider_sessions(VPN_PROVIDER, Some(all[0]), 10)), vec![all[1]]);
+		assert_eq!(ids(Escrow::query_provider_sessions(VPN_PROVIDER, Some(all[1]), 10)), Vec::<SessionId>::new());
 		assert_eq!(Escrow::query_session(99), None);
 		assert_eq!(Escrow::genesis_hash(), GENESIS);
 	});
@@ -584,63 +722,130 @@ mod properties {
 }
 
 mod pool_check {
-	//! `CheckReceipts` refuses transactions with receipts that would not settle before they
-	//! reach the pool, and stays out of the way inside blocks.
+	//! `CheckReceipts` in the pool: cheap checks only (no signature is verified), a stranger
+	//! refused at the first receipt, a batch kept when one receipt went stale, settlement
+	//! calls without a signer refused; nothing checked inside blocks.
 
 	use super::*;
 	use frame_support::dispatch::DispatchInfo;
+	use interlattice_pq_crypto::stats::thread_verifications;
 	use sp_runtime::{
 		traits::DispatchTransaction,
 		transaction_validity::{InvalidTransaction, TransactionSource, TransactionValidityError},
 	};
 
+	fn validate_as(who: Option<AccountId>, call: RuntimeCall, source: TransactionSource) -> Result<(), TransactionValidityError> {
+		let origin = match who {
+			Some(who) => RuntimeOrigin::signed(who),
+			None => RuntimeOrigin::none(),
+		};
+		CheckReceipts::<Test>::new().validate_only(origin, &call, &DispatchInfo::default(), 0, source, 0).map(|_| ())
+	}
+
 	fn validate(call: RuntimeCall, source: TransactionSource) -> Result<(), TransactionValidityError> {
-		CheckReceipts::<Test>::new()
-			.validate_only(Some(VPN_PROVIDER).into(), &call, &DispatchInfo::default(), 0, source, 0)
-			.map(|_| ())
+		validate_as(Some(VPN_PROVIDER), call, source)
 	}
 
 	fn one(r: SignedUsageReceipt) -> RuntimeCall {
 		RuntimeCall::Escrow(Call::settle_receipt { receipt: Box::new(r) })
 	}
 
+	fn batch(list: Vec<SignedUsageReceipt>) -> RuntimeCall {
+		RuntimeCall::Escrow(Call::settle_receipts { receipts: list.try_into().unwrap() })
+	}
+
+	fn custom(error: Error<Test>) -> TransactionValidityError {
+		match DispatchError::from(error) {
+			DispatchError::Module(m) => InvalidTransaction::Custom(m.error[0]).into(),
+			_ => unreachable!("a pallet error is a module error"),
+		}
+	}
+
 	#[test]
-	fn valid_receipts_pass_and_invalid_ones_are_refused_with_a_reason() {
+	fn cheap_checks_decide_and_no_signature_is_verified() {
 		new_test_ext().execute_with(|| {
 			let id = open_vpn();
 			let external = TransactionSource::External;
+			let before = thread_verifications();
 			assert_eq!(validate(one(signed(1, receipt(id, 1, MIB, 0, 1))), external), Ok(()));
+			// A wrong signature passes the pool: dispatch verifies it, at the submitter's cost.
+			assert_eq!(validate(one(signed(9, receipt(id, 1, MIB, 0, 1))), TransactionSource::Local), Ok(()));
+			assert_eq!(thread_verifications(), before, "the pool verified a signature");
 			assert_ok!(settle(signed(1, receipt(id, 1, MIB, 0, 1))));
-			assert_eq!(
-				validate(one(signed(1, receipt(id, 1, MIB, 0, 1))), external),
-				Err(InvalidTransaction::Stale.into())
-			);
-			assert_eq!(
-				validate(one(signed(2, receipt(id, 2, MIB, 0, 1))), TransactionSource::Local),
-				Err(InvalidTransaction::BadProof.into())
-			);
-			let mut other_chain = receipt(id, 2, MIB, 0, 1);
+			assert_eq!(validate(one(signed(1, receipt(id, 2, MIB, 0, 1))), external), Err(InvalidTransaction::Stale.into()));
+			let mut other_chain = receipt(id, 2, 2 * MIB, 0, 2);
 			other_chain.genesis_hash = [0; 32];
-			let wrong_chain_index = match DispatchError::from(Error::<Test>::WrongChain) {
-				DispatchError::Module(m) => m.error[0],
-				_ => unreachable!(),
-			};
+			assert_eq!(validate(one(signed(1, other_chain)), external), Err(custom(Error::<Test>::WrongChain)));
 			assert_eq!(
-				validate(one(signed(1, other_chain)), external),
-				Err(InvalidTransaction::Custom(wrong_chain_index).into())
+				validate(one(signed(1, receipt(id, 2, MIB, 0, 2_000))), external),
+				Err(custom(Error::<Test>::AmountExceedsUsage))
 			);
-			// A batch is refused if any of its receipts is invalid…
-			let batch = |list: Vec<SignedUsageReceipt>| {
-				RuntimeCall::Escrow(Call::settle_receipts { receipts: list.try_into().unwrap() })
-			};
-			let good = signed(1, receipt(id, 2, 2 * MIB, 0, 2));
-			let bad = signed(9, receipt(id, 3, 3 * MIB, 0, 3));
-			assert_eq!(validate(batch(vec![good.clone()]), external), Ok(()));
-			assert_eq!(validate(batch(vec![good.clone(), bad.clone()]), external), Err(InvalidTransaction::BadProof.into()));
-			// …but inside a block, dispatch decides (and charges for every receipt).
-			assert_eq!(validate(batch(vec![good, bad]), TransactionSource::InBlock), Ok(()));
 			// Other calls are not looked at.
 			assert_eq!(validate(RuntimeCall::Escrow(Call::finalize_session { session_id: id }), external), Ok(()));
+		});
+	}
+
+	/// Issue 16 item 2: 8 (the batch bound here; 500 in the runtime) invalid receipts from an
+	/// account that is not the provider cost no signature verification and at most one
+	/// storage read: refused at the first receipt. Before, every signature was verified.
+	#[test]
+	fn a_stranger_is_refused_at_the_first_receipt_for_free() {
+		new_test_ext().execute_with(|| {
+			let id = open_vpn();
+			let receipts: Vec<_> = (1..=MAX_BATCH as u64).map(|n| signed(9, receipt(id, n, n * MIB, 0, n.into()))).collect();
+			let before = thread_verifications();
+			for stranger in [POOR, CLIENT, CDN_PROVIDER] {
+				assert_eq!(
+					validate_as(Some(stranger), batch(receipts.clone()), TransactionSource::External),
+					Err(custom(Error::<Test>::NotSettler))
+				);
+			}
+			assert_eq!(thread_verifications(), before);
+		});
+	}
+
+	/// Issue 16 item 2: anyone who front-runs one receipt of a provider's batch (the client
+	/// settling it through another provider's… or the provider's own earlier batch) must not
+	/// evict the whole batch from the pool. Before, one stale receipt made it invalid.
+	#[test]
+	fn one_stale_receipt_does_not_evict_a_batch() {
+		new_test_ext().execute_with(|| {
+			let a = open_vpn();
+			let b = open_with(OTHER_CLIENT, VPN_PROVIDER, ServiceKind::Vpn, 2, 1_000);
+			let stale = signed(1, receipt(a, 1, MIB, 0, 1));
+			assert_ok!(settle(stale.clone()));
+			let good = signed(2, receipt(b, 1, MIB, 0, 1));
+			assert_eq!(validate(batch(vec![stale.clone(), good.clone()]), TransactionSource::External), Ok(()));
+			// Only stale receipts: nothing to gain, refused.
+			assert_eq!(validate(batch(vec![stale.clone()]), TransactionSource::External), Err(InvalidTransaction::Stale.into()));
+			// At dispatch the stale one is rejected on its own and the rest settles.
+			assert_ok!(Escrow::settle_receipts(RuntimeOrigin::signed(VPN_PROVIDER), vec![stale, good].try_into().unwrap()));
+			assert_eq!(session(b).settled, 1);
+		});
+	}
+
+	/// Issue 16 item 2: a settlement call in a transaction without a signer (a v5 general
+	/// transaction runs the extensions with no origin) is refused before any receipt is read.
+	#[test]
+	fn a_settlement_without_a_signer_is_refused() {
+		new_test_ext().execute_with(|| {
+			let id = open_vpn();
+			let before = thread_verifications();
+			assert_eq!(
+				validate_as(None, one(signed(1, receipt(id, 1, MIB, 0, 1))), TransactionSource::External),
+				Err(InvalidTransaction::BadSigner.into())
+			);
+			assert_eq!(thread_verifications(), before);
+		});
+	}
+
+	#[test]
+	fn inside_a_block_dispatch_decides() {
+		new_test_ext().execute_with(|| {
+			let id = open_vpn();
+			let stale = signed(1, receipt(id, 1, MIB, 0, 1));
+			assert_ok!(settle(stale.clone()));
+			assert_eq!(validate_as(Some(POOR), one(stale), TransactionSource::InBlock), Ok(()));
 		});
 	}
 }

@@ -59,17 +59,21 @@ pub struct Session<T: Config> {
 	pub service: ServiceKind,
 	/// The client's ML-DSA-65 key for this session: every receipt must be signed by it.
 	pub client_key: MlDsaPublicKey,
+	/// Fixed by the chain at opening ([`session_nonce`]); every receipt names it, so a
+	/// receipt pays only this opening of this session id.
+	pub nonce: [u8; 32],
 	/// The provider's prices when the session opened; they bind for the whole session.
 	pub prices: Prices<BalanceOf<T>>,
 	/// Everything the client deposited (opening deposit plus top-ups).
 	pub deposit: BalanceOf<T>,
 	/// Cumulative amount settled so far (paid to the provider, protocol fee included).
 	pub settled: BalanceOf<T>,
-	/// Sequence number of the last settled receipt (0: none yet).
+	/// Sequence number of the last settled receipt (0: none yet). Informational: the amount
+	/// decides what settles.
 	pub sequence: u64,
-	/// Cumulative bytes of the last settled receipt.
+	/// Cumulative bytes of the last settled receipt (they justify `settled`).
 	pub bytes: u64,
-	/// Cumulative seconds of the last settled receipt.
+	/// Cumulative seconds of the last settled receipt (they justify `settled`).
 	pub seconds: u64,
 	/// Block the session opened in.
 	pub opened_at: BlockNumberFor<T>,
@@ -104,4 +108,48 @@ pub fn max_amount_owed(prices: &Prices<u128>, bytes: u64, seconds: u64) -> Optio
 	let for_time =
 		multiply_by_rational_with_rounding(seconds.into(), prices.per_hour, SECONDS_PER_HOUR, Rounding::Down)?;
 	for_bytes.checked_add(for_time)
+}
+
+/// An account id as the 32 bytes a receipt names it by: its SCALE encoding (an `AccountId32`
+/// is its 32 bytes), zero-padded or cut to 32 bytes for other account types.
+pub fn account_bytes<A: Encode>(account: &A) -> [u8; 32] {
+	let mut out = [0u8; 32];
+	account.using_encoded(|bytes| {
+		let n = bytes.len().min(32);
+		out[..n].copy_from_slice(&bytes[..n]);
+	});
+	out
+}
+
+/// Domain tag of a session's nonce.
+pub const SESSION_NONCE_TAG: &[u8] = b"interlattice/session-nonce/v1";
+
+/// The nonce of a session opened with id `session_id` by `client` with `provider`, in the
+/// block whose parent is `parent_hash`, by the extrinsic at `extrinsic_index`:
+/// `blake2_256(tag ++ parent_hash ++ extrinsic_index (u32 LE) ++ session_id (u64 LE) ++ client
+/// ++ provider)`. Different on every fork and on every chain, even one relaunched from the
+/// same genesis: its parent block differs.
+pub fn session_nonce(
+	parent_hash: &[u8],
+	extrinsic_index: u32,
+	session_id: SessionId,
+	client: &[u8],
+	provider: &[u8],
+) -> [u8; 32] {
+	let mut input = alloc::vec::Vec::with_capacity(SESSION_NONCE_TAG.len() + parent_hash.len() + 12 + client.len() + provider.len());
+	input.extend_from_slice(SESSION_NONCE_TAG);
+	input.extend_from_slice(parent_hash);
+	input.extend_from_slice(&extrinsic_index.to_le_bytes());
+	input.extend_from_slice(&session_id.to_le_bytes());
+	input.extend_from_slice(client);
+	input.extend_from_slice(provider);
+	<sp_runtime::traits::BlakeTwo256 as sp_runtime::traits::Hash>::hash(&input).0
+}
+
+/// The protocol fee included in a cumulative settled `amount`: `fee × amount`, rounded
+/// down. A receipt pays the difference between this for its amount and for the amount
+/// settled before, so the fee is taken on the cumulative amount and small receipts cannot
+/// slip under it.
+pub fn cumulative_fee(fee: sp_runtime::Perbill, amount: u128) -> u128 {
+	fee.mul_floor(amount)
 }

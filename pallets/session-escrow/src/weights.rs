@@ -17,6 +17,7 @@ pub trait WeightInfo {
 	fn settle_receipts(n: u32) -> Weight;
 	fn close_session() -> Weight;
 	fn finalize_session() -> Weight;
+	fn set_settler() -> Weight;
 }
 
 /// For unit tests only.
@@ -37,6 +38,9 @@ impl WeightInfo for () {
 		Weight::zero()
 	}
 	fn finalize_session() -> Weight {
+		Weight::zero()
+	}
+	fn set_settler() -> Weight {
 		Weight::zero()
 	}
 }

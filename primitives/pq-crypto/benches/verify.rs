@@ -10,7 +10,9 @@ use sp_core::{ed25519, sr25519, Pair};
 fn bench(c: &mut Criterion) {
 	let receipt = UsageReceipt {
 		genesis_hash: [1; 32],
+		provider: [5; 32],
 		session_id: 1,
+		session_nonce: [6; 32],
 		sequence: 1,
 		bytes: 1 << 30,
 		seconds: 3600,

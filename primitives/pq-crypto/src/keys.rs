@@ -14,7 +14,7 @@ use std::{
 use libcrux_ml_dsa::ml_dsa_65;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::{types, MlDsaPublicKey, MlDsaSignature, CONTEXT, ML_DSA_65_SEED_LEN};
+use crate::{types, MlDsaPublicKey, MlDsaSignature, CONTEXT, MESSAGE_CONTEXT, ML_DSA_65_SEED_LEN};
 
 /// Errors of key handling.
 #[derive(Debug, thiserror::Error)]
@@ -100,10 +100,21 @@ impl MlDsaKeyPair {
 	}
 
 	/// Signs `message` with context [`CONTEXT`] (hedged: fresh randomness per signature, as
-	/// FIPS 204 recommends).
+	/// FIPS 204 recommends). For protocol objects only (receipts, handshakes: each starts
+	/// with its domain tag); an arbitrary message is signed with [`Self::sign_message`].
 	pub fn sign(&self, message: &[u8]) -> Result<MlDsaSignature, KeyError> {
+		self.sign_with_context(message, CONTEXT)
+	}
+
+	/// Signs an arbitrary message with context [`MESSAGE_CONTEXT`]: never a valid receipt or
+	/// handshake signature, whatever the message's bytes.
+	pub fn sign_message(&self, message: &[u8]) -> Result<MlDsaSignature, KeyError> {
+		self.sign_with_context(message, MESSAGE_CONTEXT)
+	}
+
+	fn sign_with_context(&self, message: &[u8], context: &[u8]) -> Result<MlDsaSignature, KeyError> {
 		let randomness = random::<32>()?;
-		ml_dsa_65::sign(&self.signing_key, message, CONTEXT, randomness)
+		ml_dsa_65::sign(&self.signing_key, message, context, randomness)
 			.map(|s| MlDsaSignature(*s.as_ref()))
 			.map_err(|_| KeyError::Signing)
 	}

@@ -42,8 +42,46 @@ pub const ML_DSA_65_SIGNATURE_LEN: usize = 3309;
 /// Length of the seed an ML-DSA-65 key pair is derived from (FIPS 204 ξ).
 pub const ML_DSA_65_SEED_LEN: usize = 32;
 
-/// The FIPS 204 context string of every Interlattice signature.
+/// The FIPS 204 context string of every Interlattice signature over a protocol object
+/// (receipts, handshakes), each of which starts with its own domain tag.
 pub const CONTEXT: &[u8] = b"interlattice";
+
+/// The FIPS 204 context string of signatures over arbitrary messages (`pq-key sign`). A
+/// signature made under it never verifies under [`CONTEXT`], so no message a user is asked
+/// to sign can ever be a receipt or a handshake, whatever its bytes.
+pub const MESSAGE_CONTEXT: &[u8] = b"interlattice/message";
+
+/// Counts the ML-DSA-65 verifications this process ran natively (the host function included):
+/// the node exports it as a Prometheus metric, and tests bound the work an input can cause
+/// with it.
+#[cfg(all(feature = "std", not(substrate_runtime)))]
+pub mod stats {
+	use std::{
+		cell::Cell,
+		sync::atomic::{AtomicU64, Ordering},
+	};
+
+	static VERIFICATIONS: AtomicU64 = AtomicU64::new(0);
+	thread_local! {
+		static THREAD_VERIFICATIONS: Cell<u64> = const { Cell::new(0) };
+	}
+
+	/// Counts one verification.
+	pub fn record() {
+		VERIFICATIONS.fetch_add(1, Ordering::Relaxed);
+		THREAD_VERIFICATIONS.with(|c| c.set(c.get() + 1));
+	}
+
+	/// Verifications by this process so far.
+	pub fn verifications() -> u64 {
+		VERIFICATIONS.load(Ordering::Relaxed)
+	}
+
+	/// Verifications by the calling thread so far (tests run in threads of their own).
+	pub fn thread_verifications() -> u64 {
+		THREAD_VERIFICATIONS.with(Cell::get)
+	}
+}
 
 /// Host functions for post-quantum cryptography. A released function never changes meaning;
 /// a change is a new `#[version(2)]`.
@@ -59,6 +97,7 @@ pub trait PqCrypto {
 		signature: PassFatPointerAndRead<&[u8]>,
 	) -> bool {
 		use libcrux_ml_dsa::{ml_dsa_65, MLDSASignature, MLDSAVerificationKey};
+		crate::stats::record();
 		let (Ok(pk), Ok(sig)) = (
 			<[u8; ML_DSA_65_PUBLIC_KEY_LEN]>::try_from(public_key),
 			<[u8; ML_DSA_65_SIGNATURE_LEN]>::try_from(signature),
@@ -79,6 +118,11 @@ pub trait PqCrypto {
 /// this calls the host function; natively it runs the same code directly.
 pub fn verify(public_key: &MlDsaPublicKey, message: &[u8], signature: &MlDsaSignature) -> bool {
 	pq_crypto::ml_dsa_65_verify(public_key.as_ref(), CONTEXT, message, signature.as_ref())
+}
+
+/// Verifies a signature over an arbitrary message (context [`MESSAGE_CONTEXT`]).
+pub fn verify_message(public_key: &MlDsaPublicKey, message: &[u8], signature: &MlDsaSignature) -> bool {
+	pq_crypto::ml_dsa_65_verify(public_key.as_ref(), MESSAGE_CONTEXT, message, signature.as_ref())
 }
 
 /// Signing for runtime benchmarks only: the weight of settling a receipt must include a real

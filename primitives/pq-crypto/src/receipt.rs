@@ -9,15 +9,18 @@ use scale_info::TypeInfo;
 
 use crate::{MlDsaPublicKey, MlDsaSignature};
 
-/// Domain tag that starts every receipt's signing payload (29 bytes, ASCII).
-pub const RECEIPT_DOMAIN_TAG: &[u8; 29] = b"interlattice/usage-receipt/v1";
+/// Domain tag that starts every receipt's signing payload (29 bytes, ASCII). Version 2 binds
+/// the provider and the session's nonce; a version-1 signature never verifies as version 2.
+pub const RECEIPT_DOMAIN_TAG: &[u8; 29] = b"interlattice/usage-receipt/v2";
 
-/// Length of a receipt's signing payload: tag (29) + genesis hash (32) + session id (8)
-/// + sequence (8) + bytes (8) + seconds (8) + amount (16).
-pub const RECEIPT_PAYLOAD_LEN: usize = 29 + 32 + 8 + 8 + 8 + 8 + 16;
+/// Length of a receipt's signing payload: tag (29) + genesis hash (32) + provider (32)
+/// + session id (8) + session nonce (32) + sequence (8) + bytes (8) + seconds (8)
+/// + amount (16).
+pub const RECEIPT_PAYLOAD_LEN: usize = 29 + 32 + 32 + 8 + 32 + 8 + 8 + 8 + 16;
 
-/// Cumulative usage of one session, as acknowledged by the client. Every field but the
-/// sequence number only grows over a session's life; a later receipt replaces an earlier one.
+/// Cumulative usage of one session, as acknowledged by the client. A later receipt replaces
+/// an earlier one; the chain settles a receipt only if its amount is above what the session
+/// has settled so far.
 #[derive(
 	Clone, Copy, Debug, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo,
 )]
@@ -27,10 +30,18 @@ pub struct UsageReceipt {
 	/// Genesis hash of the chain the session lives on: a receipt never crosses chains.
 	#[cfg_attr(feature = "serde", serde(with = "bytes32_as_hex"))]
 	pub genesis_hash: [u8; 32],
+	/// The provider's account id (32 bytes): who may be paid with this receipt.
+	#[cfg_attr(feature = "serde", serde(with = "bytes32_as_hex"))]
+	pub provider: [u8; 32],
 	/// The on-chain session this receipt is for.
 	pub session_id: u64,
-	/// Strictly increasing per session: a receipt with a sequence not above the last settled
-	/// one is a replay.
+	/// The session's nonce, fixed by the chain when the session opened: binds the receipt
+	/// to this one opening (not to another session that got the same id on another chain
+	/// with the same genesis, or on another fork).
+	#[cfg_attr(feature = "serde", serde(with = "bytes32_as_hex"))]
+	pub session_nonce: [u8; 32],
+	/// Counts the client's receipts of the session (1, 2, …): orders them for the client and
+	/// the agent. The chain does not use it: the amount decides.
 	pub sequence: u64,
 	/// Bytes used so far in this session (both directions).
 	pub bytes: u64,

@@ -199,7 +199,9 @@ fn receipts_verify_only_for_their_exact_content_and_signer() {
 	let client = pair(9);
 	let receipt = UsageReceipt {
 		genesis_hash: [7; 32],
+		provider: [5; 32],
 		session_id: 42,
+		session_nonce: [6; 32],
 		sequence: 3,
 		bytes: 10 << 20,
 		seconds: 60,
@@ -207,7 +209,7 @@ fn receipts_verify_only_for_their_exact_content_and_signer() {
 	};
 	let payload = receipt.signing_payload();
 	assert_eq!(payload.len(), interlattice_pq_crypto::receipt::RECEIPT_PAYLOAD_LEN);
-	assert!(payload.starts_with(b"interlattice/usage-receipt/v1"));
+	assert!(payload.starts_with(b"interlattice/usage-receipt/v2"));
 	let signed = SignedUsageReceipt { signature: client.sign(&payload).unwrap(), receipt };
 	assert!(signed.verify(client.public()));
 	assert!(!signed.verify(pair(10).public()));
@@ -216,6 +218,8 @@ fn receipts_verify_only_for_their_exact_content_and_signer() {
 	let variants = [
 		UsageReceipt { genesis_hash: [8; 32], ..receipt },
 		UsageReceipt { session_id: 43, ..receipt },
+		UsageReceipt { provider: [9; 32], ..receipt },
+		UsageReceipt { session_nonce: [9; 32], ..receipt },
 		UsageReceipt { sequence: 4, ..receipt },
 		UsageReceipt { bytes: receipt.bytes + 1, ..receipt },
 		UsageReceipt { seconds: 61, ..receipt },
@@ -233,7 +237,9 @@ fn receipts_verify_only_for_their_exact_content_and_signer() {
 fn receipt_json_uses_hex_and_decimal_strings() {
 	let receipt = UsageReceipt {
 		genesis_hash: [1; 32],
+		provider: [5; 32],
 		session_id: 1,
+		session_nonce: [6; 32],
 		sequence: 1,
 		bytes: 1,
 		seconds: 0,
@@ -242,6 +248,8 @@ fn receipt_json_uses_hex_and_decimal_strings() {
 	let json = serde_json::to_value(receipt).unwrap();
 	assert_eq!(json["amount"], u128::MAX.to_string());
 	assert_eq!(json["genesisHash"], format!("0x{}", "01".repeat(32)));
+	assert_eq!(json["provider"], format!("0x{}", "05".repeat(32)));
+	assert_eq!(json["sessionNonce"], format!("0x{}", "06".repeat(32)));
 	let back: UsageReceipt = serde_json::from_value(json).unwrap();
 	assert_eq!(back, receipt);
 	let sig = MlDsaSignature([0xab; ML_DSA_65_SIGNATURE_LEN]);

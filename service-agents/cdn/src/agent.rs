@@ -249,6 +249,7 @@ impl Agent {
 	/// Connects to the chain, checks the provider's registration, opens the cache and the
 	/// receipt store.
 	pub async fn new(config: AgentConfig) -> Result<Arc<Self>, AgentError> {
+		interlattice_settlement::check_settle_interval(config.payment.settle_interval_secs).map_err(AgentError::Config)?;
 		let secret = std::env::var("INTERLATTICE_ACCOUNT").ok().or_else(|| config.provider.account.clone()).ok_or_else(
 			|| AgentError::Config("no provider account: set provider.account or INTERLATTICE_ACCOUNT".into()),
 		)?;

@@ -23,13 +23,13 @@ use hyper_util::{
 	rt::TokioExecutor,
 };
 use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt};
-use interlattice_runtime::{AccountId, RuntimeCall};
+use interlattice_runtime::AccountId;
 use interlattice_settlement::{
 	chain::{ChainClient, Provider, Session},
 	meter::next_receipt,
-	ChainError,
+	open_session, session_terms, ChainError, SessionKeys, SessionRequest, SessionTerms,
 };
-use pallet_provider_registry::{Prices, ProviderFilter, ProviderOrder, ProviderPage, ServiceKind};
+use pallet_provider_registry::{ProviderFilter, ProviderOrder, ProviderPage, ServiceKind};
 use serde::{Deserialize, Serialize};
 use sp_core::sr25519;
 use tokio::sync::mpsc;
@@ -125,8 +125,9 @@ pub struct PaidSession {
 	pub endpoint: String,
 	/// The on-chain session.
 	pub session_id: u64,
-	/// Its prices.
-	pub prices: Prices<u128>,
+	/// What the chain fixed for it (prices, provider, nonce): what receipts name.
+	pub terms: SessionTerms,
+	key: std::sync::Arc<MlDsaKeyPair>,
 	record: SessionRecord,
 	record_path: PathBuf,
 }
@@ -135,7 +136,7 @@ pub struct PaidSession {
 pub struct CdnClient {
 	http: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
 	chain: Option<ChainClient>,
-	session_key: Option<MlDsaKeyPair>,
+	keys: SessionKeys,
 	state_dir: PathBuf,
 	/// Sign a receipt at least every this many received bytes (default 1 MiB).
 	pub receipt_interval: u64,
@@ -211,23 +212,25 @@ impl CdnClient {
 		CdnClient {
 			http: Client::builder(TokioExecutor::new()).build(https_connector(None)),
 			chain: None,
-			session_key: None,
+			keys: SessionKeys::new(state_dir),
 			state_dir: state_dir.to_path_buf(),
 			receipt_interval: 1 << 20,
 			idle_timeout: Duration::from_secs(30),
 		}
 	}
 
-	/// A client that pays: `session_key` signs receipts, state lives in `state_dir`.
-	pub fn new(chain: ChainClient, session_key: MlDsaKeyPair, state_dir: &Path) -> Self {
-		CdnClient { chain: Some(chain), session_key: Some(session_key), ..Self::offline(state_dir) }
+	/// A client that pays: every session gets a fresh ML-DSA-65 key, kept with the session's
+	/// state in `state_dir`.
+	pub fn new(chain: ChainClient, state_dir: &Path) -> Self {
+		CdnClient { chain: Some(chain), ..Self::offline(state_dir) }
 	}
 
 	fn chain(&self) -> Result<&ChainClient, ClientError> {
 		self.chain.as_ref().ok_or_else(|| ClientError::Other("this needs a chain connection".into()))
 	}
 
-	/// Opens a CDN session with `provider` on-chain, paid by `account`, and returns it.
+	/// Opens a CDN session with `provider` on-chain, paid by `account`, signed by a fresh
+	/// key, and returns it.
 	pub async fn open_session(
 		&self,
 		account: &sr25519::Pair,
@@ -236,32 +239,31 @@ impl CdnClient {
 		duration_blocks: u32,
 	) -> Result<PaidSession, ClientError> {
 		let chain = self.chain()?;
-		let key = self.session_key.as_ref().ok_or_else(|| ClientError::Other("no session key".into()))?;
 		let endpoint = http_endpoint(provider)
 			.ok_or_else(|| ClientError::Other(format!("provider {} registered no http:// endpoint", provider.account)))?;
-		let who: AccountId = sp_core::Pair::public(account).into();
-		let before: Vec<u64> = chain.client_sessions(&who).await?.iter().map(|s| s.session_id).collect();
-		let call = RuntimeCall::SessionEscrow(pallet_session_escrow::Call::open_session {
-			provider: provider.account.clone(),
+		let request = SessionRequest {
 			service: ServiceKind::Cdn,
-			client_key: Box::new(key.public().clone()),
 			max_prices: provider.prices,
 			deposit,
-			duration: duration_blocks,
-		});
-		chain.submit_and_watch(call, account).await?;
-		let session = chain
-			.client_sessions(&who)
-			.await?
-			.into_iter()
-			.filter(|s| !before.contains(&s.session_id) && s.provider == provider.account)
-			.max_by_key(|s| s.session_id)
-			.ok_or_else(|| ClientError::Other("the session was opened but is not listed".into()))?;
-		self.resume_session(&session, &endpoint)
+			duration_blocks,
+		};
+		let (session, key) = open_session(chain, account, &self.keys, provider, &request)
+			.await
+			.map_err(|e| ClientError::Other(e.to_string()))?;
+		self.with_key(&session, &endpoint, key)
 	}
 
-	/// Continues an existing on-chain session (state from the state directory).
+	/// Continues an existing on-chain session (its key and state from the state directory).
 	pub fn resume_session(&self, session: &Session, endpoint: &str) -> Result<PaidSession, ClientError> {
+		let key = self
+			.keys
+			.for_session(session.session_id, &session.client_key)
+			.map_err(|e| ClientError::Other(e.to_string()))?;
+		self.with_key(session, endpoint, key)
+	}
+
+	fn with_key(&self, session: &Session, endpoint: &str, key: MlDsaKeyPair) -> Result<PaidSession, ClientError> {
+		let chain = self.chain()?;
 		fs::create_dir_all(&self.state_dir).map_err(io_err(&self.state_dir))?;
 		let record_path = self.state_dir.join(format!("session-{}.json", session.session_id));
 		let mut record = match fs::read(&record_path) {
@@ -274,7 +276,14 @@ impl CdnClient {
 		record.sequence = record.sequence.max(session.sequence);
 		record.signed = record.signed.max(session.bytes);
 		record.received = record.received.max(record.signed);
-		Ok(PaidSession { endpoint: endpoint.to_string(), session_id: session.session_id, prices: session.prices, record, record_path })
+		Ok(PaidSession {
+			endpoint: endpoint.to_string(),
+			session_id: session.session_id,
+			terms: session_terms(session, chain.genesis_hash().0),
+			key: std::sync::Arc::new(key),
+			record,
+			record_path,
+		})
 	}
 
 	fn save(session: &PaidSession) -> Result<(), ClientError> {
@@ -287,21 +296,12 @@ impl CdnClient {
 
 	/// Signs a receipt for everything received and sends it; returns the amount signed.
 	pub async fn pay(&self, session: &mut PaidSession) -> Result<u128, ClientError> {
-		let chain = self.chain()?;
-		let key = self.session_key.as_ref().ok_or_else(|| ClientError::Other("no session key".into()))?;
-		let receipt = next_receipt(
-			chain.genesis_hash().0,
-			session.session_id,
-			&session.prices,
-			session.record.sequence,
-			session.record.received,
-			0,
-		)
-		.ok_or_else(|| ClientError::Other("receipt overflow".into()))?;
+		let receipt = next_receipt(&session.terms, session.record.sequence, session.record.received, 0)
+			.ok_or_else(|| ClientError::Other("receipt overflow".into()))?;
 		session.record.sequence = receipt.sequence;
 		session.record.signed = receipt.bytes;
 		Self::save(session)?;
-		let signature = key.sign(&receipt.signing_payload()).map_err(|e| ClientError::Other(format!("{e:?}")))?;
+		let signature = session.key.sign(&receipt.signing_payload()).map_err(|e| ClientError::Other(format!("{e:?}")))?;
 		let signed = SignedUsageReceipt { receipt, signature };
 		let request = Request::post(format!("{}{}", session.endpoint, protocol::RECEIPTS_PATH))
 			.header(protocol::SESSION_HEADER, session.session_id)

@@ -34,7 +34,10 @@ fn generate_inspect_sign_and_verify_a_receipt() {
 	std::fs::write(
 		&receipt,
 		r#"{"genesisHash":"0x0101010101010101010101010101010101010101010101010101010101010101",
-		   "sessionId":7,"sequence":1,"bytes":1048576,"seconds":0,"amount":"1000000000"}"#,
+		   "provider":"0x0202020202020202020202020202020202020202020202020202020202020202",
+		   "sessionId":7,
+		   "sessionNonce":"0x0303030303030303030303030303030303030303030303030303030303030303",
+		   "sequence":1,"bytes":1048576,"seconds":0,"amount":"1000000000"}"#,
 	)
 	.unwrap();
 	let (r, signed) = pq_key(&["sign-receipt", "--key", key, "--receipt", receipt.to_str().unwrap()]);
@@ -92,4 +95,42 @@ fn sign_and_verify_a_file_and_reject_bad_input() {
 	std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o644)).unwrap();
 	let (r, _) = pq_key(&["inspect", "--key", key]);
 	assert!(r.unwrap_err().to_string().contains("chmod 600"));
+}
+
+/// Issue 16 item 6: a user asked to sign "a message" with `pq-key sign` must never sign a
+/// spendable receipt, even when the message is exactly a receipt's signing payload. Before,
+/// `sign` used the receipt context and that signature settled.
+#[test]
+fn a_signed_message_is_never_a_valid_receipt() {
+	use interlattice_pq_crypto::{keys::MlDsaKeyPair, MlDsaSignature, SignedUsageReceipt, UsageReceipt};
+	let dir = tempfile::tempdir().unwrap();
+	let key = dir.path().join("k");
+	let key = key.to_str().unwrap();
+	pq_key(&["generate", "--out", key]).0.unwrap();
+	let pair = MlDsaKeyPair::read_seed_file(std::path::Path::new(key)).unwrap();
+	let receipt = UsageReceipt {
+		genesis_hash: [1; 32],
+		provider: [2; 32],
+		session_id: 7,
+		session_nonce: [3; 32],
+		sequence: 1,
+		bytes: 1 << 30,
+		seconds: 0,
+		amount: 1_000_000_000_000,
+	};
+	let message = dir.path().join("payload.bin");
+	std::fs::write(&message, receipt.signing_payload()).unwrap();
+	let (r, sig) = pq_key(&["sign", "--key", key, "--message", message.to_str().unwrap()]);
+	assert_eq!(r.unwrap(), 0);
+	let signature = MlDsaSignature::from_slice(&hex::decode(sig.trim().trim_start_matches("0x")).unwrap()).unwrap();
+	let signed = SignedUsageReceipt { receipt, signature };
+	assert!(!signed.verify(pair.public()), "a message signature must not verify as a receipt");
+	// It is a valid message signature.
+	let public_file = dir.path().join("pub");
+	std::fs::write(&public_file, pq_key(&["inspect", "--key", key, "--full"]).1.trim()).unwrap();
+	let (r, _) = pq_key(&[
+		"verify", "--public", &format!("@{}", public_file.display()), "--message", message.to_str().unwrap(),
+		"--signature", sig.trim(),
+	]);
+	assert_eq!(r.unwrap(), 0);
 }

@@ -328,9 +328,9 @@ impl ChainClient {
 	}
 }
 
-/// Signs `call` (see [`ChainClient::sign`]).
-pub fn sign_extrinsic(call: RuntimeCall, signer: &sr25519::Pair, nonce: Nonce, genesis: H256) -> UncheckedExtrinsic {
-	let tx_ext: TxExtension = (
+/// The transaction extensions of an immortal transaction with `nonce` and no tip.
+pub fn tx_extension(nonce: Nonce) -> TxExtension {
+	(
 		frame_system::CheckNonZeroSender::new(),
 		frame_system::CheckSpecVersion::new(),
 		frame_system::CheckTxVersion::new(),
@@ -338,11 +338,16 @@ pub fn sign_extrinsic(call: RuntimeCall, signer: &sr25519::Pair, nonce: Nonce, g
 		frame_system::CheckEra::from(Era::Immortal),
 		frame_system::CheckNonce::from(nonce),
 		frame_system::CheckWeight::new(),
-		pallet_session_escrow::CheckReceipts::new(),
 		pallet_transaction_payment::ChargeTransactionPayment::from(0),
+		pallet_session_escrow::CheckReceipts::new(),
 		frame_metadata_hash_extension::CheckMetadataHash::new(false),
 		frame_system::WeightReclaim::new(),
-	);
+	)
+}
+
+/// Signs `call` (see [`ChainClient::sign`]).
+pub fn sign_extrinsic(call: RuntimeCall, signer: &sr25519::Pair, nonce: Nonce, genesis: H256) -> UncheckedExtrinsic {
+	let tx_ext = tx_extension(nonce);
 	// What the extensions add to the signed payload without sending it.
 	let implicit =
 		((), VERSION.spec_version, VERSION.transaction_version, genesis, genesis, (), (), (), (), None::<[u8; 32]>, ());

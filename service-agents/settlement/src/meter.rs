@@ -21,6 +21,10 @@ pub struct SessionTerms {
 	pub session_id: u64,
 	/// Genesis hash of the chain the session lives on.
 	pub genesis_hash: [u8; 32],
+	/// The provider's account id, as receipts name it.
+	pub provider: [u8; 32],
+	/// The session's nonce, as receipts name it.
+	pub nonce: [u8; 32],
 	/// The key that signs the session's receipts.
 	pub client_key: MlDsaPublicKey,
 	/// Prices fixed for the session.
@@ -50,6 +54,9 @@ pub enum ReceiptError {
 		/// The receipt's.
 		got: u64,
 	},
+	/// Names another provider or another opening of the session (its nonce).
+	#[error("the receipt names another provider or another opening of session {0}")]
+	WrongBinding(u64),
 	/// Not newer than the latest receipt accepted or settled.
 	#[error("receipt sequence {got} is not above the latest {latest}")]
 	NotNewer {
@@ -100,6 +107,12 @@ pub enum ReceiptError {
 	/// The ML-DSA-65 signature does not verify under the session's client key.
 	#[error("the receipt's signature does not verify under the session's client key")]
 	BadSignature,
+	/// The session's settlement window is (about to be) over: the receipt could not settle.
+	#[error("the session's receipts settle only until block {settle_until}: too late for this one")]
+	TooLate {
+		/// Last block in which the session's receipts settle.
+		settle_until: u64,
+	},
 }
 
 /// The answer to "may I serve more?" when the answer is no: what is owed.
@@ -180,24 +193,7 @@ impl Meter {
 
 	/// The most bytes the deposit can pay for, given the latest receipt's seconds.
 	pub fn affordable_bytes(&self) -> u64 {
-		let cost = |bytes| max_amount_owed(&self.terms.prices, bytes, self.latest.seconds);
-		if cost(u64::MAX).is_some_and(|c| c <= self.terms.deposit) {
-			return u64::MAX;
-		}
-		// Cost is monotonic in bytes: binary search the largest affordable count.
-		let (mut lo, mut hi) = (0u64, u64::MAX);
-		if !cost(0).is_some_and(|c| c <= self.terms.deposit) {
-			return 0;
-		}
-		while lo < hi {
-			let mid = lo + (hi - lo) / 2 + 1;
-			if cost(mid).is_some_and(|c| c <= self.terms.deposit) {
-				lo = mid;
-			} else {
-				hi = mid - 1;
-			}
-		}
-		lo
+		affordable_bytes(&self.terms, self.latest.seconds)
 	}
 
 	/// How many more bytes may be served now (0: the client must pay first).
@@ -231,39 +227,7 @@ impl Meter {
 	/// least `min_seconds` of time, the amount exactly the cost of its usage, within the
 	/// deposit, and the signature. Changes nothing.
 	pub fn check_receipt(&self, signed: &SignedUsageReceipt, min_seconds: u64) -> Result<(), ReceiptError> {
-		let r = &signed.receipt;
-		let t = &self.terms;
-		if r.genesis_hash != t.genesis_hash {
-			return Err(ReceiptError::WrongChain { expected: t.genesis_hash, got: r.genesis_hash });
-		}
-		if r.session_id != t.session_id {
-			return Err(ReceiptError::WrongSession { expected: t.session_id, got: r.session_id });
-		}
-		if r.sequence <= self.latest.sequence {
-			return Err(ReceiptError::NotNewer { latest: self.latest.sequence, got: r.sequence });
-		}
-		if r.bytes < self.latest.bytes || r.seconds < self.latest.seconds {
-			return Err(ReceiptError::UsageDecreased {
-				bytes: self.latest.bytes,
-				seconds: self.latest.seconds,
-				got_bytes: r.bytes,
-				got_seconds: r.seconds,
-			});
-		}
-		if r.seconds < min_seconds {
-			return Err(ReceiptError::TimeUnderstated { required: min_seconds, got: r.seconds });
-		}
-		let cost = max_amount_owed(&t.prices, r.bytes, r.seconds).ok_or(ReceiptError::Overflow)?;
-		if r.amount != cost {
-			return Err(ReceiptError::WrongAmount { expected: cost, got: r.amount });
-		}
-		if r.amount > t.deposit {
-			return Err(ReceiptError::ExceedsDeposit { amount: r.amount, deposit: t.deposit });
-		}
-		if !signed.verify(&t.client_key) {
-			return Err(ReceiptError::BadSignature);
-		}
-		Ok(())
+		check_receipt(&self.terms, &self.latest, signed, min_seconds)
 	}
 
 	/// Applies a receipt that passed [`Meter::check_receipt`] and was persisted.
@@ -273,19 +237,84 @@ impl Meter {
 	}
 }
 
-/// The receipt a client signs next: cumulative `bytes` and `seconds` at the session's
-/// prices, one sequence above `previous`.
-pub fn next_receipt(
-	genesis_hash: [u8; 32],
-	session_id: u64,
-	prices: &Prices<u128>,
-	previous_sequence: u64,
-	bytes: u64,
-	seconds: u64,
-) -> Option<UsageReceipt> {
+/// The most bytes `terms`' deposit can pay for at `seconds` of time: cost is monotonic in
+/// bytes, so a binary search finds the largest affordable count.
+pub fn affordable_bytes(terms: &SessionTerms, seconds: u64) -> u64 {
+	let cost = |bytes| max_amount_owed(&terms.prices, bytes, seconds);
+	if cost(u64::MAX).is_some_and(|c| c <= terms.deposit) {
+		return u64::MAX;
+	}
+	if !cost(0).is_some_and(|c| c <= terms.deposit) {
+		return 0;
+	}
+	let (mut lo, mut hi) = (0u64, u64::MAX);
+	while lo < hi {
+		let mid = lo + (hi - lo) / 2 + 1;
+		if cost(mid).is_some_and(|c| c <= terms.deposit) {
+			lo = mid;
+		} else {
+			hi = mid - 1;
+		}
+	}
+	lo
+}
+
+/// Checks `signed` against a session with `terms` whose newest receipt is `latest`: chain,
+/// session, provider and nonce, newer, usage not decreasing, at least `min_seconds` of time,
+/// the amount exactly the cost of its usage, within the deposit, and the signature (last).
+pub fn check_receipt(
+	terms: &SessionTerms,
+	latest: &UsageReceipt,
+	signed: &SignedUsageReceipt,
+	min_seconds: u64,
+) -> Result<(), ReceiptError> {
+	let r = &signed.receipt;
+	let t = terms;
+	if r.genesis_hash != t.genesis_hash {
+		return Err(ReceiptError::WrongChain { expected: t.genesis_hash, got: r.genesis_hash });
+	}
+	if r.session_id != t.session_id {
+		return Err(ReceiptError::WrongSession { expected: t.session_id, got: r.session_id });
+	}
+	if r.provider != t.provider || r.session_nonce != t.nonce {
+		return Err(ReceiptError::WrongBinding(t.session_id));
+	}
+	if r.sequence <= latest.sequence {
+		return Err(ReceiptError::NotNewer { latest: latest.sequence, got: r.sequence });
+	}
+	if r.bytes < latest.bytes || r.seconds < latest.seconds {
+		return Err(ReceiptError::UsageDecreased {
+			bytes: latest.bytes,
+			seconds: latest.seconds,
+			got_bytes: r.bytes,
+			got_seconds: r.seconds,
+		});
+	}
+	if r.seconds < min_seconds {
+		return Err(ReceiptError::TimeUnderstated { required: min_seconds, got: r.seconds });
+	}
+	let cost = max_amount_owed(&t.prices, r.bytes, r.seconds).ok_or(ReceiptError::Overflow)?;
+	if r.amount != cost {
+		return Err(ReceiptError::WrongAmount { expected: cost, got: r.amount });
+	}
+	if r.amount > t.deposit {
+		return Err(ReceiptError::ExceedsDeposit { amount: r.amount, deposit: t.deposit });
+	}
+	if !signed.verify(&t.client_key) {
+		return Err(ReceiptError::BadSignature);
+	}
+	Ok(())
+}
+
+/// The receipt a client signs next for `terms`' session: cumulative `bytes` and `seconds`
+/// at the session's prices, one sequence above `previous_sequence`.
+pub fn next_receipt(terms: &SessionTerms, previous_sequence: u64, bytes: u64, seconds: u64) -> Option<UsageReceipt> {
+	let prices = &terms.prices;
 	Some(UsageReceipt {
-		genesis_hash,
-		session_id,
+		genesis_hash: terms.genesis_hash,
+		provider: terms.provider,
+		session_id: terms.session_id,
+		session_nonce: terms.nonce,
 		sequence: previous_sequence.checked_add(1)?,
 		bytes,
 		seconds,
@@ -300,15 +329,28 @@ mod tests {
 	use pallet_session_escrow::types::GIB;
 
 	const GENESIS: [u8; 32] = [7; 32];
+	const PROVIDER: [u8; 32] = [8; 32];
+	const NONCE: [u8; 32] = [9; 32];
 
 	fn terms(client: &MlDsaKeyPair, deposit: u128) -> SessionTerms {
 		SessionTerms {
 			session_id: 5,
 			genesis_hash: GENESIS,
+			provider: PROVIDER,
+			nonce: NONCE,
 			client_key: client.public().clone(),
 			prices: Prices { per_gib: GIB, per_hour: 3600 },
 			deposit,
-			settled: UsageReceipt { genesis_hash: GENESIS, session_id: 5, sequence: 0, bytes: 0, seconds: 0, amount: 0 },
+			settled: UsageReceipt {
+				genesis_hash: GENESIS,
+				provider: PROVIDER,
+				session_id: 5,
+				session_nonce: NONCE,
+				sequence: 0,
+				bytes: 0,
+				seconds: 0,
+				amount: 0,
+			},
 		}
 	}
 
@@ -329,7 +371,7 @@ mod tests {
 		assert_eq!((owed.served_bytes, owed.paid_bytes, owed.amount_due), (1000, 0, 1000));
 		assert!(!owed.deposit_exhausted);
 
-		let r = next_receipt(GENESIS, 5, &meter.terms().prices, 0, 1000, 0).unwrap();
+		let r = next_receipt(meter.terms(), 0, 1000, 0).unwrap();
 		assert_eq!(r.amount, 1000, "1 unit per byte at GIB per GiB");
 		let signed = sign(&client, r);
 		meter.check_receipt(&signed, 0).unwrap();
@@ -359,7 +401,7 @@ mod tests {
 		let other = MlDsaKeyPair::dev("dave");
 		let mut meter = Meter::new(terms(&client, 1_000_000), 1000, None);
 		meter.add_served(500);
-		let good = next_receipt(GENESIS, 5, &meter.terms().prices, 0, 500, 10).unwrap();
+		let good = next_receipt(meter.terms(), 0, 500, 10).unwrap();
 		let before = format!("{meter:?}");
 
 		let mut r = good;
@@ -368,6 +410,12 @@ mod tests {
 		let mut r = good;
 		r.session_id = 6;
 		assert!(matches!(meter.check_receipt(&sign(&client, r), 0), Err(ReceiptError::WrongSession { .. })));
+		let mut r = good;
+		r.provider = [1; 32];
+		assert_eq!(meter.check_receipt(&sign(&client, r), 0), Err(ReceiptError::WrongBinding(5)));
+		let mut r = good;
+		r.session_nonce = [1; 32];
+		assert_eq!(meter.check_receipt(&sign(&client, r), 0), Err(ReceiptError::WrongBinding(5)));
 		let mut r = good;
 		r.amount -= 1;
 		assert_eq!(
@@ -379,7 +427,7 @@ mod tests {
 			meter.check_receipt(&sign(&client, good), 11),
 			Err(ReceiptError::TimeUnderstated { required: 11, got: 10 })
 		);
-		let big = next_receipt(GENESIS, 5, &meter.terms().prices, 0, 2_000_000, 0).unwrap();
+		let big = next_receipt(meter.terms(), 0, 2_000_000, 0).unwrap();
 		assert!(matches!(meter.check_receipt(&sign(&client, big), 0), Err(ReceiptError::ExceedsDeposit { .. })));
 		assert_eq!(format!("{meter:?}"), before);
 
@@ -387,19 +435,19 @@ mod tests {
 		meter.accept(good);
 		// Replay and decrease.
 		assert!(matches!(meter.check_receipt(&sign(&client, good), 0), Err(ReceiptError::NotNewer { .. })));
-		let less = next_receipt(GENESIS, 5, &meter.terms().prices, 1, 400, 10).unwrap();
+		let less = next_receipt(meter.terms(), 1, 400, 10).unwrap();
 		assert!(matches!(meter.check_receipt(&sign(&client, less), 0), Err(ReceiptError::UsageDecreased { .. })));
 	}
 
 	#[test]
 	fn a_restarted_meter_starts_from_the_stored_receipt() {
 		let client = MlDsaKeyPair::dev("charlie");
-		let stored = next_receipt(GENESIS, 5, &Prices { per_gib: GIB, per_hour: 3600 }, 3, 700, 0).unwrap();
+		let stored = next_receipt(&terms(&client, 1_000_000), 3, 700, 0).unwrap();
 		let meter = Meter::new(terms(&client, 1_000_000), 1000, Some(stored));
 		assert_eq!((meter.latest().sequence, meter.served_bytes(), meter.allowance()), (4, 700, 1000));
 		// A settled receipt newer than the stored one wins.
 		let mut t = terms(&client, 1_000_000);
-		t.settled = next_receipt(GENESIS, 5, &t.prices, 9, 900, 0).unwrap();
+		t.settled = next_receipt(&t, 9, 900, 0).unwrap();
 		let meter = Meter::new(t, 1000, Some(stored));
 		assert_eq!(meter.latest().sequence, 10);
 	}

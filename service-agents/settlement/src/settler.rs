@@ -3,8 +3,11 @@
 //! shutdown.
 //!
 //! The chain is the judge of what is settled: before submitting, every receipt is compared
-//! with its session's on-chain record (settled already → marked settled; session gone or its
-//! settlement window over → reported and forgotten). A batch the transaction pool refuses
+//! with its session's on-chain record (the chain's settled amount reached the receipt's →
+//! marked settled; session gone or its settlement window over → reported and forgotten). A
+//! receipt counts as settled only when the chain's cumulative settled amount reaches its
+//! amount: no other receipt (a client's, with a higher sequence number) can make it look
+//! settled. A batch the transaction pool refuses
 //! (one receipt in it went stale meanwhile) is retried receipt by receipt, so one bad
 //! receipt never holds up the others. Transient failures (node unreachable, not included
 //! in time) leave the store untouched and are retried at the next round.
@@ -66,13 +69,48 @@ pub struct Settler {
 	store: Arc<Mutex<ReceiptStore>>,
 	max_batch: usize,
 	turn: Arc<tokio::sync::Mutex<()>>,
+	watch_period: Duration,
+}
+
+/// How often [`Settler::run`] looks for sessions that must settle before the next round.
+pub const WATCH_PERIOD: Duration = Duration::from_secs(30);
+
+/// The longest settle interval for a settlement window of `window`: a quarter of it, so that
+/// a receipt always has several rounds to settle before its session's window closes.
+pub fn max_settle_interval(window: Duration) -> Duration {
+	window / 4
 }
 
 impl Settler {
 	/// Settles `store`'s receipts on `chain`, signing the extrinsics with `signer` (the
 	/// provider's account key; anyone may submit receipts, the provider pays the fee).
 	pub fn new(chain: ChainClient, signer: sr25519::Pair, store: Arc<Mutex<ReceiptStore>>) -> Self {
-		Settler { chain, signer, store, max_batch: MAX_BATCH, turn: Default::default() }
+		Settler { chain, signer, store, max_batch: MAX_BATCH, turn: Default::default(), watch_period: WATCH_PERIOD }
+	}
+
+	/// Looks for sessions that must settle early every `period` (default [`WATCH_PERIOD`]).
+	pub fn with_watch_period(mut self, period: Duration) -> Self {
+		self.watch_period = period.max(Duration::from_millis(100));
+		self
+	}
+
+	/// Whether a stored, unsettled receipt's session is closing or will leave its settlement
+	/// window within `margin`: then it must be settled now, not at the next round.
+	pub async fn urgent(&self, margin: Duration) -> Result<bool, SettleError> {
+		let unsettled = self.with_store(|s| Ok(s.unsettled()))?;
+		if unsettled.is_empty() {
+			return Ok(false);
+		}
+		let best = self.chain.best_number().await?;
+		let margin_blocks = margin.as_millis() as u64 / interlattice_runtime::MILLI_SECS_PER_BLOCK.max(1) + 1;
+		for signed in unsettled {
+			match self.chain.session(signed.receipt.session_id).await? {
+				Some(s) if s.closing || u64::from(s.settle_until) <= best + margin_blocks => return Ok(true),
+				Some(s) if u64::from(s.expires_at) <= best + margin_blocks => return Ok(true),
+				_ => {},
+			}
+		}
+		Ok(false)
 	}
 
 	/// Limits batches to `n` receipts (1..=500).
@@ -95,13 +133,13 @@ impl Settler {
 	/// The client is done with `session_id`: settle its latest receipt (with everything else
 	/// due), then close the session as its provider, which finalizes it at once and refunds
 	/// the client the rest of the deposit. Returns the total the session paid the provider.
-	/// Refuses to close while the latest stored receipt is not settled on-chain.
+	/// Refuses to close while the chain's settled amount is below the latest stored receipt's.
 	pub async fn settle_and_close(&self, session_id: u64) -> Result<u128, SettleError> {
 		let _turn = self.turn.lock().await;
 		self.round().await?;
-		let latest = self.with_store(|s| Ok(s.session(session_id).map(|r| r.latest.receipt.sequence)))?;
+		let latest = self.with_store(|s| Ok(s.session(session_id).map(|r| r.latest.receipt.amount)))?;
 		let Some(session) = self.chain.session(session_id).await? else { return Err(SettleError::NotClosable(session_id)) };
-		if latest.is_some_and(|sequence| session.sequence < sequence) {
+		if latest.is_some_and(|amount| session.settled < amount) {
 			return Err(SettleError::NotClosable(session_id));
 		}
 		let call = RuntimeCall::SessionEscrow(pallet_session_escrow::Call::close_session { session_id });
@@ -119,8 +157,8 @@ impl Settler {
 		for signed in unsettled {
 			let r = &signed.receipt;
 			match self.chain.session(r.session_id).await? {
-				Some(s) if s.sequence >= r.sequence => {
-					self.with_store(|st| st.mark_settled(r.session_id, s.sequence))?;
+				Some(s) if s.settled >= r.amount => {
+					self.with_store(|st| st.mark_settled(r.session_id, r.sequence))?;
 					report.already_settled += 1;
 				},
 				Some(s) if s.closing && u64::from(s.settle_until) < best + 1 => {
@@ -235,15 +273,19 @@ impl Settler {
 
 	/// Runs rounds every `interval` until `shutdown` turns true, then one last round (tried
 	/// up to three times): receipts acknowledged before shutdown are submitted before the
-	/// agent exits. `on_round` sees every round's outcome (metrics).
+	/// agent exits. Between rounds it looks every watch period for sessions that are closing
+	/// or near the end of their settlement window, and settles at once when it finds one.
+	/// `on_round` sees every round's outcome (metrics).
 	pub async fn run(
 		self,
 		interval: Duration,
 		mut shutdown: watch::Receiver<bool>,
 		on_round: impl Fn(&Result<SettleReport, SettleError>) + Send,
 	) {
-		let mut ticker = tokio::time::interval(interval);
+		let period = self.watch_period.min(interval);
+		let mut ticker = tokio::time::interval(period);
 		ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+		let mut last_round = tokio::time::Instant::now();
 		loop {
 			tokio::select! {
 				_ = ticker.tick() => {},
@@ -252,6 +294,18 @@ impl Settler {
 			if *shutdown.borrow() {
 				break;
 			}
+			if last_round.elapsed() < interval {
+				// Not a round yet: only if a session must settle before the next one.
+				match self.urgent(interval.saturating_add(period)).await {
+					Ok(true) => tracing::info!("a session is closing or near the end of its window: settling now"),
+					Ok(false) => continue,
+					Err(e) => {
+						tracing::debug!(error = %e, "cannot look for sessions that must settle early");
+						continue;
+					},
+				}
+			}
+			last_round = tokio::time::Instant::now();
 			let outcome = self.settle_once().await;
 			if let Err(e) = &outcome {
 				tracing::warn!(error = %e, "settlement round failed; retrying at the next round");

@@ -13,6 +13,13 @@
 //! failed record followed by more data is corruption, not a torn write, and opening fails
 //! with [`StoreError::Corrupt`] rather than silently dropping acknowledged receipts.
 //!
+//! **A failed write** (a full disk, an I/O error) is rolled back at once: the log is cut
+//! back to the end of its last complete record and synced, so a partial record never stays
+//! in the middle of the log, and the receipt is refused (the client sends it again). If even
+//! the roll-back fails, the store refuses every write ([`StoreError::Unavailable`]) until it
+//! is reopened, rather than append after damage. The directory is synced when the log is
+//! created or replaced, so the file itself survives a crash.
+//!
 //! **Compaction** ([`ReceiptStore::compact`]) writes the current state to
 //! `receipts.log.compact`, syncs it, renames it over the log and syncs the directory: at every
 //! instant either the old or the new log is complete. A leftover `.compact` file (a crash
@@ -57,6 +64,13 @@ pub enum StoreError {
 		/// What is wrong with it.
 		reason: String,
 	},
+	/// An earlier write failed and could not be rolled back: nothing more is written until
+	/// the store is reopened (which cuts the damaged tail off).
+	#[error("receipt store {path} refuses writes after a write it could not roll back; restart the agent")]
+	Unavailable {
+		/// The file.
+		path: PathBuf,
+	},
 	/// The receipt is not newer than the one stored for its session (same or lower
 	/// sequence number): nothing was written.
 	#[error("session {session_id}: receipt sequence {sequence} is not above the stored {stored}")]
@@ -82,6 +96,10 @@ enum Record {
 	/// The session was finalized on-chain; nothing more to do for it.
 	#[codec(index = 2)]
 	Forgotten { session_id: u64 },
+	/// What the agent served the session so far (all connections): a restarted agent
+	/// resumes from it, so a restart does not refill a session's credit.
+	#[codec(index = 3)]
+	Served { session_id: u64, bytes: u64, seconds: u64 },
 }
 
 /// What the store knows about one session.
@@ -98,7 +116,12 @@ pub struct ReceiptStore {
 	dir: PathBuf,
 	file: File,
 	sessions: BTreeMap<u64, SessionReceipts>,
+	served: BTreeMap<u64, crate::ledger::Served>,
 	records: u64,
+	/// Length of the log up to the end of its last complete record.
+	len: u64,
+	/// A failed write could not be rolled back.
+	broken: bool,
 }
 
 fn check(body: &[u8]) -> [u8; 8] {
@@ -135,16 +158,28 @@ impl ReceiptStore {
 			std::fs::remove_file(&compact).map_err(io_err(&compact))?;
 		}
 		let path = dir.join(LOG_FILE);
+		let created = !path.exists();
 		let mut file = OpenOptions::new()
 			.read(true)
 			.append(true)
 			.create(true)
 			.open(&path)
 			.map_err(io_err(&path))?;
+		if created {
+			sync_dir(dir).map_err(io_err(dir))?;
+		}
 		let mut bytes = Vec::new();
 		file.read_to_end(&mut bytes).map_err(io_err(&path))?;
 
-		let mut store = ReceiptStore { dir: dir.to_path_buf(), file, sessions: BTreeMap::new(), records: 0 };
+		let mut store = ReceiptStore {
+			dir: dir.to_path_buf(),
+			file,
+			sessions: BTreeMap::new(),
+			served: BTreeMap::new(),
+			records: 0,
+			len: 0,
+			broken: false,
+		};
 		let mut offset = 0usize;
 		while offset < bytes.len() {
 			match Self::parse(&bytes[offset..]) {
@@ -171,6 +206,7 @@ impl ReceiptStore {
 				},
 			}
 		}
+		store.len = offset as u64;
 		Ok(store)
 	}
 
@@ -211,17 +247,40 @@ impl ReceiptStore {
 				if let Some(s) = self.sessions.get_mut(&session_id) {
 					s.settled_sequence = s.settled_sequence.max(sequence);
 				},
+			Record::Served { session_id, bytes, seconds } => {
+				let s = self.served.entry(session_id).or_default();
+				s.bytes = s.bytes.max(bytes);
+				s.seconds = s.seconds.max(seconds);
+			},
 			Record::Forgotten { session_id } => {
+				self.served.remove(&session_id);
 				self.sessions.remove(&session_id);
 			},
 		}
 	}
 
 	fn append(&mut self, record: Record) -> Result<(), StoreError> {
+		self.append_with(record, true)
+	}
+
+	fn append_with(&mut self, record: Record, sync: bool) -> Result<(), StoreError> {
 		let path = self.dir.join(LOG_FILE);
-		let io_err = |source| StoreError::Io { path: path.clone(), source };
-		self.file.write_all(&frame(&record)).map_err(io_err)?;
-		self.file.sync_data().map_err(io_err)?;
+		if self.broken {
+			return Err(StoreError::Unavailable { path });
+		}
+		let bytes = frame(&record);
+		let written = self.file.write_all(&bytes).and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
+		if let Err(source) = written {
+			// Cut the log back to its last complete record: a partial record must not stay
+			// where the next append would bury it.
+			let rollback = self.file.set_len(self.len).and_then(|()| self.file.sync_data());
+			if let Err(e) = rollback {
+				tracing::error!(path = %path.display(), error = %e, "cannot roll back a failed write; refusing writes");
+				self.broken = true;
+			}
+			return Err(StoreError::Io { path, source });
+		}
+		self.len += bytes.len() as u64;
 		self.apply(record);
 		self.records += 1;
 		Ok(())
@@ -248,9 +307,25 @@ impl ReceiptStore {
 		self.append(Record::Settled { session_id, sequence })
 	}
 
+	/// Records what the agent served `session_id` so far, if more than recorded. Not synced by
+	/// itself (the next receipt's sync covers it): a crash loses at most the counts since, which
+	/// the credit limit bounds.
+	pub fn record_served(&mut self, session_id: u64, served: crate::ledger::Served) -> Result<(), StoreError> {
+		let known = self.served.get(&session_id).copied().unwrap_or_default();
+		if served.bytes <= known.bytes && served.seconds <= known.seconds {
+			return Ok(());
+		}
+		self.append_with(Record::Served { session_id, bytes: served.bytes, seconds: served.seconds }, false)
+	}
+
+	/// What the agent served `session_id` so far, as recorded.
+	pub fn served(&self, session_id: u64) -> crate::ledger::Served {
+		self.served.get(&session_id).copied().unwrap_or_default()
+	}
+
 	/// Forgets a session that was finalized on-chain.
 	pub fn forget(&mut self, session_id: u64) -> Result<(), StoreError> {
-		if !self.sessions.contains_key(&session_id) {
+		if !self.sessions.contains_key(&session_id) && !self.served.contains_key(&session_id) {
 			return Ok(());
 		}
 		self.append(Record::Forgotten { session_id })
@@ -302,6 +377,10 @@ impl ReceiptStore {
 				records += 1;
 			}
 		}
+		for (session_id, served) in &self.served {
+			bytes.extend(frame(&Record::Served { session_id: *session_id, bytes: served.bytes, seconds: served.seconds }));
+			records += 1;
+		}
 		let mut out = File::create(&tmp).map_err(io_err(&tmp))?;
 		out.write_all(&bytes).map_err(io_err(&tmp))?;
 		out.sync_all().map_err(io_err(&tmp))?;
@@ -310,6 +389,8 @@ impl ReceiptStore {
 		sync_dir(&self.dir).map_err(io_err(&self.dir))?;
 		self.file = OpenOptions::new().read(true).append(true).open(&log).map_err(io_err(&log))?;
 		self.records = records;
+		self.len = bytes.len() as u64;
+		self.broken = false;
 		Ok(())
 	}
 }

@@ -9,7 +9,9 @@ use interlattice_settlement::{store::LOG_FILE, ReceiptStore, StoreError};
 fn receipt(key: &MlDsaKeyPair, session_id: u64, sequence: u64) -> SignedUsageReceipt {
 	let receipt = UsageReceipt {
 		genesis_hash: [7; 32],
+		provider: [8; 32],
 		session_id,
+		session_nonce: [9; 32],
 		sequence,
 		bytes: sequence * 1_000_000,
 		seconds: sequence,
@@ -185,4 +187,97 @@ fn compaction_keeps_the_state_and_an_unfinished_one_is_ignored() {
 	assert_eq!(store.session(1).unwrap().latest.receipt.sequence, 21);
 	assert_eq!(store.session(1).unwrap().settled_sequence, 15);
 	assert_eq!(store.session(2).unwrap().latest.receipt.sequence, 1);
+}
+
+/// A tmpfs of `kib` KiB mounted on a fresh directory, unmounted on drop: a disk that really
+/// fills up. Needs root (mount).
+struct SmallDisk {
+	dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+	fn new(kib: u32) -> SmallDisk {
+		assert!(
+			unsafe { libc::geteuid() } == 0,
+			"this test mounts a small tmpfs to fill a disk for real: run it as root (scripts/test.sh does)"
+		);
+		let dir = tempfile::tempdir().unwrap();
+		let status = std::process::Command::new("mount")
+			.args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs", dir.path().to_str().unwrap()])
+			.status()
+			.expect("mount runs");
+		assert!(status.success(), "mounting a tmpfs failed");
+		SmallDisk { dir }
+	}
+
+	fn path(&self) -> &std::path::Path {
+		self.dir.path()
+	}
+}
+
+impl Drop for SmallDisk {
+	fn drop(&mut self) {
+		let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
+	}
+}
+
+/// Issue 16 item 18: a write that fails on a full disk leaves no partial record behind.
+/// Before, the partial record stayed, later appends buried it, and the next start refused the
+/// whole store (the agent stayed down with unsettled receipts).
+#[test]
+fn a_full_disk_loses_no_acknowledged_receipt_and_the_store_reopens() {
+	let disk = SmallDisk::new(64);
+	let store_dir = disk.path().join("receipts");
+	let key = MlDsaKeyPair::from_seed([5; 32]);
+	let mut store = ReceiptStore::open(&store_dir).unwrap();
+	// Fill the disk, leaving less than a record's worth of room.
+	let filler = disk.path().join("filler");
+	{
+		let mut f = std::fs::File::create(&filler).unwrap();
+		let chunk = vec![0u8; 1024];
+		while f.write_all(&chunk).and_then(|()| f.sync_all()).is_ok() {}
+	}
+	let mut acknowledged = Vec::new();
+	let mut failures = 0;
+	for sequence in 1..=40u64 {
+		match store.record(receipt(&key, 1, sequence)) {
+			Ok(()) => acknowledged.push(sequence),
+			Err(StoreError::Io { .. }) => failures += 1,
+			Err(e) => panic!("unexpected error: {e}"),
+		}
+		if sequence == 20 {
+			// Room again: later receipts must be stored after a clean log.
+			std::fs::remove_file(&filler).unwrap();
+		}
+	}
+	assert!(failures > 0, "the disk was full: some writes failed");
+	let last = *acknowledged.last().expect("receipts were stored after the disk had room");
+	assert!(last > 20);
+	drop(store);
+	let store = ReceiptStore::open(&store_dir).expect("the store opens after a full disk");
+	assert_eq!(store.session(1).unwrap().latest.receipt.sequence, last, "the last acknowledged receipt is there");
+	assert!(store.session(1).unwrap().latest.verify(key.public()));
+}
+
+/// Issue 16 item 7: what an agent served a session survives its restart (and compaction), so
+/// a restart does not refill the session's credit.
+#[test]
+fn served_counts_survive_a_restart_and_compaction() {
+	use interlattice_settlement::Served;
+	let dir = tempfile::tempdir().unwrap();
+	let key = MlDsaKeyPair::from_seed([6; 32]);
+	{
+		let mut store = ReceiptStore::open(dir.path()).unwrap();
+		store.record_served(3, Served { bytes: 1_000, seconds: 5 }).unwrap();
+		store.record_served(3, Served { bytes: 500, seconds: 2 }).unwrap(); // older: ignored
+		store.record(receipt(&key, 3, 1)).unwrap(); // syncs what came before
+	}
+	let mut store = ReceiptStore::open(dir.path()).unwrap();
+	assert_eq!(store.served(3), Served { bytes: 1_000, seconds: 5 });
+	store.compact().unwrap();
+	drop(store);
+	let mut store = ReceiptStore::open(dir.path()).unwrap();
+	assert_eq!(store.served(3), Served { bytes: 1_000, seconds: 5 });
+	store.forget(3).unwrap();
+	assert_eq!(store.served(3), Served::default());
 }

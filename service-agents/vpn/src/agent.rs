@@ -32,12 +32,12 @@ use tokio::{
 use crate::{
 	config::{load_service_key, parse_lat, AgentConfig, Pool},
 	control::{
-		io::{read_message, spawn_reader, write_message, ChannelError},
+		io::{read_message, spawn_sealed_reader, write_message, write_sealed, ChannelError},
 		AgentMessage, ClientMessage, ErrorCode, TunnelParams, UsageReport, PREAMBLE,
 	},
 	dataplane::{Engine, Peer, PeerConfig, Role},
 	handshake::AgentHandshake,
-	tun::{Masquerade, NetError, Tun},
+	tun::{EgressPolicy, NetError, Tun},
 };
 
 /// Why the agent cannot start (or register).
@@ -205,7 +205,22 @@ pub struct Agent {
 	settler: Settler,
 	metrics: Metrics,
 	slots: Arc<Semaphore>,
-	_nat: Option<Masquerade>,
+	_egress: EgressPolicy,
+}
+
+/// Why a control connection ends without a tunnel, or why a tunnel ends.
+struct Refusal {
+	code: ErrorCode,
+	message: String,
+	/// Already told to the client in a sealed frame (after the handshake, a plaintext error
+	/// would be refused by the client as unauthenticated).
+	sent: bool,
+}
+
+impl From<(ErrorCode, String)> for Refusal {
+	fn from((code, message): (ErrorCode, String)) -> Self {
+		Refusal { code, message, sent: false }
+	}
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -221,6 +236,7 @@ impl Agent {
 	/// Connects to the chain, checks the registration, opens the receipt store, creates the
 	/// tunnel interface (with NAT if configured) and starts the data plane.
 	pub async fn start(config: AgentConfig) -> Result<Arc<Self>, AgentError> {
+		interlattice_settlement::check_settle_interval(config.payment.settle_interval_secs).map_err(AgentError::Config)?;
 		let identity = Identity::load(&config)?;
 		let pool = config.pool().map_err(AgentError::Config)?;
 		tracing::info!(rpc = %config.chain.rpc, "connecting to the chain");
@@ -255,7 +271,18 @@ impl Agent {
 
 		let tun = Tun::create(&config.tunnel.interface)?;
 		tun.configure(pool.gateway(), pool.prefix, config.tunnel.mtu)?;
-		let nat = if config.tunnel.masquerade { Some(Masquerade::install(&config.tunnel.interface, &pool.to_string())?) } else { None };
+		for network in &config.tunnel.egress_allow {
+			network
+				.parse::<ipnet::Ipv4Net>()
+				.map_err(|e| AgentError::Config(format!("tunnel.egress_allow: {network:?} is not an IPv4 network: {e}")))?;
+		}
+		let nat = EgressPolicy::install(
+			&config.tunnel.interface,
+			&pool.to_string(),
+			pool.gateway(),
+			config.tunnel.masquerade,
+			&config.tunnel.egress_allow,
+		)?;
 		let udp_addr = config.wireguard_listen();
 		let udp = std::net::UdpSocket::bind(udp_addr).map_err(|source| AgentError::Bind { addr: udp_addr, source })?;
 		let mut secret = [0u8; 32];
@@ -279,7 +306,7 @@ impl Agent {
 			receipts,
 			settler,
 			metrics: Metrics::default(),
-			_nat: nat,
+			_egress: nat,
 		}))
 	}
 
@@ -408,22 +435,24 @@ impl Agent {
 	async fn connection(self: Arc<Self>, stream: TcpStream, from: SocketAddr, stop: watch::Receiver<bool>) {
 		let (reader, mut writer) = stream.into_split();
 		let result = self.clone().tunnel(reader, &mut writer, from, stop).await;
-		if let Err((code, message)) = result {
+		if let Err(Refusal { code, message, sent }) = result {
 			if !matches!(code, ErrorCode::ShuttingDown | ErrorCode::Replaced) {
 				tracing::info!(%from, ?code, %message, "control connection refused or ended");
 			}
-			let _ = tokio::time::timeout(
-				Duration::from_secs(2),
-				write_message(&mut writer, &AgentMessage::Error { code, message }),
-			)
-			.await;
+			if !sent {
+				let _ = tokio::time::timeout(
+					Duration::from_secs(2),
+					write_message(&mut writer, &AgentMessage::Error { code, message }),
+				)
+				.await;
+			}
 		}
 		let _ = writer.shutdown().await;
 	}
 
-	fn refuse(&self, code: ErrorCode, message: impl Into<String>) -> (ErrorCode, String) {
+	fn refuse(&self, code: ErrorCode, message: impl Into<String>) -> Refusal {
 		self.metrics.sessions_refused.fetch_add(1, Relaxed);
-		(code, message.into())
+		Refusal { code, message: message.into(), sent: false }
 	}
 
 	async fn tunnel(
@@ -432,7 +461,7 @@ impl Agent {
 		writer: &mut OwnedWriteHalf,
 		from: SocketAddr,
 		mut stop: watch::Receiver<bool>,
-	) -> Result<(), (ErrorCode, String)> {
+	) -> Result<(), Refusal> {
 		let step = Duration::from_secs(self.config.control.handshake_timeout_secs);
 		let mut preamble = [0u8; PREAMBLE.len()];
 		match tokio::time::timeout(step, reader.read_exact(&mut preamble)).await {
@@ -496,17 +525,26 @@ impl Agent {
 		meter: &mut Meter,
 		lease: Arc<Lease>,
 		from: SocketAddr,
-	) -> Result<(), (ErrorCode, String)> {
+	) -> Result<(), Refusal> {
 		let session_id = hello.session_id;
 		let address = lease.address;
 		let step = Duration::from_secs(self.config.control.handshake_timeout_secs);
 		let genesis = self.chain.genesis_hash().0;
+		let params = TunnelParams {
+			wireguard_port: self.config.wireguard_listen().port(),
+			gateway: self.pool.gateway().octets(),
+			mtu: self.config.tunnel.mtu,
+			receipt_interval_bytes: self.config.payment.receipt_interval_bytes,
+			receipt_interval_secs: self.config.payment.receipt_interval_secs,
+			credit_limit_bytes: self.config.payment.credit_limit_bytes,
+		};
 		let (state, answer) = AgentHandshake::respond(
 			&hello,
 			genesis,
 			&self.identity.service_key,
 			self.engine.public_key(),
 			(address.octets(), self.pool.prefix),
+			params,
 		)
 		.map_err(|e| self.refuse(ErrorCode::Handshake, e.to_string()))?;
 		write_message(writer, &AgentMessage::Hello(answer)).await.map_err(|e| self.refuse(ErrorCode::Protocol, e.to_string()))?;
@@ -536,7 +574,8 @@ impl Agent {
 		self.metrics.sessions_accepted.fetch_add(1, Relaxed);
 		tracing::info!(session = session_id, %from, %address, "tunnel up");
 
-		let result = self.payment_loop(reader, writer, stop, &peer, &replaced, meter, session_id).await;
+		let (sealer, opener) = crate::sealed::agent_end(&established.control);
+		let result = self.payment_loop(reader, writer, (sealer, opener), stop, &peer, &replaced, meter, session_id).await;
 
 		self.engine.remove_peer(&peer);
 		{
@@ -555,28 +594,20 @@ impl Agent {
 		self: &Arc<Self>,
 		reader: OwnedReadHalf,
 		writer: &mut OwnedWriteHalf,
+		(mut sealer, opener): (crate::sealed::Sealer, crate::sealed::Opener),
 		stop: &mut watch::Receiver<bool>,
 		peer: &Arc<Peer>,
 		replaced: &Notify,
 		meter: &mut Meter,
 		session_id: u64,
-	) -> Result<(), (ErrorCode, String)> {
+	) -> Result<(), Refusal> {
 		let started = Instant::now();
 		let base_seconds = meter.latest().seconds;
 		let seconds_now = || base_seconds + started.elapsed().as_secs();
 		let interval = u64::from(self.config.payment.receipt_interval_secs);
-		let params = TunnelParams {
-			wireguard_port: self.config.wireguard_listen().port(),
-			gateway: self.pool.gateway().octets(),
-			mtu: self.config.tunnel.mtu,
-			receipt_interval_bytes: self.config.payment.receipt_interval_bytes,
-			receipt_interval_secs: self.config.payment.receipt_interval_secs,
-			credit_limit_bytes: self.config.payment.credit_limit_bytes,
-			paid: report(meter, peer, seconds_now(), false),
-		};
-		write_message(writer, &AgentMessage::Ready(params)).await.map_err(|e| (ErrorCode::Protocol, e.to_string()))?;
+		write_sealed(writer, &mut sealer, &AgentMessage::Ready).await.map_err(|e| (ErrorCode::Protocol, e.to_string()))?;
 
-		let (mut messages, read_task) = spawn_reader::<ClientMessage, _>(reader);
+		let (mut messages, read_task) = spawn_sealed_reader::<ClientMessage, _>(reader, opener);
 		let mut ticker = tokio::time::interval(Duration::from_secs(1));
 		let mut refreshed = Instant::now();
 		let outcome = loop {
@@ -589,12 +620,12 @@ impl Agent {
 							Ok(()) => {
 								peer.meter.set_paid(meter.latest().bytes);
 								peer.meter.set_limit(limit(meter));
-								let _ = write_message(writer, &AgentMessage::ReceiptAccepted { sequence }).await;
+								let _ = write_sealed(writer, &mut sealer, &AgentMessage::ReceiptAccepted { sequence }).await;
 							},
 							Err(reason) => {
 								self.metrics.receipts_rejected.fetch_add(1, Relaxed);
 								tracing::info!(session = session_id, sequence, %reason, "receipt refused");
-								let _ = write_message(writer, &AgentMessage::ReceiptRejected { sequence, reason }).await;
+								let _ = write_sealed(writer, &mut sealer, &AgentMessage::ReceiptRejected { sequence, reason }).await;
 							},
 						}
 					},
@@ -603,7 +634,7 @@ impl Agent {
 						let paid = self.settler.settle_and_close(session_id).await;
 						break match paid {
 							Ok(paid) => {
-								let _ = write_message(writer, &AgentMessage::Closed { paid }).await;
+								let _ = write_sealed(writer, &mut sealer, &AgentMessage::Closed { paid }).await;
 								Ok(())
 							},
 							Err(e) => Err((ErrorCode::ChainUnavailable, format!("could not settle and close the session: {e}; close it on-chain yourself"))),
@@ -629,7 +660,7 @@ impl Agent {
 					let blocked = late || meter.allowance() == 0;
 					peer.meter.set_paid(meter.latest().bytes);
 					peer.meter.set_limit(if late { served } else { limit(meter) });
-					if write_message(writer, &AgentMessage::Usage(report(meter, peer, seconds_now(), blocked))).await.is_err() {
+					if write_sealed(writer, &mut sealer, &AgentMessage::Usage(report(meter, peer, seconds_now(), blocked))).await.is_err() {
 						break Ok(());
 					}
 				},
@@ -638,7 +669,15 @@ impl Agent {
 			}
 		};
 		read_task.abort();
-		outcome
+		match outcome {
+			Ok(()) => Ok(()),
+			Err((code, message)) => {
+				// After the handshake, errors go out sealed.
+				let error = AgentMessage::Error { code, message: message.clone() };
+				let _ = tokio::time::timeout(Duration::from_secs(2), write_sealed(writer, &mut sealer, &error)).await;
+				Err(Refusal { code, message, sent: true })
+			},
+		}
 	}
 
 	async fn accept_receipt(&self, meter: &mut Meter, signed: SignedUsageReceipt, min_seconds: u64) -> Result<(), String> {

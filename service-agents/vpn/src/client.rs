@@ -13,7 +13,7 @@ use interlattice_runtime::{AccountId, RuntimeCall};
 use interlattice_settlement::{
 	chain::{ChainClient, Provider, Session},
 	meter::next_receipt,
-	ChainError,
+	open_session, session_terms, ChainError, SessionKeys, SessionRequest,
 };
 use pallet_provider_registry::{ProviderFilter, ProviderOrder, ProviderPage, ServiceKind};
 use serde::{Deserialize, Serialize};
@@ -26,7 +26,8 @@ use tokio::{
 
 use crate::{
 	control::{
-		io::{read_message, spawn_reader, write_message, ChannelError},
+		decode_body,
+		io::{read_frame, read_message, spawn_sealed_reader, write_message, write_sealed, ChannelError},
 		AgentMessage, ClientMessage, ErrorCode, TunnelParams, UsageReport, PREAMBLE,
 	},
 	dataplane::{Engine, Peer, PeerConfig, Role},
@@ -198,13 +199,15 @@ pub struct Summary {
 /// The client.
 pub struct VpnClient {
 	chain: ChainClient,
-	session_key: MlDsaKeyPair,
+	keys: SessionKeys,
 	state_dir: PathBuf,
 }
 
 struct Connected {
 	reader: tokio::net::tcp::OwnedReadHalf,
 	writer: tokio::net::tcp::OwnedWriteHalf,
+	sealer: crate::sealed::Sealer,
+	opener: crate::sealed::Opener,
 	established: Established,
 	params: TunnelParams,
 	agent: SocketAddr,
@@ -212,9 +215,17 @@ struct Connected {
 }
 
 impl VpnClient {
-	/// A client that signs with `session_key` and keeps state in `state_dir`.
-	pub fn new(chain: ChainClient, session_key: MlDsaKeyPair, state_dir: &Path) -> Self {
-		VpnClient { chain, session_key, state_dir: state_dir.to_path_buf() }
+	/// A client that keeps its state in `state_dir`: a fresh ML-DSA-65 key per session and
+	/// the last receipt signed per session.
+	pub fn new(chain: ChainClient, state_dir: &Path) -> Self {
+		VpnClient { chain, keys: SessionKeys::new(state_dir), state_dir: state_dir.to_path_buf() }
+	}
+
+	/// The key that signs `session`'s receipts and handshakes.
+	fn session_key(&self, session: &Session) -> Result<MlDsaKeyPair, ClientError> {
+		self.keys
+			.for_session(session.session_id, &session.client_key)
+			.map_err(|e| ClientError::Other(e.to_string()))
 	}
 
 	/// The chain.
@@ -232,30 +243,11 @@ impl VpnClient {
 		deposit: u128,
 		duration_blocks: u32,
 	) -> Result<Session, ClientError> {
-		if provider.prices.per_gib > max_prices.per_gib || provider.prices.per_hour > max_prices.per_hour {
-			return Err(ClientError::Other(format!(
-				"provider {} charges more than the maximum price you set",
-				provider.account
-			)));
-		}
-		let who: AccountId = sp_core::Pair::public(account).into();
-		let before: Vec<u64> = self.chain.client_sessions(&who).await?.iter().map(|s| s.session_id).collect();
-		let call = RuntimeCall::SessionEscrow(pallet_session_escrow::Call::open_session {
-			provider: provider.account.clone(),
-			service: ServiceKind::Vpn,
-			client_key: Box::new(self.session_key.public().clone()),
-			max_prices,
-			deposit,
-			duration: duration_blocks,
-		});
-		self.chain.submit_and_watch(call, account).await?;
-		self.chain
-			.client_sessions(&who)
-			.await?
-			.into_iter()
-			.filter(|s| !before.contains(&s.session_id) && s.provider == provider.account)
-			.max_by_key(|s| s.session_id)
-			.ok_or_else(|| ClientError::Other("the session was opened but is not listed".into()))
+		let request = SessionRequest { service: ServiceKind::Vpn, max_prices, deposit, duration_blocks };
+		let (session, _key) = open_session(&self.chain, account, &self.keys, provider, &request)
+			.await
+			.map_err(|e| ClientError::Other(e.to_string()))?;
+		Ok(session)
 	}
 
 	/// Closes `session_id` on-chain as its client (the provider may still settle during the
@@ -324,16 +316,30 @@ impl VpnClient {
 			Ok(Err(e)) => return Err(channel(e)),
 			Err(_) => return Err(unreachable("no handshake answer in time".into())),
 		};
-		let (finish, established) = state.finish(&answer, &provider.service_key, &self.session_key)?;
+		let session_key = self.session_key(session)?;
+		let (finish, established) = state.finish(&answer, &provider.service_key, &session_key)?;
 		write_message(&mut writer, &ClientMessage::Finish(finish)).await.map_err(channel)?;
-		let params = match tokio::time::timeout(step, read_message::<AgentMessage, _>(&mut reader)).await {
-			Ok(Ok(AgentMessage::Ready(p))) => p,
-			Ok(Ok(AgentMessage::Error { code, message })) => return Err(ClientError::Refused { code, message }),
-			Ok(Ok(other)) => return Err(unreachable(format!("unexpected answer {other:?}"))),
+		// From here on every frame is sealed under the handshake's keys: the agent's answer
+		// is either a sealed `Ready` or a plaintext refusal (the agent refused the finish, so
+		// it has no keys), which can come only before anything sealed.
+		let (sealer, mut opener) = crate::sealed::client_end(&established.control);
+		let read = tokio::time::timeout(step, read_frame(&mut reader)).await;
+		let body = match read {
+			Ok(Ok(body)) => body,
 			Ok(Err(e)) => return Err(channel(e)),
 			Err(_) => return Err(unreachable("no tunnel parameters in time".into())),
 		};
-		Ok(Connected { reader, writer, established, params, agent, wireguard_secret: secret })
+		match opener.open::<AgentMessage>(&body) {
+			Ok(AgentMessage::Ready) => {},
+			Ok(AgentMessage::Error { code, message }) => return Err(ClientError::Refused { code, message }),
+			Ok(other) => return Err(unreachable(format!("unexpected answer {other:?}"))),
+			Err(_) => match decode_body::<AgentMessage>(&body) {
+				Ok(AgentMessage::Error { code, message }) => return Err(ClientError::Refused { code, message }),
+				_ => return Err(unreachable("the agent's answer failed authentication".into())),
+			},
+		}
+		let params = established.params.clone();
+		Ok(Connected { reader, writer, sealer, opener, established, params, agent, wireguard_secret: secret })
 	}
 
 	/// Handshakes with the agent at `endpoint` for `session` and writes a standard `wg-quick`
@@ -397,8 +403,9 @@ impl VpnClient {
 		let udp = std::net::UdpSocket::bind("0.0.0.0:0").map_err(|e| ClientError::Other(format!("UDP socket: {e}")))?;
 		let engine = Engine::start(tun, udp, boringtun::x25519::StaticSecret::from(connected.wireguard_secret), Role::Client)
 			.map_err(|e| ClientError::Other(format!("data plane: {e}")))?;
-		let state = self.signed_state(session.session_id);
-		let base = state.bytes.max(connected.params.paid.paid_bytes);
+		// Our own count of the session's bytes, never the agent's word (it could inflate what
+		// we sign): the state we saved, or what the chain settled.
+		let base = self.signed_state(session.session_id).bytes.max(session.bytes);
 		let peer = engine.add_peer(PeerConfig {
 			public_key: connected.established.peer_wireguard_public_key,
 			preshared_key: *connected.established.preshared_key,
@@ -440,36 +447,38 @@ impl VpnClient {
 		mut on_status: impl FnMut(&Status),
 		mut stop: watch::Receiver<bool>,
 	) -> Result<Summary, ClientError> {
-		let Connected { reader, mut writer, params, established, .. } = connected;
+		let Connected { reader, mut writer, mut sealer, opener, params, established, .. } = connected;
 		let endpoint = session.provider.to_string();
-		let genesis = self.chain.genesis_hash().0;
+		let terms = session_terms(session, self.chain.genesis_hash().0);
+		let session_key = self.session_key(session)?;
 		let mut signed = self.signed_state(session.session_id);
-		// Anything the agent holds was signed by this key: never sign below it.
-		if params.paid.sequence > signed.sequence {
+		// The client trusts its own state and the chain, never the agent's report of what it
+		// holds (a lying agent, or anyone on the path, would make it sign away its deposit):
+		// what the chain settled was signed with this session's key, so never sign below it.
+		if session.settled > signed.amount {
 			signed = SignedState {
 				session_id: session.session_id,
-				sequence: params.paid.sequence,
-				bytes: params.paid.paid_bytes,
-				seconds: params.paid.paid_seconds,
-				amount: pallet_session_escrow::types::max_amount_owed(&session.prices, params.paid.paid_bytes, params.paid.paid_seconds)
-					.unwrap_or(0),
+				sequence: session.sequence,
+				bytes: session.bytes,
+				seconds: session.seconds,
+				amount: session.settled,
 			};
 		}
 		let base_bytes = signed.bytes;
-		let base_seconds = signed.seconds.max(params.paid.paid_seconds);
+		let base_seconds = signed.seconds;
 		let started = Instant::now();
 		let interval_bytes = options.receipt_interval_bytes.unwrap_or(params.receipt_interval_bytes).clamp(1, params.receipt_interval_bytes);
 		let interval_secs = Duration::from_secs(u64::from(params.receipt_interval_secs).max(1));
 		let mut status = Status {
 			session_id: session.session_id,
 			address: Some(Ipv4Addr::from(established.tunnel_address.0)),
-			agent: params.paid,
+			agent: UsageReport::default(),
 			signed,
 			deposit: session.deposit,
 			acknowledged: true,
 			..Default::default()
 		};
-		let (mut messages, read_task) = spawn_reader::<AgentMessage, _>(reader);
+		let (mut messages, read_task) = spawn_sealed_reader::<AgentMessage, _>(reader, opener);
 		let mut last_receipt = Instant::now();
 		// Often enough that at a few Gbit/s a receipt goes out well before the agent's credit
 		// (8 MiB by default) runs out; reading two counters is all a tick costs.
@@ -521,13 +530,13 @@ impl VpnClient {
 				|| (stopping && (bytes, seconds) != (status.signed.bytes, status.signed.seconds))
 				|| (status.agent.blocked && bytes > status.signed.bytes);
 			if due {
-				match next_receipt(genesis, session.session_id, &session.prices, status.signed.sequence, bytes, seconds) {
+				match next_receipt(&terms, status.signed.sequence, bytes, seconds) {
 					Some(receipt) if receipt.amount <= session.deposit => {
 						let next = SignedState { session_id: session.session_id, sequence: receipt.sequence, bytes, seconds, amount: receipt.amount };
 						self.save_state(&next)?;
-						let signature = self.session_key.sign(&receipt.signing_payload()).map_err(|e| ClientError::Other(format!("signing: {e:?}")))?;
+						let signature = session_key.sign(&receipt.signing_payload()).map_err(|e| ClientError::Other(format!("signing: {e:?}")))?;
 						let message = ClientMessage::Receipt(SignedUsageReceipt { receipt, signature });
-						if let Err(e) = write_message(&mut writer, &message).await {
+						if let Err(e) = write_sealed(&mut writer, &mut sealer, &message).await {
 							break Err(ClientError::Unreachable { endpoint: endpoint.clone(), message: e.to_string() });
 						}
 						status.signed = next;
@@ -548,7 +557,7 @@ impl VpnClient {
 				if !options.close_at_end {
 					break Ok(None);
 				}
-				if let Err(e) = write_message(&mut writer, &ClientMessage::Close).await {
+				if let Err(e) = write_sealed(&mut writer, &mut sealer, &ClientMessage::Close).await {
 					break Err(ClientError::Unreachable { endpoint: endpoint.clone(), message: e.to_string() });
 				}
 				// Wait for Closed (the agent settles, then closes: a few blocks).
@@ -578,6 +587,18 @@ impl VpnClient {
 	}
 }
 
+/// The pid in a `vpn connect` pid file, if it names a running process of `program` (this
+/// binary): never 0, 1 or a negative number (`kill` would signal a process group or every
+/// process), never a process that is not ours (a stale file, or one someone else wrote).
+pub fn connect_pid(text: &str, program: &Path) -> Option<i32> {
+	let pid: i32 = text.trim().parse().ok().filter(|p: &i32| *p > 1)?;
+	let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+	let ours = std::fs::canonicalize(program).ok()?;
+	// A rebuilt binary shows as "path (deleted)" for processes started before.
+	let exe = PathBuf::from(exe.to_string_lossy().trim_end_matches(" (deleted)"));
+	(exe == ours).then_some(pid)
+}
+
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 	use std::os::unix::fs::OpenOptionsExt;
 	let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
@@ -589,4 +610,24 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub fn base64_encode(bytes: &[u8]) -> String {
 	use base64::Engine as _;
 	base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	/// Issue 16 item 13: `vpn disconnect` signalled whatever pid its file held, including 0
+	/// and -1 (`kill` then signals a process group, or every process).
+	#[test]
+	fn only_a_running_vpn_connect_is_signalled() {
+		let me = std::env::current_exe().unwrap();
+		let own = std::process::id().to_string();
+		assert_eq!(connect_pid(&own, &me), Some(std::process::id() as i32));
+		for hostile in ["0", "-1", "1", "-42", "", "abc", "99999999"] {
+			assert_eq!(connect_pid(hostile, &me), None, "{hostile:?}");
+		}
+		// A live process that is another program (pid 1 aside: our parent, cargo's test runner).
+		let parent = std::os::unix::process::parent_id().to_string();
+		assert_eq!(connect_pid(&parent, &me), None);
+	}
 }

@@ -88,6 +88,10 @@ pub struct TunnelSection {
 	/// Masquerade (NAT) the pool's traffic to the outside.
 	#[serde(default = "yes")]
 	pub masquerade: bool,
+	/// Networks tunnels may reach although they are private, link-local, loopback or
+	/// multicast (`crate::tun::BLOCKED_DESTINATIONS`; e.g. a test network). Default: none.
+	#[serde(default)]
+	pub egress_allow: Vec<String>,
 	/// The most tunnels at once.
 	#[serde(default = "default_max_sessions")]
 	pub max_sessions: usize,

@@ -73,8 +73,6 @@ pub struct TunnelParams {
 	pub receipt_interval_secs: u32,
 	/// Unpaid bytes the agent serves before it stops forwarding.
 	pub credit_limit_bytes: u64,
-	/// Usage already paid in this session (the latest receipt the agent holds).
-	pub paid: UsageReport,
 }
 
 /// The agent's count of a session's usage.
@@ -99,8 +97,9 @@ pub struct UsageReport {
 pub enum AgentMessage {
 	/// Handshake message 2.
 	Hello(AgentHello),
-	/// The handshake completed; the WireGuard peer is installed.
-	Ready(TunnelParams),
+	/// The handshake completed; the WireGuard peer is installed (the tunnel's parameters came
+	/// signed in the agent's hello). The first sealed frame.
+	Ready,
 	/// The agent's current count (sent every second while the tunnel is up).
 	Usage(UsageReport),
 	/// A receipt was verified and durably stored.
@@ -182,16 +181,14 @@ pub mod io {
 		/// The peer sent something that is not a valid frame.
 		#[error(transparent)]
 		Frame(#[from] FrameError),
+		/// A sealed frame failed authentication or held no valid message.
+		#[error(transparent)]
+		Sealed(#[from] crate::sealed::SealError),
 	}
 
 	/// Reads one message.
 	pub async fn read_message<M: Decode, R: AsyncRead + Unpin>(reader: &mut R) -> Result<M, ChannelError> {
-		let mut header = [0u8; 4];
-		reader.read_exact(&mut header).await?;
-		let len = frame_length(header)?;
-		let mut body = vec![0u8; len];
-		reader.read_exact(&mut body).await?;
-		Ok(decode_body(&body)?)
+		Ok(decode_body(&read_frame(reader).await?)?)
 	}
 
 	/// Reads messages on a task of their own (a half-read frame survives the caller's
@@ -220,6 +217,59 @@ pub mod io {
 		writer.write_all(&encode_frame(message)).await?;
 		writer.flush().await?;
 		Ok(())
+	}
+
+	/// Reads one frame's body.
+	pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Vec<u8>, ChannelError> {
+		let mut header = [0u8; 4];
+		reader.read_exact(&mut header).await?;
+		let len = frame_length(header)?;
+		let mut body = vec![0u8; len];
+		reader.read_exact(&mut body).await?;
+		Ok(body)
+	}
+
+	/// Writes one message sealed (after the handshake), with random padding.
+	pub async fn write_sealed<M: Encode, W: AsyncWrite + Unpin>(
+		writer: &mut W,
+		sealer: &mut crate::sealed::Sealer,
+		message: &M,
+	) -> Result<(), ChannelError> {
+		let mut pad = [0u8; 1];
+		getrandom::fill(&mut pad).map_err(|e| std::io::Error::other(e.to_string()))?;
+		let body = sealer.seal(message, usize::from(pad[0]))?;
+		let mut frame = Vec::with_capacity(4 + body.len());
+		frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+		frame.extend_from_slice(&body);
+		writer.write_all(&frame).await?;
+		writer.flush().await?;
+		Ok(())
+	}
+
+	/// Reads sealed messages on a task of their own (see [`spawn_reader`]); the first frame
+	/// that fails authentication ends it.
+	pub fn spawn_sealed_reader<M, R>(
+		mut reader: R,
+		mut opener: crate::sealed::Opener,
+	) -> (tokio::sync::mpsc::Receiver<Result<M, ChannelError>>, tokio::task::JoinHandle<()>)
+	where
+		M: Decode + Send + 'static,
+		R: AsyncRead + Unpin + Send + 'static,
+	{
+		let (tx, rx) = tokio::sync::mpsc::channel(8);
+		let task = tokio::spawn(async move {
+			loop {
+				let m = match read_frame(&mut reader).await {
+					Ok(body) => opener.open::<M>(&body).map_err(ChannelError::from),
+					Err(e) => Err(e),
+				};
+				let end = m.is_err();
+				if tx.send(m).await.is_err() || end {
+					return;
+				}
+			}
+		});
+		(rx, task)
 	}
 }
 
@@ -255,6 +305,14 @@ mod tests {
 				wireguard_public_key: [0; 32],
 				tunnel_address: [0; 4],
 				tunnel_prefix: 0,
+				params: TunnelParams {
+					wireguard_port: 0,
+					gateway: [0; 4],
+					mtu: 0,
+					receipt_interval_bytes: 0,
+					receipt_interval_secs: 0,
+					credit_limit_bytes: 0,
+				},
 			},
 			signature: MlDsaSignature([0; 3309]),
 		});

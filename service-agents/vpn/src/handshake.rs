@@ -13,7 +13,9 @@
 //!    `T2 = SHA3-256(tag_client ‖ T1 ‖ agent signature)`.
 //!
 //! Both derive the WireGuard pre-shared key
-//! `PSK = HKDF-SHA256(salt = T2, ikm = ML-KEM shared secret, info = PSK_INFO)`. WireGuard mixes
+//! `PSK = HKDF-SHA256(salt = T2, ikm = ML-KEM shared secret, info = PSK_INFO)` and the two
+//! keys of the sealed control channel that follows ([`crate::sealed`]); the tunnel's
+//! parameters are part of the agent's signed message. WireGuard mixes
 //! the PSK into its own (X25519) handshake, so the tunnel's keys stay secret against an
 //! adversary who breaks X25519 but not ML-KEM; both ML-DSA signatures bind everything
 //! exchanged, so neither side can be impersonated with classical cryptography alone.
@@ -25,14 +27,21 @@ use libcrux_ml_kem::mlkem768;
 use sha3::{Digest, Sha3_256};
 use zeroize::Zeroizing;
 
+use crate::{
+	control::TunnelParams,
+	sealed::{ControlKeys, AGENT_TO_CLIENT_INFO, CLIENT_TO_AGENT_INFO},
+};
+
 /// The only protocol version; there is nothing to negotiate, hence nothing to downgrade.
-pub const VERSION: u8 = 1;
+/// Version 2: the tunnel's parameters are signed, and the control channel after the
+/// handshake is sealed.
+pub const VERSION: u8 = 2;
 /// Domain tag of the agent's signed transcript.
-pub const AGENT_TAG: &[u8] = b"interlattice/vpn-handshake/v1/agent";
+pub const AGENT_TAG: &[u8] = b"interlattice/vpn-handshake/v2/agent";
 /// Domain tag of the client's signed transcript.
-pub const CLIENT_TAG: &[u8] = b"interlattice/vpn-handshake/v1/client";
+pub const CLIENT_TAG: &[u8] = b"interlattice/vpn-handshake/v2/client";
 /// HKDF `info` of the WireGuard pre-shared key.
-pub const PSK_INFO: &[u8] = b"interlattice/vpn/wireguard-psk/v1";
+pub const PSK_INFO: &[u8] = b"interlattice/vpn/wireguard-psk/v2";
 /// ML-KEM-768 encapsulation key length.
 pub const KEM_PUBLIC_KEY_LEN: usize = 1184;
 /// ML-KEM-768 ciphertext length.
@@ -68,6 +77,8 @@ pub struct AgentHelloBody {
 	pub tunnel_address: [u8; 4],
 	/// Its prefix length.
 	pub tunnel_prefix: u8,
+	/// How the tunnel is run and paid (signed, so nobody on the path can change it).
+	pub params: TunnelParams,
 }
 
 /// Message 2.
@@ -125,6 +136,10 @@ pub struct Established {
 	pub tunnel_address: ([u8; 4], u8),
 	/// `T2`, binding everything exchanged.
 	pub transcript_hash: [u8; 32],
+	/// The keys of the sealed control channel.
+	pub control: ControlKeys,
+	/// The tunnel's parameters, as the agent signed them.
+	pub params: TunnelParams,
 }
 
 fn random<const N: usize>() -> Result<[u8; N], HandshakeError> {
@@ -149,12 +164,23 @@ fn t2(t1: &[u8; 32], agent_signature: &MlDsaSignature) -> [u8; 32] {
 	h.finalize().into()
 }
 
-fn psk(t2: &[u8; 32], shared_secret: &[u8]) -> Zeroizing<[u8; 32]> {
+fn derive(t2: &[u8; 32], shared_secret: &[u8], info: &[u8]) -> Zeroizing<[u8; 32]> {
 	let mut out = Zeroizing::new([0u8; 32]);
 	Hkdf::<sha2::Sha256>::new(Some(t2), shared_secret)
-		.expand(PSK_INFO, out.as_mut())
+		.expand(info, out.as_mut())
 		.expect("32 bytes is a valid HKDF-SHA256 output length");
 	out
+}
+
+fn psk(t2: &[u8; 32], shared_secret: &[u8]) -> Zeroizing<[u8; 32]> {
+	derive(t2, shared_secret, PSK_INFO)
+}
+
+fn control_keys(t2: &[u8; 32], shared_secret: &[u8]) -> ControlKeys {
+	ControlKeys {
+		client_to_agent: derive(t2, shared_secret, CLIENT_TO_AGENT_INFO),
+		agent_to_client: derive(t2, shared_secret, AGENT_TO_CLIENT_INFO),
+	}
 }
 
 /// The client's side, between sending [`ClientHello`] and receiving [`AgentHello`].
@@ -219,6 +245,8 @@ impl ClientHandshake {
 			peer_wireguard_public_key: answer.body.wireguard_public_key,
 			tunnel_address: (answer.body.tunnel_address, answer.body.tunnel_prefix),
 			transcript_hash: t2,
+			control: control_keys(&t2, shared.as_ref()),
+			params: answer.body.params.clone(),
 		};
 		Ok((ClientFinish { signature }, established))
 	}
@@ -231,6 +259,7 @@ pub struct AgentHandshake {
 	shared: Zeroizing<[u8; 32]>,
 	client_wireguard_public_key: [u8; 32],
 	tunnel_address: ([u8; 4], u8),
+	params: TunnelParams,
 }
 
 impl AgentHandshake {
@@ -242,8 +271,9 @@ impl AgentHandshake {
 		service_key: &MlDsaKeyPair,
 		wireguard_public_key: [u8; 32],
 		tunnel_address: ([u8; 4], u8),
+		params: TunnelParams,
 	) -> Result<(Self, AgentHello), HandshakeError> {
-		Self::respond_with(hello, genesis_hash, service_key, wireguard_public_key, tunnel_address, random()?, random()?)
+		Self::respond_with(hello, genesis_hash, service_key, wireguard_public_key, tunnel_address, params, random()?, random()?)
 	}
 
 	/// [`AgentHandshake::respond`] with given randomness (tests).
@@ -254,6 +284,7 @@ impl AgentHandshake {
 		service_key: &MlDsaKeyPair,
 		wireguard_public_key: [u8; 32],
 		tunnel_address: ([u8; 4], u8),
+		params: TunnelParams,
 		agent_nonce: [u8; 32],
 		kem_randomness: [u8; 32],
 	) -> Result<(Self, AgentHello), HandshakeError> {
@@ -274,6 +305,7 @@ impl AgentHandshake {
 			wireguard_public_key,
 			tunnel_address: tunnel_address.0,
 			tunnel_prefix: tunnel_address.1,
+			params: params.clone(),
 		};
 		let t1 = t1(hello, &body);
 		let signature = service_key.sign(&t1).map_err(|_| HandshakeError::Signing)?;
@@ -284,6 +316,7 @@ impl AgentHandshake {
 			shared: Zeroizing::new(shared),
 			client_wireguard_public_key: hello.wireguard_public_key,
 			tunnel_address,
+			params,
 		};
 		Ok((state, AgentHello { body, signature }))
 	}
@@ -305,6 +338,8 @@ impl AgentHandshake {
 			peer_wireguard_public_key: self.client_wireguard_public_key,
 			tunnel_address: self.tunnel_address,
 			transcript_hash: self.t2,
+			control: control_keys(&self.t2, self.shared.as_ref()),
+			params: self.params,
 		})
 	}
 }
@@ -315,6 +350,17 @@ mod tests {
 
 	const GENESIS: [u8; 32] = [9; 32];
 	const TUNNEL: ([u8; 4], u8) = ([10, 100, 0, 2], 32);
+
+	fn params() -> TunnelParams {
+		TunnelParams {
+			wireguard_port: 7310,
+			gateway: [10, 100, 0, 1],
+			mtu: 1420,
+			receipt_interval_bytes: 4 << 20,
+			receipt_interval_secs: 10,
+			credit_limit_bytes: 32 << 20,
+		}
+	}
 
 	struct Keys {
 		service: MlDsaKeyPair,
@@ -333,7 +379,7 @@ mod tests {
 			let (client, hello) = ClientHandshake::start(GENESIS, 7, [1; 32]).unwrap();
 			// The messages survive their wire encoding.
 			let hello = ClientHello::decode(&mut &hello.encode()[..]).unwrap();
-			let (agent, answer) = AgentHandshake::respond(&hello, GENESIS, &k.service, [2; 32], TUNNEL).unwrap();
+			let (agent, answer) = AgentHandshake::respond(&hello, GENESIS, &k.service, [2; 32], TUNNEL, params()).unwrap();
 			assert_eq!(agent.session_id(), 7);
 			let answer = AgentHello::decode(&mut &answer.encode()[..]).unwrap();
 			let (finish, client_side) = client.finish(&answer, k.service.public(), &k.session).unwrap();
@@ -342,6 +388,9 @@ mod tests {
 			assert_eq!(client_side.transcript_hash, agent_side.transcript_hash);
 			assert_eq!((client_side.peer_wireguard_public_key, agent_side.peer_wireguard_public_key), ([2; 32], [1; 32]));
 			assert_eq!(client_side.tunnel_address, TUNNEL);
+			assert_eq!((client_side.params.clone(), agent_side.params.clone()), (params(), params()));
+			assert_eq!(client_side.control, agent_side.control, "the same control-channel keys");
+			assert_ne!(*client_side.control.client_to_agent, *client_side.control.agent_to_client);
 			psks.push(*client_side.preshared_key);
 		}
 		assert_ne!(psks[0], psks[1], "every handshake makes a new key");
@@ -352,7 +401,7 @@ mod tests {
 		let k = keys();
 		let impostor = MlDsaKeyPair::dev("dave");
 		let (client, hello) = ClientHandshake::start(GENESIS, 7, [1; 32]).unwrap();
-		let (_, answer) = AgentHandshake::respond(&hello, GENESIS, &impostor, [2; 32], TUNNEL).unwrap();
+		let (_, answer) = AgentHandshake::respond(&hello, GENESIS, &impostor, [2; 32], TUNNEL, params()).unwrap();
 		assert_eq!(client.finish(&answer, k.service.public(), &k.session).err(), Some(HandshakeError::BadAgentSignature));
 	}
 
@@ -365,17 +414,20 @@ mod tests {
 		let (_, mitm_hello) = ClientHandshake::start(GENESIS, 7, [1; 32]).unwrap();
 		let mut swapped = hello.clone();
 		swapped.kem_public_key = mitm_hello.kem_public_key;
-		let (_, answer) = AgentHandshake::respond(&swapped, GENESIS, &k.service, [2; 32], TUNNEL).unwrap();
+		let (_, answer) = AgentHandshake::respond(&swapped, GENESIS, &k.service, [2; 32], TUNNEL, params()).unwrap();
 		assert_eq!(client.finish(&answer, k.service.public(), &k.session).err(), Some(HandshakeError::BadAgentSignature));
 
-		// A changed ciphertext, WireGuard key or tunnel address in the agent's answer.
-		for tamper in 0..3 {
+		// A changed ciphertext, WireGuard key, tunnel address or tunnel parameter (e.g. a receipt
+		// every byte) in the agent's answer.
+		for tamper in 0..5 {
 			let (client, hello) = ClientHandshake::start(GENESIS, 7, [1; 32]).unwrap();
-			let (_, mut answer) = AgentHandshake::respond(&hello, GENESIS, &k.service, [2; 32], TUNNEL).unwrap();
+			let (_, mut answer) = AgentHandshake::respond(&hello, GENESIS, &k.service, [2; 32], TUNNEL, params()).unwrap();
 			match tamper {
 				0 => answer.body.kem_ciphertext[5] ^= 1,
 				1 => answer.body.wireguard_public_key[0] ^= 1,
-				_ => answer.body.tunnel_address[3] ^= 1,
+				2 => answer.body.tunnel_address[3] ^= 1,
+				3 => answer.body.params.receipt_interval_bytes = 1,
+				_ => answer.body.params.wireguard_port = 1,
 			}
 			assert_eq!(client.finish(&answer, k.service.public(), &k.session).err(), Some(HandshakeError::BadAgentSignature));
 		}
@@ -386,16 +438,16 @@ mod tests {
 		let k = keys();
 		let stranger = MlDsaKeyPair::from_seed([4; 32]);
 		let (client, hello) = ClientHandshake::start(GENESIS, 7, [1; 32]).unwrap();
-		let (agent, answer) = AgentHandshake::respond(&hello, GENESIS, &k.service, [2; 32], TUNNEL).unwrap();
+		let (agent, answer) = AgentHandshake::respond(&hello, GENESIS, &k.service, [2; 32], TUNNEL, params()).unwrap();
 		let (finish, _) = client.finish(&answer, k.service.public(), &stranger).unwrap();
 		assert_eq!(agent.complete(&finish, k.session.public()).err(), Some(HandshakeError::BadClientSignature));
 
 		// A recorded ClientHello and ClientFinish replayed: the agent's fresh nonce and
 		// ciphertext make a new transcript, which the old signature does not cover.
 		let (client, hello) = ClientHandshake::start(GENESIS, 7, [1; 32]).unwrap();
-		let (_, answer) = AgentHandshake::respond(&hello, GENESIS, &k.service, [2; 32], TUNNEL).unwrap();
+		let (_, answer) = AgentHandshake::respond(&hello, GENESIS, &k.service, [2; 32], TUNNEL, params()).unwrap();
 		let (recorded_finish, _) = client.finish(&answer, k.service.public(), &k.session).unwrap();
-		let (agent, _) = AgentHandshake::respond(&hello, GENESIS, &k.service, [2; 32], TUNNEL).unwrap();
+		let (agent, _) = AgentHandshake::respond(&hello, GENESIS, &k.service, [2; 32], TUNNEL, params()).unwrap();
 		assert_eq!(agent.complete(&recorded_finish, k.session.public()).err(), Some(HandshakeError::BadClientSignature));
 	}
 
@@ -406,14 +458,14 @@ mod tests {
 		let mut old = hello.clone();
 		old.version = 0;
 		assert_eq!(
-			AgentHandshake::respond(&old, GENESIS, &k.service, [2; 32], TUNNEL).err().map(|e| e.to_string()),
+			AgentHandshake::respond(&old, GENESIS, &k.service, [2; 32], TUNNEL, params()).err().map(|e| e.to_string()),
 			Some(HandshakeError::UnsupportedVersion(0).to_string())
 		);
-		assert!(matches!(AgentHandshake::respond(&hello, [8; 32], &k.service, [2; 32], TUNNEL), Err(HandshakeError::WrongChain)));
+		assert!(matches!(AgentHandshake::respond(&hello, [8; 32], &k.service, [2; 32], TUNNEL, params()), Err(HandshakeError::WrongChain)));
 		let mut bad_key = hello.clone();
 		bad_key.kem_public_key = [0xff; KEM_PUBLIC_KEY_LEN];
 		assert!(matches!(
-			AgentHandshake::respond(&bad_key, GENESIS, &k.service, [2; 32], TUNNEL),
+			AgentHandshake::respond(&bad_key, GENESIS, &k.service, [2; 32], TUNNEL, params()),
 			Err(HandshakeError::InvalidKemKey)
 		));
 		// Garbage and truncated messages do not decode.

@@ -16,6 +16,7 @@ pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod handshake;
+pub mod sealed;
 pub mod tun;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `default`).

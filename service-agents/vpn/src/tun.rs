@@ -163,38 +163,99 @@ pub fn route_to(destination: Ipv4Addr) -> Result<(Option<Ipv4Addr>, String), Net
 	Ok((after("via").and_then(|v| v.parse().ok()), device.to_string()))
 }
 
-/// NAT for a tunnel address pool: IPv4 forwarding on and an nftables table masquerading the
-/// pool's traffic leaving through any other interface. Removed when dropped.
-pub struct Masquerade {
+/// Destinations a tunnel never reaches unless the provider allows them (`tunnel.egress_allow`):
+/// private networks (the provider's LAN), carrier-grade NAT, link-local (cloud metadata at
+/// 169.254.169.254), loopback, "this network", multicast and reserved space.
+pub const BLOCKED_DESTINATIONS: &[&str] = &[
+	"0.0.0.0/8",
+	"10.0.0.0/8",
+	"100.64.0.0/10",
+	"127.0.0.0/8",
+	"169.254.0.0/16",
+	"172.16.0.0/12",
+	"192.168.0.0/16",
+	"224.0.0.0/4",
+	"240.0.0.0/4",
+];
+
+/// What the agent's host lets tunnels do: an nftables table `interlattice_<interface>` that
+/// masquerades the pool's traffic (NAT, optional), drops what the pool sends to
+/// [`BLOCKED_DESTINATIONS`] (except the `allow`ed networks), and drops what the pool sends to
+/// the host itself except to the tunnel gateway (ping). IPv4 forwarding is turned on while the
+/// agent runs and set back to what it was when it stops. Installed with `nft -f -` (no script
+/// file); removed when dropped.
+pub struct EgressPolicy {
 	table: String,
+	forwarding_was: Option<Vec<u8>>,
 }
 
-impl Masquerade {
-	/// Installs the table `interlattice_<interface>` for `pool` (e.g. `10.77.0.0/24`).
-	pub fn install(interface: &str, pool: &str) -> Result<Self, NetError> {
-		std::fs::write("/proc/sys/net/ipv4/ip_forward", b"1").map_err(|e| NetError::Command {
-			command: "echo 1 > /proc/sys/net/ipv4/ip_forward".into(),
+/// The nftables script of an [`EgressPolicy`].
+pub fn egress_script(table: &str, interface: &str, pool: &str, gateway: Ipv4Addr, masquerade: bool, allow: &[String]) -> String {
+	let blocked = BLOCKED_DESTINATIONS.join(", ");
+	let mut forward = String::new();
+	if !allow.is_empty() {
+		forward.push_str(&format!("    iifname \"{interface}\" ip daddr {{ {} }} accept\n", allow.join(", ")));
+	}
+	forward.push_str(&format!("    iifname \"{interface}\" ip daddr {{ {blocked} }} drop\n"));
+	let nat = if masquerade {
+		format!(
+			"  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    ip saddr {pool} oifname != \"{interface}\" masquerade\n  }}\n"
+		)
+	} else {
+		String::new()
+	};
+	format!(
+		"table ip {table} {{\n{nat}  chain forward {{\n    type filter hook forward priority filter; policy accept;\n{forward}  }}\n  chain input {{\n    type filter hook input priority filter; policy accept;\n    iifname \"{interface}\" ip daddr {gateway} icmp type echo-request accept\n    iifname \"{interface}\" ct state established,related accept\n    iifname \"{interface}\" drop\n  }}\n}}\n"
+	)
+}
+
+impl EgressPolicy {
+	/// Installs the policy for `pool` (e.g. `10.77.0.0/24`) on `interface`.
+	pub fn install(
+		interface: &str,
+		pool: &str,
+		gateway: Ipv4Addr,
+		masquerade: bool,
+		allow: &[String],
+	) -> Result<Self, NetError> {
+		const FORWARDING: &str = "/proc/sys/net/ipv4/ip_forward";
+		let forwarding_was = std::fs::read(FORWARDING).ok();
+		std::fs::write(FORWARDING, b"1").map_err(|e| NetError::Command {
+			command: format!("echo 1 > {FORWARDING}"),
 			message: e.to_string(),
 		})?;
 		let table = format!("interlattice_{}", interface.replace('-', "_"));
 		// A table left by a crashed agent is replaced, not duplicated.
 		let _ = run("nft", &["delete", "table", "ip", &table]);
-		let script = format!(
-			"table ip {table} {{\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    ip saddr {pool} oifname != \"{interface}\" masquerade\n  }}\n}}\n"
-		);
-		let path = std::env::temp_dir().join(format!("{table}.nft"));
-		std::fs::write(&path, script).map_err(|e| NetError::Command { command: format!("write {}", path.display()), message: e.to_string() })?;
-		let result = run("nft", &["-f", &path.to_string_lossy()]);
-		let _ = std::fs::remove_file(&path);
-		result?;
-		Ok(Masquerade { table })
+		let script = egress_script(&table, interface, pool, gateway, masquerade, allow);
+		let mut child = Command::new("nft")
+			.args(["-f", "-"])
+			.stdin(std::process::Stdio::piped())
+			.stdout(std::process::Stdio::null())
+			.stderr(std::process::Stdio::piped())
+			.spawn()
+			.map_err(|e| NetError::Command { command: "nft -f -".into(), message: format!("{e} (is nftables installed? run scripts/setup.sh)") })?;
+		if let Some(mut stdin) = child.stdin.take() {
+			use std::io::Write as _;
+			stdin
+				.write_all(script.as_bytes())
+				.map_err(|e| NetError::Command { command: "nft -f -".into(), message: e.to_string() })?;
+		}
+		let out = child.wait_with_output().map_err(|e| NetError::Command { command: "nft -f -".into(), message: e.to_string() })?;
+		if !out.status.success() {
+			return Err(NetError::Command { command: "nft -f -".into(), message: String::from_utf8_lossy(&out.stderr).trim().to_string() });
+		}
+		Ok(EgressPolicy { table, forwarding_was })
 	}
 }
 
-impl Drop for Masquerade {
+impl Drop for EgressPolicy {
 	fn drop(&mut self) {
 		if let Err(e) = run("nft", &["delete", "table", "ip", &self.table]) {
-			tracing::warn!(error = %e, "cannot remove the NAT table");
+			tracing::warn!(error = %e, "cannot remove the egress table");
+		}
+		if let Some(was) = &self.forwarding_was {
+			let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", was);
 		}
 	}
 }

@@ -8,7 +8,6 @@ use interlattice_cdn::{
 	client::{cdn_providers, http_endpoint, CdnClient},
 	content::parse_hash,
 };
-use interlattice_pq_crypto::keys::MlDsaKeyPair;
 use interlattice_settlement::chain::ChainClient;
 use sp_core::{crypto::Ss58Codec, Pair};
 
@@ -81,11 +80,6 @@ fn lat(amount: u128) -> String {
 	format!("{}.{:06} LAT", amount / UNIT, (amount % UNIT) / 1_000_000)
 }
 
-fn session_key(state_dir: &std::path::Path) -> anyhow::Result<MlDsaKeyPair> {
-	let path = state_dir.join("session.key");
-	MlDsaKeyPair::read_or_generate(&path).map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))
-}
-
 fn trusting(client: CdnClient, ca: &Option<PathBuf>) -> anyhow::Result<CdnClient> {
 	Ok(match ca {
 		Some(ca) => client.trust(ca)?,
@@ -153,7 +147,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 				};
 				chosen.push((p, endpoint));
 			}
-			let client = trusting(CdnClient::new(chain.clone(), session_key(&cli.state_dir)?, &cli.state_dir), &cli.ca)?;
+			let client = trusting(CdnClient::new(chain.clone(), &cli.state_dir), &cli.ca)?;
 			let mut sessions = Vec::new();
 			for (p, endpoint) in &chosen {
 				let paid = match session {

@@ -5,7 +5,6 @@ use std::{io::Write, path::PathBuf, time::Duration};
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use interlattice_pq_crypto::keys::MlDsaKeyPair;
 use interlattice_settlement::chain::{ChainClient, Provider, Session};
 use interlattice_vpn::{
 	client::{control_endpoint, vpn_providers, ConnectOptions, Status, Summary, VpnClient},
@@ -134,11 +133,6 @@ fn country(code: &Option<String>) -> anyhow::Result<Option<[u8; 2]>> {
 	}
 }
 
-fn session_key(state_dir: &std::path::Path) -> anyhow::Result<MlDsaKeyPair> {
-	let path = state_dir.join("session.key");
-	MlDsaKeyPair::read_or_generate(&path).map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))
-}
-
 fn main() -> anyhow::Result<()> {
 	interlattice_pq_crypto::cpu::check()?;
 	interlattice_vpn::init_logging("warn");
@@ -162,7 +156,7 @@ async fn prepare(cli: &Cli, select: &Select) -> anyhow::Result<(VpnClient, sp_co
 	let chain = ChainClient::connect(&cli.rpc).await?;
 	let payer = sp_core::sr25519::Pair::from_string(&select.account, None)
 		.map_err(|e| anyhow::anyhow!("--account is not a valid secret URI: {e:?}"))?;
-	let client = VpnClient::new(chain.clone(), session_key(&cli.state_dir)?, &cli.state_dir);
+	let client = VpnClient::new(chain.clone(), &cli.state_dir);
 	let (session, provider): (Session, Option<Provider>) = match select.session {
 		Some(id) => {
 			let s = chain.session(id).await?.with_context(|| format!("session {id} does not exist"))?;
@@ -256,8 +250,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 		},
 		Command::Connect { select, interface, netns, stop_paying_after_bytes } => {
 			let (client, payer, session, endpoint) = prepare(&cli, select).await?;
+			std::fs::create_dir_all(&cli.state_dir).with_context(|| format!("cannot create {}", cli.state_dir.display()))?;
 			let pid_file = cli.state_dir.join("vpn-connect.pid");
-			std::fs::write(&pid_file, std::process::id().to_string())?;
+			std::fs::write(&pid_file, std::process::id().to_string())
+				.with_context(|| format!("cannot write {}", pid_file.display()))?;
 			let options = ConnectOptions {
 				interface: interface.clone(),
 				routes: select.routes.clone(),
@@ -285,16 +281,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 			let chain = ChainClient::connect(&cli.rpc).await?;
 			let payer = sp_core::sr25519::Pair::from_string(account, None)
 				.map_err(|e| anyhow::anyhow!("--account is not a valid secret URI: {e:?}"))?;
-			VpnClient::new(chain, session_key(&cli.state_dir)?, &cli.state_dir).close_on_chain(&payer, *session).await?;
+			VpnClient::new(chain, &cli.state_dir).close_on_chain(&payer, *session).await?;
 			writeln!(out, "session {session} closed by the client: the provider can settle its last receipts during the settlement window; the rest of the deposit is refunded after it")?;
 		},
 		Command::Disconnect => {
 			let pid_file = cli.state_dir.join("vpn-connect.pid");
-			let pid: i32 = std::fs::read_to_string(&pid_file)
-				.ok()
-				.and_then(|s| s.trim().parse().ok())
+			let text = std::fs::read_to_string(&pid_file)
 				.with_context(|| format!("no running `vpn connect` ({} not found)", pid_file.display()))?;
-			// SAFETY: kill(2) with a pid read from our own pid file and SIGTERM.
+			let pid = interlattice_vpn::client::connect_pid(&text, &std::env::current_exe()?).with_context(|| {
+				format!("{} does not name a running `vpn connect`; remove it if no tunnel is up", pid_file.display())
+			})?;
+			// SAFETY: kill(2) with SIGTERM to a pid > 1 whose executable is this program's.
 			if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
 				let _ = std::fs::remove_file(&pid_file);
 				bail!("`vpn connect` (pid {pid}) is not running");
