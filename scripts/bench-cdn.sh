@@ -64,6 +64,7 @@ rpc = "http://127.0.0.1:$RPC"
 account = "//Dave"
 [http]
 listen = "127.0.0.1:$AGENT_PORT"
+max_streams_per_session = 64
 [cache]
 dir = "$WORK/cache"
 max_bytes = 1073741824
@@ -139,7 +140,9 @@ run() { # name connections url [header]
 		"$(awk '/Transfer\/sec/ {print $2}' <<<"$out")"
 }
 echo "[bench-cdn] wrk -t2, ${DURATION}s per run" >&2
-HEADER="x-interlattice-session: $SESSION"
+TOKEN=$("$CDN" token --rpc "http://127.0.0.1:$RPC" --state-dir "$WORK/client" --session "$SESSION" \
+	--endpoint "http://127.0.0.1:$AGENT_PORT") || fail "cannot get a bearer token"
+HEADER="Authorization: Bearer $TOKEN"
 for object in "$SMALL" "$LARGE"; do
 	a=$(check "http://127.0.0.1:$AGENT_PORT/content/$object" "$HEADER")
 	n=$(check "http://127.0.0.1:$NGINX_PORT/content/$object")

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The main job: set up the machine, build, and run the whole product locally — a development
 # chain (state kept in ./data/dev, so a second run resumes it), the dCDN provider agent (Dave)
-# and, where the machine allows it (root and /dev/net/tun), the dVPN provider agent (Charlie);
-# both are registered and staked at genesis. Prints the endpoints and what to try next.
+# and, where the machine allows it (root and /dev/net/tun), the dVPN provider agent (Charlie),
+# both registered and staked at genesis; and a dCDN agent for Charlie too (a provider serving
+# both services), which registers its service and endpoint itself. Prints the endpoints and
+# what to try next.
 # Ctrl-C stops everything cleanly: the agents settle their last receipts first, then the node.
 #
 # Environment: INTERLATTICE_DATA (default ./data), RPC_PORT (9944), P2P_PORT (30333),
 # PROMETHEUS_PORT (9615), INTERLATTICE_SKIP_BUILD=1 (binaries already built), NO_VPN=1 (chain
-# and dCDN only). The agents' ports are those registered at genesis: dCDN 7320, dVPN 7310
-# (and 7311 for its metrics).
+# and dCDN only). The agents' ports: dCDN 7320 (Dave) and 7321 (Charlie), dVPN 7310 (and 7311
+# for its metrics).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$INTERLATTICE_ROOT"
@@ -39,7 +41,7 @@ elif [ ! -c /dev/net/tun ]; then
 	VPN=""; say "the dVPN agent needs /dev/net/tun (in a container: --device /dev/net/tun --cap-add NET_ADMIN): skipping it"
 fi
 
-ports=("$RPC_PORT" "$P2P_PORT" "$PROMETHEUS_PORT" 7320)
+ports=("$RPC_PORT" "$P2P_PORT" "$PROMETHEUS_PORT" 7320 7321)
 [ -n "$VPN" ] && ports+=(7310 7311)
 for port in "${ports[@]}"; do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
@@ -50,6 +52,12 @@ done
 mkdir -p "$DATA/dev" "$DATA/logs" "$DATA/config"
 # The agents' configuration files with this run's RPC port and data folder.
 sed -e "s|http://127.0.0.1:9944|http://127.0.0.1:$RPC_PORT|" -e "s|\"data/|\"$DATA/|" configs/cdn-agent.toml >"$DATA/config/cdn-agent.toml"
+# Charlie serves both services: next to its dVPN agent, a dCDN agent on 7321 that registers
+# only what is the dCDN's (its endpoint and the service), leaving the provider-wide fields
+# (country, prices, stake) to the dVPN agent's configuration.
+sed -e "s|http://127.0.0.1:9944|http://127.0.0.1:$RPC_PORT|" -e "s|\"data/cdn-agent/|\"$DATA/cdn-agent-charlie/|" \
+	-e 's|"//Dave"|"//Charlie"|' -e 's|"dev:dave"|"dev:charlie"|' -e 's|127.0.0.1:7320|127.0.0.1:7321|g' \
+	-e '/^country = /d' -e '/^price_per_/d' -e '/^stake = /d' configs/cdn-agent.toml >"$DATA/config/cdn-agent-charlie.toml"
 sed -e "s|http://127.0.0.1:9944|http://127.0.0.1:$RPC_PORT|" -e "s|\"data/|\"$DATA/|" configs/vpn-agent.toml >"$DATA/config/vpn-agent.toml"
 
 pids=()
@@ -107,6 +115,13 @@ say "starting the dCDN agent (Dave; log: $DATA/logs/cdn-agent.log)"
 start "cdn-agent" "$DATA/logs/cdn-agent.log" "$BIN/cdn-agent" --config "$DATA/config/cdn-agent.toml"
 wait_until "the dCDN agent" 60 "$DATA/logs/cdn-agent.log" curl -sf http://127.0.0.1:7320/health
 
+say "checking the registration of Charlie's dCDN service"
+"$BIN/cdn-agent" --config "$DATA/config/cdn-agent-charlie.toml" register 2>&1 | sed 's/\x1b\[[0-9;]*m//g' | grep -o "provider .*" >&2 \
+	|| die "cdn-agent register failed (see above)"
+say "starting Charlie's dCDN agent (log: $DATA/logs/cdn-agent-charlie.log)"
+start "cdn-agent-charlie" "$DATA/logs/cdn-agent-charlie.log" "$BIN/cdn-agent" --config "$DATA/config/cdn-agent-charlie.toml"
+wait_until "Charlie's dCDN agent" 60 "$DATA/logs/cdn-agent-charlie.log" curl -sf http://127.0.0.1:7321/health
+
 if [ -n "$VPN" ]; then
 	say "checking the dVPN provider's registration (Charlie)"
 	"$BIN/vpn-agent" --config "$DATA/config/vpn-agent.toml" register 2>&1 | sed 's/\x1b\[[0-9;]*m//g' | grep -o "provider .*" >&2 \
@@ -121,6 +136,7 @@ cat >&2 <<EOF
 [run] ready at block $((best)).
   JSON-RPC (HTTP and WebSocket)  http://127.0.0.1:$RPC_PORT   ws://127.0.0.1:$RPC_PORT
   dCDN agent (Dave)              http://127.0.0.1:7320   (metrics: /metrics; publish token: dev-publish-token)
+  dCDN agent (Charlie)           http://127.0.0.1:7321   (Charlie serves both services)
 $([ -n "$VPN" ] && echo "  dVPN agent (Charlie)           127.0.0.1:7310 (control TCP + WireGuard UDP; metrics: http://127.0.0.1:7311/metrics)" || echo "  dVPN agent                     not running (see above)")
   logs                           $DATA/logs/
 Next, in another shell (README, "Walkthrough"):

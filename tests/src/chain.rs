@@ -43,10 +43,10 @@ pub fn signed_extrinsic_by(
 	nonce: Nonce,
 	genesis: H256,
 ) -> UncheckedExtrinsic {
-	interlattice_settlement::chain::sign_extrinsic(call, signer, nonce, genesis)
+	interlattice_agent_core::chain::sign_extrinsic(call, signer, nonce, genesis)
 }
 
-pub use interlattice_settlement::chain::tx_extension;
+pub use interlattice_agent_core::chain::tx_extension;
 
 /// The next nonce of `who`, as the node's transaction pool sees it.
 pub fn next_nonce(rpc: &Rpc, who: &AccountId) -> Result<Nonce, RpcError> {

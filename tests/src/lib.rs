@@ -9,6 +9,7 @@
 pub mod chain;
 pub mod netns;
 pub mod node;
+pub mod origin;
 pub mod reference;
 pub mod rpc;
 pub mod spec;

@@ -20,7 +20,7 @@ use std::{
 };
 
 use interlattice_cdn::client::{CdnClient, ClientError, SessionRecord};
-use interlattice_settlement::chain::ChainClient;
+use interlattice_agent_core::chain::ChainClient;
 use interlattice_tests::{free_port, node::workspace_binary, wait_for, Node};
 use pallet_session_escrow::types::max_amount_owed;
 use sp_keyring::Sr25519Keyring::Dave;
@@ -177,6 +177,8 @@ account = "//Dave"
 [http]
 listen = "127.0.0.1:{port}"
 shutdown_grace_secs = 5
+public = ["{public}"]
+payment_wait_ms = 2000
 [cache]
 dir = "{cache}"
 max_bytes = 67108864
@@ -185,9 +187,7 @@ urls = ["http://127.0.0.1:{origin}/objects/{{hash}}"]
 [publish]
 tokens = ["secret-token"]
 [payment]
-public = ["{public}"]
 credit_limit_bytes = 1048576
-payment_wait_ms = 2000
 receipts_dir = "{receipts}"
 settle_interval_secs = 900
 "#,
@@ -267,7 +267,8 @@ fn publish_fetch_verify_pay_settle_and_survive_tampering_and_crashes() {
 	assert_eq!(status(&["/content/not-a-hash"]), "400");
 	assert_eq!(status(&["-X", "DELETE", &content]), "405");
 	assert_eq!(status(&["-H", &format!("If-None-Match: \"{hash}\""), "-I", &content]), "304");
-	assert_eq!(status(&["-H", "x-interlattice-session: 999999", &content]), "403", "unknown session");
+	assert_eq!(status(&["-H", &format!("Authorization: Bearer {}", "00".repeat(32)), &content]), "401", "unknown token");
+	assert_eq!(status(&["-H", "x-interlattice-session: 0", &content]), "402", "a session id alone buys nothing");
 	let version = curl(port, &["--http2-prior-knowledge", "-I", "-o", "/dev/null", "-w", "%{http_version}", &content]).unwrap();
 	assert_eq!(version, "2", "HTTP/2 on the same port");
 
@@ -294,7 +295,9 @@ fn publish_fetch_verify_pay_settle_and_survive_tampering_and_crashes() {
 	.unwrap();
 	assert_eq!(std::fs::read(&out).unwrap(), movie, "the download is the file");
 	let session_id: u64 = got.split_whitespace().last().unwrap().parse().unwrap();
-	let session = format!("x-interlattice-session: {session_id}");
+	// Other HTTP clients use the session with a bearer token from `cdn token`.
+	let token = cdn(&["token", "--rpc", &rpc_url, "--state-dir", state.to_str().unwrap(), "--session", &session_id.to_string(), "--endpoint", &endpoint]).unwrap();
+	let session = format!("Authorization: Bearer {}", token.trim());
 
 	// Ranges within the paid session, with curl.
 	let range = curl(port, &["-H", &session, "-H", "Range: bytes=10-19", "-D", "-", &content]).unwrap();
@@ -383,7 +386,10 @@ fn publish_fetch_verify_pay_settle_and_survive_tampering_and_crashes() {
 	let dave_before = runtime.block_on(chain.free_balance(&Dave.to_account_id())).unwrap();
 	agent.signal("-KILL");
 	let mut agent = Agent::start(&config, port);
-	// The restarted agent meters on from the stored receipt: the session's status says so.
+	// Tokens do not survive a restart: the old one is refused, a new one is bought.
+	assert_eq!(status(&["-H", &session, "-X", "POST", "-d", "{}", "/receipts"]), "401");
+	let token = cdn(&["token", "--rpc", rpc_url, "--state-dir", state.to_str().unwrap(), "--session", &session_id.to_string(), "--endpoint", endpoint]).unwrap();
+	let session = format!("Authorization: Bearer {}", token.trim());
 	let answer = curl(port, &["-H", &session, "-X", "POST", "-d", "{}", "/receipts"]).unwrap();
 	assert!(answer.contains("not a signed receipt"), "{answer}");
 

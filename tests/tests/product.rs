@@ -93,8 +93,11 @@ fn run_dev_serves_the_walkthrough_stops_cleanly_and_resumes() {
 	let out = ns.command("bash").args(["-euo", "pipefail", "-c", &walkthrough()]).current_dir(root()).output().unwrap();
 	let stdout = String::from_utf8_lossy(&out.stdout);
 	assert!(out.status.success(), "the walkthrough failed:\n{stdout}\n{}\n{}", String::from_utf8_lossy(&out.stderr), run.log());
-	assert!(stdout.contains("\"services\":\"vpn\"") && stdout.contains("\"services\":\"cdn\""), "{stdout}");
-	assert!(stdout.contains("127.0.0.1:7310") && stdout.contains("http://127.0.0.1:7320"), "{stdout}");
+	assert!(stdout.contains("\"services\":\"cdn\""), "Dave serves the dCDN: {stdout}");
+	// Charlie serves both: its dCDN agent registered its endpoint next to the dVPN's.
+	let charlie = stdout.lines().find(|l| l.contains("127.0.0.1:7310")).unwrap_or_else(|| panic!("no dVPN provider: {stdout}"));
+	assert!(charlie.contains("\"services\":\"both\"") && charlie.contains("http://127.0.0.1:7321"), "{charlie}");
+	assert!(stdout.contains("http://127.0.0.1:7320"), "{stdout}");
 	assert!(stdout.contains("the copy is identical"), "{stdout}");
 	assert!(stdout.contains("3 packets transmitted, 3 received"), "pings through the tunnel: {stdout}");
 	// The provider settled the VPN session and closed it (finalized: no longer listed).
@@ -107,7 +110,7 @@ fn run_dev_serves_the_walkthrough_stops_cleanly_and_resumes() {
 	// Ctrl-C: the agents stop (settling), then the node; the dVPN interface and NAT are gone.
 	run.interrupt();
 	let log = run.log();
-	for line in ["vpn-agent stopped", "cdn-agent stopped", "node stopped", "run scripts/run-dev.sh again"] {
+	for line in ["vpn-agent stopped", "cdn-agent stopped", "cdn-agent-charlie stopped", "node stopped", "run scripts/run-dev.sh again"] {
 		assert!(log.contains(line), "{line} missing from:\n{log}");
 	}
 	assert!(!Command::new("ip").args(["-n", &ns.name, "link", "show", "ilvpn0"]).output().unwrap().status.success());

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt};
 use interlattice_runtime::{RuntimeCall, UNIT};
-use interlattice_settlement::{
+use interlattice_agent_core::{
 	chain::ChainClient, meter::next_receipt, session_terms, ReceiptStore, SettleReport, Settler,
 };
 use interlattice_tests::Node;
@@ -103,7 +103,7 @@ async fn the_settler_settles_batches_skips_settled_and_isolates_refused_receipts
 	record(a5);
 	node.kill();
 	let error = settler.settle_once().await.expect_err("no node");
-	assert!(matches!(&error, interlattice_settlement::SettleError::Chain(e) if e.is_transient()), "{error}");
+	assert!(matches!(&error, interlattice_agent_core::SettleError::Chain(e) if e.is_transient()), "{error}");
 	assert_eq!(store.lock().unwrap().unsettled().len(), 1);
 }
 
@@ -115,15 +115,15 @@ async fn a_closing_session_is_settled_at_once() {
 	let node = Node::start_dev(&dir.path().join("node"));
 	let url = format!("http://127.0.0.1:{}", node.config.rpc_port);
 	let chain = ChainClient::connect(&url).await.expect("connects");
-	let keys = interlattice_settlement::SessionKeys::new(&dir.path().join("client"));
+	let keys = interlattice_agent_core::SessionKeys::new(&dir.path().join("client"));
 	let dave = chain.provider(&Dave.to_account_id()).await.unwrap().unwrap();
-	let request = interlattice_settlement::SessionRequest {
+	let request = interlattice_agent_core::SessionRequest {
 		service: ServiceKind::Cdn,
 		max_prices: Prices { per_gib: UNIT, per_hour: 0 },
 		deposit: UNIT,
 		duration_blocks: 1_000,
 	};
-	let (session, key) = interlattice_settlement::open_session(&chain, &Alice.pair(), &keys, &dave, &request).await.unwrap();
+	let (session, key) = interlattice_agent_core::open_session(&chain, &Alice.pair(), &keys, &dave, &request).await.unwrap();
 	let terms = session_terms(&session, chain.genesis_hash().0);
 	let store = Arc::new(Mutex::new(ReceiptStore::open(&dir.path().join("receipts")).unwrap()));
 	let receipt = next_receipt(&terms, 0, 10 * MIB, 0).unwrap();
@@ -131,8 +131,8 @@ async fn a_closing_session_is_settled_at_once() {
 
 	// Rounds every 10 minutes; a look for urgent sessions every second.
 	let settler = Settler::new(chain.clone(), Dave.pair(), store.clone()).with_watch_period(std::time::Duration::from_secs(1));
-	let (stop_tx, stop) = tokio::sync::watch::channel(false);
-	let running = tokio::spawn(settler.run(std::time::Duration::from_secs(600), stop, |_| {}));
+	let stop = tokio_util::sync::CancellationToken::new();
+	let running = tokio::spawn(settler.run(std::time::Duration::from_secs(600), stop.clone(), |_| {}));
 	tokio::time::sleep(std::time::Duration::from_secs(3)).await;
 	assert_eq!(chain.session(session.session_id).await.unwrap().unwrap().settled, 0, "no round yet");
 	let close = RuntimeCall::SessionEscrow(EscrowCall::close_session { session_id: session.session_id });
@@ -146,6 +146,6 @@ async fn a_closing_session_is_settled_at_once() {
 		assert!(tokio::time::Instant::now() < deadline, "the closing session was not settled early");
 		tokio::time::sleep(std::time::Duration::from_millis(500)).await;
 	}
-	stop_tx.send(true).unwrap();
+	stop.cancel();
 	running.await.unwrap();
 }

@@ -24,7 +24,7 @@ use std::{
 
 use interlattice_pq_crypto::keys::MlDsaKeyPair;
 use interlattice_runtime::RuntimeEvent;
-use interlattice_settlement::chain::ChainClient;
+use interlattice_agent_core::chain::ChainClient;
 use interlattice_tests::{
 	chain::events,
 	free_port,
@@ -528,4 +528,80 @@ fn a_full_agent_refuses_new_sessions_but_not_a_reconnect_and_a_client_can_close(
 	assert!(ok && body == w.file, "{}", third.log());
 	assert!(w.vpn("bob2", &["disconnect"]).status.success());
 	assert!(third.wait(Duration::from_secs(120)).success(), "{}", third.log());
+}
+
+/// Issue 16's hostile dVPN client: a client that never pays for bytes and reconnects to get
+/// fresh credit (item 7), and a flood of handshakes that name a real session but never prove
+/// its key (item 11). The client gets at most one credit in all, the half-done handshakes
+/// take no place on a full agent and are dropped after the handshake timeout, and an honest
+/// client is served meanwhile.
+#[test]
+fn a_hostile_client_gets_one_credit_in_all_and_cannot_hold_the_agent_while_an_honest_client_is_served() {
+	let w = world();
+	let text = std::fs::read_to_string(&w.agent_config).unwrap();
+	assert!(text.contains("max_sessions = 250") && text.contains("max_connections_per_ip = 32"), "the shipped config changed");
+	std::fs::write(&w.agent_config, text.replace("max_sessions = 250", "max_sessions = 1")).unwrap();
+	assert!(w.register().status.success());
+	let agent = w.start_agent("1");
+	let eve = Eve.to_account_id().to_ss58check_with_version(interlattice_runtime::SS58_PREFIX.into());
+
+	// Three tunnels in a row on one session, signing for no byte (time only): the session's
+	// unpaid bytes survive the reconnects, so all three together get one credit.
+	let mut session = String::new();
+	let mut unpaid = 0;
+	for round in 0..3 {
+		let mut args = vec!["--account", "//Alice", "--keep-session", "--stop-paying-after-bytes", "0", "--route", "10.99.2.0/24"];
+		if round == 0 {
+			args.extend(["--provider", &eve, "--deposit", "1"]);
+		} else {
+			args.extend(["--session", &session, "--endpoint", "10.99.1.1:7310"]);
+		}
+		let mut stingy = w.connect("alice", &format!("stingy-{round}"), &args);
+		session = World::session_id(&stingy.log()).to_string();
+		let (ok, body) = w.fetch(8);
+		assert!(!ok, "the download stalls");
+		unpaid += body.len() as u64;
+		assert!(w.vpn("alice", &["disconnect"]).status.success());
+		assert!(stingy.wait(Duration::from_secs(60)).success(), "{}", stingy.log());
+	}
+	assert!(unpaid > 0 && unpaid < CREDIT + (512 << 10), "three tunnels on one session got {unpaid} bytes unpaid (credit {CREDIT})");
+	assert!(w.metric("interlattice_vpn_unpaid_bytes") < CREDIT + (512 << 10), "the provider's loss stays within the credit");
+
+	// 30 connections from a second address send a hello for Alice's session and never finish
+	// the handshake (they cannot: they do not hold its key).
+	w.client_ns.ip(&["addr", "add", "10.99.1.3/24", "dev", "eth0"]);
+	let (genesis, session_id) = (w.chain.genesis_hash().0, session.parse::<u64>().unwrap());
+	let pending: Vec<std::net::TcpStream> = w.client_ns.enter(move || {
+		let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+		runtime.block_on(async move {
+			let mut streams = Vec::new();
+			for _ in 0..30 {
+				let socket = tokio::net::TcpSocket::new_v4().unwrap();
+				socket.bind("10.99.1.3:0".parse().unwrap()).unwrap();
+				let mut stream = socket.connect("10.99.1.1:7310".parse().unwrap()).await.unwrap();
+				let (_, hello) = interlattice_vpn::handshake::ClientHandshake::start(genesis, session_id, [1; 32]).unwrap();
+				use tokio::io::AsyncWriteExt;
+				stream.write_all(interlattice_vpn::control::PREAMBLE).await.unwrap();
+				stream.write_all(&interlattice_vpn::control::encode_frame(&interlattice_vpn::control::ClientMessage::Hello(hello))).await.unwrap();
+				streams.push(stream.into_std().unwrap());
+			}
+			streams
+		})
+	});
+	// Meanwhile Bob connects: the agent has one place (max_sessions = 1) and the pending
+	// handshakes hold none of it.
+	let mut honest = w.connect("bob", "honest", &["--provider", &eve, "--account", "//Bob", "--deposit", "1", "--route", "10.99.2.0/24"]);
+	let (ok, body) = w.fetch(60);
+	assert!(ok && body == w.file, "the honest client is served\n{}\nagent:\n{}", honest.log(), agent.log());
+	// The half-done handshakes are dropped after the handshake timeout (10 s).
+	for mut stream in pending {
+		use std::io::Read;
+		stream.set_nonblocking(false).unwrap();
+		stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+		let mut sink = Vec::new();
+		let end = stream.read_to_end(&mut sink);
+		assert!(end.is_ok() || end.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset), "a pending handshake was held: {end:?}");
+	}
+	assert!(w.vpn("bob", &["disconnect"]).status.success());
+	assert!(honest.wait(Duration::from_secs(120)).success(), "{}", honest.log());
 }

@@ -24,7 +24,7 @@ use hyper_util::{
 };
 use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt};
 use interlattice_runtime::AccountId;
-use interlattice_settlement::{
+use interlattice_agent_core::{
 	chain::{ChainClient, Provider, Session},
 	meter::next_receipt,
 	open_session, session_terms, ChainError, SessionKeys, SessionRequest, SessionTerms,
@@ -36,8 +36,17 @@ use tokio::sync::mpsc;
 
 use crate::{
 	content::ContentHash,
-	protocol::{self, ErrorBody, Published},
+	protocol::{self, Capability, ErrorBody, Published, SignedCapability, TokenGrant},
 };
+
+/// How long the capabilities the client signs (and the tokens they buy) live.
+const TOKEN_SECS: u64 = 600;
+/// A token this close to its expiry is replaced before use.
+const TOKEN_MARGIN_SECS: u64 = 30;
+
+fn unix_now() -> u64 {
+	std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
 
 /// What can go wrong on the client side.
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +139,8 @@ pub struct PaidSession {
 	key: std::sync::Arc<MlDsaKeyPair>,
 	record: SessionRecord,
 	record_path: PathBuf,
+	/// The agent's bearer token for this session, and its expiry (unix seconds).
+	token: Option<(String, u64)>,
 }
 
 /// The client.
@@ -283,6 +294,7 @@ impl CdnClient {
 			key: std::sync::Arc::new(key),
 			record,
 			record_path,
+			token: None,
 		})
 	}
 
@@ -302,17 +314,54 @@ impl CdnClient {
 		session.record.signed = receipt.bytes;
 		Self::save(session)?;
 		let signature = session.key.sign(&receipt.signing_payload()).map_err(|e| ClientError::Other(format!("{e:?}")))?;
-		let signed = SignedUsageReceipt { receipt, signature };
-		let request = Request::post(format!("{}{}", session.endpoint, protocol::RECEIPTS_PATH))
-			.header(protocol::SESSION_HEADER, session.session_id)
+		let body = Bytes::from(serde_json::to_vec(&SignedUsageReceipt { receipt, signature }).expect("serialisable"));
+		for attempt in 0..2 {
+			let token = self.authorize(session).await?;
+			let request = Request::post(format!("{}{}", session.endpoint, protocol::RECEIPTS_PATH))
+				.header(header::AUTHORIZATION, format!("Bearer {token}"))
+				.header(header::CONTENT_TYPE, "application/json")
+				.body(Full::new(body.clone()))
+				.expect("valid request");
+			let (status, answer) = self.send(&session.endpoint, request).await?;
+			match status {
+				StatusCode::OK => return Ok(receipt.amount),
+				// The agent restarted or forgot the token: buy another one, once.
+				StatusCode::UNAUTHORIZED if attempt == 0 => session.token = None,
+				_ => return Err(refused(status, &answer)),
+			}
+		}
+		unreachable!("the loop returns")
+	}
+
+	/// The session's bearer token at its agent: the one held, or a new one bought with a
+	/// capability signed by the session's key (`POST /token`).
+	pub async fn authorize(&self, session: &mut PaidSession) -> Result<String, ClientError> {
+		let now = unix_now();
+		if let Some((token, expires_at)) = &session.token {
+			if *expires_at > now + TOKEN_MARGIN_SECS {
+				return Ok(token.clone());
+			}
+		}
+		let mut nonce = [0u8; 32];
+		getrandom::fill(&mut nonce).map_err(|e| ClientError::Other(format!("no randomness: {e}")))?;
+		let capability =
+			Capability { provider: session.terms.provider, session_id: session.session_id, nonce, expires_at: now + TOKEN_SECS };
+		let signature =
+			session.key.sign(&capability.signing_payload()).map_err(|e| ClientError::Other(format!("{e:?}")))?;
+		let request = Request::post(format!("{}{}", session.endpoint, protocol::TOKEN_PATH))
 			.header(header::CONTENT_TYPE, "application/json")
-			.body(Full::new(Bytes::from(serde_json::to_vec(&signed).expect("serialisable"))))
+			.body(Full::new(Bytes::from(
+				serde_json::to_vec(&SignedCapability { capability, signature }).expect("serialisable"),
+			)))
 			.expect("valid request");
 		let (status, body) = self.send(&session.endpoint, request).await?;
 		if status != StatusCode::OK {
 			return Err(refused(status, &body));
 		}
-		Ok(receipt.amount)
+		let grant: TokenGrant =
+			serde_json::from_slice(&body).map_err(|e| ClientError::Other(format!("token answer: {e}")))?;
+		session.token = Some((grant.token.clone(), grant.expires_at.min(capability.expires_at)));
+		Ok(grant.token)
 	}
 
 	/// Sends `request`, waiting at most the idle timeout for the answer's head.
@@ -340,14 +389,23 @@ impl CdnClient {
 		Ok((status, body))
 	}
 
-	/// The length of object `hash` at `endpoint` (a `HEAD`, which is free).
-	pub async fn size(&self, endpoint: &str, hash: &ContentHash) -> Result<u64, ClientError> {
-		let request = Request::head(format!("{endpoint}{}{}", protocol::CONTENT_PATH, hash.to_hex()))
-			.body(Full::new(Bytes::new()))
-			.expect("valid request");
+	/// The length of object `hash` at `endpoint` (a `HEAD`, which is free; with a session's
+	/// `token` the agent fills the object from its origins if it does not hold it yet).
+	pub async fn size(&self, endpoint: &str, hash: &ContentHash, token: Option<&str>) -> Result<u64, ClientError> {
+		let mut request = Request::head(format!("{endpoint}{}{}", protocol::CONTENT_PATH, hash.to_hex()));
+		if let Some(token) = token {
+			request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+		}
+		let request = request.body(Full::new(Bytes::new())).expect("valid request");
 		let response = self.request(endpoint, request).await?;
 		if response.status() != StatusCode::OK {
-			return Err(ClientError::Refused { status: response.status(), message: format!("HEAD {hash}") });
+			let status = response.status();
+			let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+			return Err(if body.is_empty() {
+				ClientError::Refused { status, message: format!("HEAD {hash}") }
+			} else {
+				refused(status, &body)
+			});
 		}
 		response
 			.headers()
@@ -355,6 +413,20 @@ impl CdnClient {
 			.and_then(|v| v.to_str().ok())
 			.and_then(|v| v.parse().ok())
 			.ok_or_else(|| ClientError::Other("no Content-Length".into()))
+	}
+
+	/// [`Self::size`] through a paid session (re-authorising once if the agent forgot its
+	/// token).
+	async fn paid_size(&self, session: &mut PaidSession, hash: &ContentHash) -> Result<u64, ClientError> {
+		let token = self.authorize(session).await?;
+		match self.size(&session.endpoint, hash, Some(&token)).await {
+			Err(ClientError::Refused { status: StatusCode::UNAUTHORIZED, .. }) => {
+				session.token = None;
+				let token = self.authorize(session).await?;
+				self.size(&session.endpoint, hash, Some(&token)).await
+			},
+			other => other,
+		}
 	}
 
 	/// Downloads `hash` from the session's agent into `out`, verifying every chunk, paying as
@@ -365,9 +437,9 @@ impl CdnClient {
 		session: &mut PaidSession,
 		hash: &ContentHash,
 		out: &Path,
-		mut progress: impl FnMut(Progress),
+		mut progress: impl FnMut(Progress) + Send,
 	) -> Result<u64, ClientError> {
-		let size = self.size(&session.endpoint, hash).await?;
+		let size = self.paid_size(session, hash).await?;
 		let part = PathBuf::from(format!("{}.part", out.display()));
 		self.fetch_range(session, hash, 0, size, &part, &mut progress).await?;
 		finish_download(hash, &part, out)?;
@@ -384,8 +456,8 @@ impl CdnClient {
 		out: &Path,
 		progress: impl Fn(Progress) + Sync,
 	) -> Result<u64, ClientError> {
-		let first = sessions.first().ok_or_else(|| ClientError::Other("no provider".into()))?;
-		let size = self.size(&first.endpoint, hash).await?;
+		let first = sessions.first_mut().ok_or_else(|| ClientError::Other("no provider".into()))?;
+		let size = self.paid_size(first, hash).await?;
 		let n = sessions.len() as u64;
 		// Ranges on 1 KiB chunk boundaries (any boundary works; chunk-aligned ones waste no
 		// verification bytes).
@@ -437,7 +509,7 @@ impl CdnClient {
 		start: u64,
 		end: u64,
 		part: &Path,
-		progress: &mut dyn FnMut(Progress),
+		progress: &mut (dyn FnMut(Progress) + Send),
 	) -> Result<(), ClientError> {
 		let part = part.to_path_buf();
 		let size = end - start;
@@ -446,7 +518,9 @@ impl CdnClient {
 		let mut signed_amount = 0u128;
 		let mut stalls = 0;
 		let mut retries = 0u64;
+		let mut reauthorised = false;
 		while offset < end {
+			let token = self.authorize(session).await?;
 			let url = format!(
 				"{}{}{}?start={offset}&len={}",
 				session.endpoint,
@@ -455,7 +529,7 @@ impl CdnClient {
 				end - offset
 			);
 			let request = Request::get(url)
-				.header(protocol::SESSION_HEADER, session.session_id)
+				.header(header::AUTHORIZATION, format!("Bearer {token}"))
 				.body(Full::new(Bytes::new()))
 				.expect("valid request");
 			let response = match self.request(&session.endpoint, request).await {
@@ -471,6 +545,12 @@ impl CdnClient {
 			};
 			match response.status() {
 				StatusCode::OK => {},
+				// The agent restarted or forgot the token: buy another one, once in a row.
+				StatusCode::UNAUTHORIZED if !reauthorised => {
+					reauthorised = true;
+					session.token = None;
+					continue;
+				},
 				StatusCode::PAYMENT_REQUIRED => {
 					let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
 					let answer: Option<ErrorBody> = serde_json::from_slice(&body).ok();
@@ -498,6 +578,7 @@ impl CdnClient {
 			}
 			stalls = 0;
 			retries = 0;
+			reauthorised = false;
 			// Verify on a blocking thread while the body streams in.
 			let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
 			let verify_file = file.try_clone().map_err(io_err(&part))?;

@@ -84,6 +84,9 @@ pub struct ContentStore {
 	entries: HashMap<ContentHash, Entry>,
 	by_use: BTreeMap<u64, ContentHash>,
 	total: u64,
+	/// Bytes reserved for objects being staged (origin fills, uploads): they count against
+	/// the bound like cached objects.
+	staging: u64,
 	clock: AtomicU64,
 }
 
@@ -143,6 +146,7 @@ impl ContentStore {
 			entries: HashMap::new(),
 			by_use: BTreeMap::new(),
 			total: 0,
+			staging: 0,
 			clock: AtomicU64::new(0),
 		};
 		for (_, hash, size, stored) in found {
@@ -192,6 +196,28 @@ impl ContentStore {
 		self.max_bytes
 	}
 
+	/// Reserves `bytes` of the bound for an object being staged, evicting cached objects to
+	/// make room; `None` if the bound is taken by other stagings already. Give it back with
+	/// [`ContentStore::end_staging`].
+	pub fn begin_staging(&mut self, bytes: u64) -> Result<Option<u64>, ContentError> {
+		if self.staging.saturating_add(bytes) > self.max_bytes {
+			return Ok(None);
+		}
+		self.staging += bytes;
+		self.evict_to(self.max_bytes - self.staging)?;
+		Ok(Some(bytes))
+	}
+
+	/// Gives back a reservation of [`ContentStore::begin_staging`].
+	pub fn end_staging(&mut self, bytes: u64) {
+		self.staging = self.staging.saturating_sub(bytes);
+	}
+
+	/// Bytes reserved for stagings now.
+	pub fn staging(&self) -> u64 {
+		self.staging
+	}
+
 	/// The directory where [`ContentStore::stage`] writes.
 	pub fn tmp_dir(&self) -> PathBuf {
 		self.dir.join("tmp")
@@ -210,7 +236,8 @@ impl ContentStore {
 			staged.discard();
 			return Ok(self.get(&hash).expect("checked above"));
 		}
-		self.evict_to(self.max_bytes - stored)?;
+		// Room for it (its staging reservation, if any, is given back by the caller after).
+		self.evict_to(self.max_bytes.saturating_sub(stored).saturating_sub(self.staging.saturating_sub(stored)))?;
 		let (path, outboard) = self.paths(&staged.hash);
 		fs::rename(&staged.outboard_path, &outboard).map_err(io_err(&outboard))?;
 		fs::rename(&staged.content_path, &path).map_err(io_err(&path))?;

@@ -4,7 +4,11 @@
 //! - [`content`]: the bounded on-disk object cache (never a partial or unverified object).
 //! - [`protocol`]: paths, headers, JSON bodies and `Range` parsing (see `docs/cdn-protocol.md`).
 //! - [`config`]: the agent's TOML configuration.
-//! - [`agent`]: the provider agent (HTTP/1.1 and HTTP/2 server, metering, settlement).
+//! - [`agent`]: the provider agent (HTTP/1.1 and HTTP/2 server and its routes) on the
+//!   agent core (`interlattice-agent-core`).
+//! - [`tokens`]: bearer tokens bought with a capability signed by the session's key.
+//! - [`fills`]: origin fills (one per object at a time, verified, bounded).
+//! - [`metering`]: paid bodies, reserved against the session's credit chunk by chunk.
 //! - [`client`]: the client library (providers, sessions, verified downloads, receipts).
 //! - [`tls`]: rustls with the hybrid post-quantum key exchange X25519MLKEM768.
 
@@ -12,8 +16,11 @@ pub mod agent;
 pub mod client;
 pub mod config;
 pub mod content;
+pub mod fills;
+pub mod metering;
 pub mod protocol;
 pub mod tls;
+pub mod tokens;
 
 /// Sets up `tracing` output for the binaries (`RUST_LOG` overrides `default`).
 pub fn init_logging(default: &str) {

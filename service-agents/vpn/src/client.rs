@@ -10,7 +10,7 @@ use std::{
 
 use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt};
 use interlattice_runtime::{AccountId, RuntimeCall};
-use interlattice_settlement::{
+use interlattice_agent_core::{
 	chain::{ChainClient, Provider, Session},
 	meter::next_receipt,
 	open_session, session_terms, ChainError, SessionKeys, SessionRequest,
@@ -18,11 +18,8 @@ use interlattice_settlement::{
 use pallet_provider_registry::{ProviderFilter, ProviderOrder, ProviderPage, ServiceKind};
 use serde::{Deserialize, Serialize};
 use sp_core::sr25519;
-use tokio::{
-	io::AsyncWriteExt,
-	net::TcpStream,
-	sync::watch,
-};
+use tokio::{io::AsyncWriteExt, net::TcpStream};
+use tokio_util::sync::CancellationToken;
 
 use crate::{
 	control::{
@@ -210,6 +207,8 @@ struct Connected {
 	opener: crate::sealed::Opener,
 	established: Established,
 	params: TunnelParams,
+	/// The client's tunnel address and prefix (the agent's sealed `Ready`).
+	tunnel: ([u8; 4], u8),
 	agent: SocketAddr,
 	wireguard_secret: [u8; 32],
 }
@@ -329,17 +328,17 @@ impl VpnClient {
 			Ok(Err(e)) => return Err(channel(e)),
 			Err(_) => return Err(unreachable("no tunnel parameters in time".into())),
 		};
-		match opener.open::<AgentMessage>(&body) {
-			Ok(AgentMessage::Ready) => {},
+		let tunnel = match opener.open::<AgentMessage>(&body) {
+			Ok(AgentMessage::Ready { address, prefix }) => (address, prefix),
 			Ok(AgentMessage::Error { code, message }) => return Err(ClientError::Refused { code, message }),
 			Ok(other) => return Err(unreachable(format!("unexpected answer {other:?}"))),
 			Err(_) => match decode_body::<AgentMessage>(&body) {
 				Ok(AgentMessage::Error { code, message }) => return Err(ClientError::Refused { code, message }),
 				_ => return Err(unreachable("the agent's answer failed authentication".into())),
 			},
-		}
+		};
 		let params = established.params.clone();
-		Ok(Connected { reader, writer, sealer, opener, established, params, agent, wireguard_secret: secret })
+		Ok(Connected { reader, writer, sealer, opener, established, params, tunnel, agent, wireguard_secret: secret })
 	}
 
 	/// Handshakes with the agent at `endpoint` for `session` and writes a standard `wg-quick`
@@ -353,10 +352,10 @@ impl VpnClient {
 		options: &ConnectOptions,
 		max_bytes: u64,
 		on_status: impl FnMut(&Status),
-		stop: watch::Receiver<bool>,
+		stop: CancellationToken,
 	) -> Result<Summary, ClientError> {
 		let connected = self.handshake(session, endpoint).await?;
-		let (address, prefix) = connected.established.tunnel_address;
+		let (address, prefix) = connected.tunnel;
 		let b64 = |k: &[u8]| base64_encode(k);
 		let config = format!(
 			"# Interlattice dVPN session {session} with {provider}\n# Valid while `vpn export-config` keeps running (it pays for the tunnel).\n[Interface]\nPrivateKey = {private}\nAddress = {address}/{prefix}\nMTU = {mtu}\n\n[Peer]\nPublicKey = {public}\nPresharedKey = {psk}\nEndpoint = {ip}:{port}\nAllowedIPs = {allowed}\nPersistentKeepalive = 25\n",
@@ -383,10 +382,10 @@ impl VpnClient {
 		endpoint: &str,
 		options: &ConnectOptions,
 		on_status: impl FnMut(&Status),
-		stop: watch::Receiver<bool>,
+		stop: CancellationToken,
 	) -> Result<Summary, ClientError> {
 		let connected = self.handshake(session, endpoint).await?;
-		let (address, prefix) = connected.established.tunnel_address;
+		let (address, prefix) = connected.tunnel;
 		let address = Ipv4Addr::from(address);
 		let agent_ip = match connected.agent.ip() {
 			std::net::IpAddr::V4(a) => a,
@@ -445,9 +444,9 @@ impl VpnClient {
 		metering: Metering,
 		options: &ConnectOptions,
 		mut on_status: impl FnMut(&Status),
-		mut stop: watch::Receiver<bool>,
+		stop: CancellationToken,
 	) -> Result<Summary, ClientError> {
-		let Connected { reader, mut writer, mut sealer, opener, params, established, .. } = connected;
+		let Connected { reader, mut writer, mut sealer, opener, params, tunnel, .. } = connected;
 		let endpoint = session.provider.to_string();
 		let terms = session_terms(session, self.chain.genesis_hash().0);
 		let session_key = self.session_key(session)?;
@@ -471,7 +470,7 @@ impl VpnClient {
 		let interval_secs = Duration::from_secs(u64::from(params.receipt_interval_secs).max(1));
 		let mut status = Status {
 			session_id: session.session_id,
-			address: Some(Ipv4Addr::from(established.tunnel_address.0)),
+			address: Some(Ipv4Addr::from(tunnel.0)),
 			agent: UsageReport::default(),
 			signed,
 			deposit: session.deposit,
@@ -489,7 +488,7 @@ impl VpnClient {
 		let outcome: Result<Option<u128>, ClientError> = loop {
 			tokio::select! {
 				_ = ticker.tick() => {},
-				_ = stop.changed(), if !stopping => stopping = true,
+				_ = stop.cancelled(), if !stopping => stopping = true,
 				message = messages.recv() => {
 					match message {
 						Some(Ok(AgentMessage::Usage(report))) => status.agent = report,
@@ -519,11 +518,14 @@ impl VpnClient {
 				(Metering::AgentReported { max_bytes }, _) => status.agent.served_bytes.min(base_bytes.saturating_add(*max_bytes)),
 				_ => base_bytes,
 			};
-			let tolerance = own.saturating_sub(base_bytes) * options.tolerance_permille / 1000 + (256 << 10);
-			let mut bytes = own.max(status.agent.served_bytes.min(own.saturating_add(tolerance))).max(status.signed.bytes);
-			if let Some(cap) = options.stop_paying_after_bytes {
-				bytes = bytes.min(cap.max(status.signed.bytes));
-			}
+			let bytes = bytes_to_sign(Usage {
+				own,
+				base: base_bytes,
+				reported: status.agent.served_bytes,
+				signed: status.signed.bytes,
+				tolerance_permille: options.tolerance_permille,
+				cap: options.stop_paying_after_bytes,
+			});
 			let seconds = (base_seconds + started.elapsed().as_secs()).max(status.signed.seconds);
 			let due = bytes.saturating_sub(status.signed.bytes) >= interval_bytes
 				|| (last_receipt.elapsed() >= interval_secs && (bytes, seconds) != (status.signed.bytes, status.signed.seconds))
@@ -612,9 +614,62 @@ pub fn base64_encode(bytes: &[u8]) -> String {
 	base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// What the client knows when it decides how many bytes to sign for.
+#[derive(Clone, Copy, Debug)]
+struct Usage {
+	/// Its own count of the session's bytes (or, exported, the agent's within `max_bytes`).
+	own: u64,
+	/// The count the session started this connection with (the client's saved state or the
+	/// chain's settled receipt, never the agent's word).
+	base: u64,
+	/// What the agent reports it served: unauthenticated in substance (a hostile agent says
+	/// what it likes).
+	reported: u64,
+	/// What the client signed already.
+	signed: u64,
+	/// Packet loss tolerated, per mille of the bytes counted on this connection.
+	tolerance_permille: u64,
+	/// Sign for no more than this (tests: a client that stops paying).
+	cap: Option<u64>,
+}
+
+/// The bytes the next receipt covers: the client's own count, raised to the agent's report by
+/// at most a small tolerance (packets the agent sent that were lost on the way still count
+/// for it), never below what was signed, never above the cap. Whatever the agent reports,
+/// the client signs at most `own + tolerance`.
+fn bytes_to_sign(u: Usage) -> u64 {
+	let tolerance = u.own.saturating_sub(u.base) * u.tolerance_permille / 1000 + (256 << 10);
+	let bytes = u.own.max(u.reported.min(u.own.saturating_add(tolerance))).max(u.signed);
+	match u.cap {
+		Some(cap) => bytes.min(cap.max(u.signed)),
+		None => bytes,
+	}
+}
+
 #[cfg(test)]
 mod tests {
 	use super::*;
+
+	#[test]
+	fn a_lying_agent_gets_signed_at_most_the_client_s_count_and_a_tolerance() {
+		let usage = Usage { own: 10 << 20, base: 0, reported: u64::MAX, signed: 4 << 20, tolerance_permille: 20, cap: None };
+		let tolerance = (10 << 20) * 20 / 1000 + (256 << 10);
+		assert_eq!(bytes_to_sign(usage), (10 << 20) + tolerance, "an agent claiming everything");
+		assert_eq!(bytes_to_sign(Usage { reported: 0, ..usage }), 10 << 20, "an agent claiming nothing: the client's own count");
+		assert_eq!(bytes_to_sign(Usage { reported: (10 << 20) + 1_000, ..usage }), (10 << 20) + 1_000, "lost packets within the tolerance");
+		// The tolerance grows with this connection's bytes only, not with the session's past.
+		let reconnected = Usage { own: 10 << 20, base: 10 << 20, reported: u64::MAX, signed: 10 << 20, tolerance_permille: 20, cap: None };
+		assert_eq!(bytes_to_sign(reconnected), (10 << 20) + (256 << 10));
+	}
+
+	#[test]
+	fn never_below_what_was_signed_and_never_above_the_cap() {
+		let usage = Usage { own: 1 << 20, base: 0, reported: 0, signed: 3 << 20, tolerance_permille: 20, cap: None };
+		assert_eq!(bytes_to_sign(usage), 3 << 20);
+		let capped = Usage { own: 8 << 20, signed: 1 << 20, cap: Some(2 << 20), ..usage };
+		assert_eq!(bytes_to_sign(capped), 2 << 20);
+		assert_eq!(bytes_to_sign(Usage { cap: Some(0), ..capped }), 1 << 20, "a cap below what was signed keeps what was signed");
+	}
 
 	/// Issue 16 item 13: `vpn disconnect` signalled whatever pid its file held, including 0
 	/// and -1 (`kill` then signals a process group, or every process).

@@ -97,9 +97,16 @@ pub struct UsageReport {
 pub enum AgentMessage {
 	/// Handshake message 2.
 	Hello(AgentHello),
-	/// The handshake completed; the WireGuard peer is installed (the tunnel's parameters came
-	/// signed in the agent's hello). The first sealed frame.
-	Ready,
+	/// The handshake completed and the session has a place: the WireGuard peer is installed
+	/// with the client's tunnel address (the tunnel's parameters came signed in the agent's
+	/// hello). The first sealed frame; the agent allocates the address only after the client
+	/// proved the session's key.
+	Ready {
+		/// The client's IPv4 address inside the tunnel.
+		address: [u8; 4],
+		/// Its prefix length.
+		prefix: u8,
+	},
 	/// The agent's current count (sent every second while the tunnel is up).
 	Usage(UsageReport),
 	/// A receipt was verified and durably stored.
@@ -303,8 +310,6 @@ mod tests {
 				agent_nonce: [0; 32],
 				kem_ciphertext: [0; KEM_CIPHERTEXT_LEN],
 				wireguard_public_key: [0; 32],
-				tunnel_address: [0; 4],
-				tunnel_prefix: 0,
 				params: TunnelParams {
 					wireguard_port: 0,
 					gateway: [0; 4],
@@ -319,3 +324,46 @@ mod tests {
 		assert!(encode_frame(&hello).len() - 4 <= MAX_FRAME);
 	}
 }
+
+/// Fuzzing of the control channel's decoders: whatever bytes arrive, a clear error or a
+/// message, never a panic, and nothing longer than a frame is ever announced.
+#[cfg(test)]
+mod fuzz {
+	use super::*;
+	use proptest::prelude::*;
+
+	fn a_valid_frame() -> Vec<u8> {
+		encode_frame(&AgentMessage::Error { code: ErrorCode::Busy, message: "full".into() })
+	}
+
+	proptest! {
+		#![proptest_config(ProptestConfig { cases: 4_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+		#[test]
+		fn any_bytes_decode_to_a_message_or_an_error(bytes in proptest::collection::vec(any::<u8>(), 0..8_192)) {
+			let _ = decode_body::<ClientMessage>(&bytes);
+			let _ = decode_body::<AgentMessage>(&bytes);
+		}
+
+		#[test]
+		fn a_frame_header_never_announces_more_than_a_frame(header in any::<[u8; 4]>()) {
+			if let Ok(len) = frame_length(header) {
+				prop_assert!(len <= MAX_FRAME);
+			}
+		}
+
+		#[test]
+		fn changed_frames_decode_to_a_message_or_an_error(flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
+			let mut frame = a_valid_frame();
+			for (at, bits) in flips {
+				let at = at % frame.len();
+				frame[at] ^= bits;
+			}
+			if frame_length(frame[..4].try_into().unwrap()).is_ok() {
+				let _ = decode_body::<AgentMessage>(&frame[4..]);
+				let _ = decode_body::<ClientMessage>(&frame[4..]);
+			}
+		}
+	}
+}
+

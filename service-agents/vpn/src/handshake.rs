@@ -6,7 +6,7 @@
 //! 1. client → agent, [`ClientHello`]: version, chain, on-chain session id, a fresh nonce, an
 //!    ephemeral ML-KEM-768 encapsulation key and the client's WireGuard public key.
 //! 2. agent → client, [`AgentHello`]: a fresh nonce, the ML-KEM-768 ciphertext, the agent's
-//!    WireGuard public key and the client's tunnel address, signed (ML-DSA-65, the provider's
+//!    WireGuard public key and the tunnel's parameters, signed (ML-DSA-65, the provider's
 //!    registered service key) over `T1 = SHA3-256(tag_agent ‖ ClientHello ‖ body)`.
 //! 3. client → agent, [`ClientFinish`]: an ML-DSA-65 signature with the session's client key
 //!    (registered on-chain when the session was opened) over
@@ -73,10 +73,6 @@ pub struct AgentHelloBody {
 	pub kem_ciphertext: [u8; KEM_CIPHERTEXT_LEN],
 	/// The agent's WireGuard public key.
 	pub wireguard_public_key: [u8; 32],
-	/// The client's IPv4 address inside the tunnel.
-	pub tunnel_address: [u8; 4],
-	/// Its prefix length.
-	pub tunnel_prefix: u8,
 	/// How the tunnel is run and paid (signed, so nobody on the path can change it).
 	pub params: TunnelParams,
 }
@@ -132,8 +128,6 @@ pub struct Established {
 	pub preshared_key: Zeroizing<[u8; 32]>,
 	/// The peer's WireGuard public key.
 	pub peer_wireguard_public_key: [u8; 32],
-	/// The client's tunnel address and prefix.
-	pub tunnel_address: ([u8; 4], u8),
 	/// `T2`, binding everything exchanged.
 	pub transcript_hash: [u8; 32],
 	/// The keys of the sealed control channel.
@@ -243,7 +237,6 @@ impl ClientHandshake {
 			session_id: self.hello.session_id,
 			preshared_key: psk(&t2, shared.as_ref()),
 			peer_wireguard_public_key: answer.body.wireguard_public_key,
-			tunnel_address: (answer.body.tunnel_address, answer.body.tunnel_prefix),
 			transcript_hash: t2,
 			control: control_keys(&t2, shared.as_ref()),
 			params: answer.body.params.clone(),
@@ -258,7 +251,6 @@ pub struct AgentHandshake {
 	session_id: u64,
 	shared: Zeroizing<[u8; 32]>,
 	client_wireguard_public_key: [u8; 32],
-	tunnel_address: ([u8; 4], u8),
 	params: TunnelParams,
 }
 
@@ -270,10 +262,9 @@ impl AgentHandshake {
 		genesis_hash: [u8; 32],
 		service_key: &MlDsaKeyPair,
 		wireguard_public_key: [u8; 32],
-		tunnel_address: ([u8; 4], u8),
 		params: TunnelParams,
 	) -> Result<(Self, AgentHello), HandshakeError> {
-		Self::respond_with(hello, genesis_hash, service_key, wireguard_public_key, tunnel_address, params, random()?, random()?)
+		Self::respond_with(hello, genesis_hash, service_key, wireguard_public_key, params, random()?, random()?)
 	}
 
 	/// [`AgentHandshake::respond`] with given randomness (tests).
@@ -283,7 +274,6 @@ impl AgentHandshake {
 		genesis_hash: [u8; 32],
 		service_key: &MlDsaKeyPair,
 		wireguard_public_key: [u8; 32],
-		tunnel_address: ([u8; 4], u8),
 		params: TunnelParams,
 		agent_nonce: [u8; 32],
 		kem_randomness: [u8; 32],
@@ -303,8 +293,6 @@ impl AgentHandshake {
 			agent_nonce,
 			kem_ciphertext: *ciphertext.as_slice(),
 			wireguard_public_key,
-			tunnel_address: tunnel_address.0,
-			tunnel_prefix: tunnel_address.1,
 			params: params.clone(),
 		};
 		let t1 = t1(hello, &body);
@@ -315,7 +303,6 @@ impl AgentHandshake {
 			session_id: hello.session_id,
 			shared: Zeroizing::new(shared),
 			client_wireguard_public_key: hello.wireguard_public_key,
-			tunnel_address,
 			params,
 		};
 		Ok((state, AgentHello { body, signature }))
@@ -336,7 +323,6 @@ impl AgentHandshake {
 			session_id: self.session_id,
 			preshared_key: psk(&self.t2, self.shared.as_ref()),
 			peer_wireguard_public_key: self.client_wireguard_public_key,
-			tunnel_address: self.tunnel_address,
 			transcript_hash: self.t2,
 			control: control_keys(&self.t2, self.shared.as_ref()),
 			params: self.params,
@@ -349,7 +335,6 @@ mod tests {
 	use super::*;
 
 	const GENESIS: [u8; 32] = [9; 32];
-	const TUNNEL: ([u8; 4], u8) = ([10, 100, 0, 2], 32);
 
 	fn params() -> TunnelParams {
 		TunnelParams {
@@ -379,7 +364,7 @@ mod tests {
 			let (client, hello) = ClientHandshake::start(GENESIS, 7, [1; 32]).unwrap();
 			// The messages survive their wire encoding.
 			let hello = ClientHello::decode(&mut &hello.encode()[..]).unwrap();
-			let (agent, answer) = AgentHandshake::respond(&hello, GENESIS, &k.service, [2; 32], TUNNEL, params()).unwrap();
+			let (agent, answer) = AgentHandshake::respond(&hello, GENESIS, &k.service, [2; 32], params()).unwrap();
 			assert_eq!(agent.session_id(), 7);
 			let answer = AgentHello::decode(&mut &answer.encode()[..]).unwrap();
 			let (finish, client_side) = client.finish(&answer, k.service.public(), &k.session).unwrap();
@@ -387,7 +372,6 @@ mod tests {
 			assert_eq!(client_side.preshared_key, agent_side.preshared_key);
 			assert_eq!(client_side.transcript_hash, agent_side.transcript_hash);
 			assert_eq!((client_side.peer_wireguard_public_key, agent_side.peer_wireguard_public_key), ([2; 32], [1; 32]));
-			assert_eq!(client_side.tunnel_address, TUNNEL);
 			assert_eq!((client_side.params.clone(), agent_side.params.clone()), (params(), params()));
 			assert_eq!(client_side.control, agent_side.control, "the same control-channel keys");
 			assert_ne!(*client_side.control.client_to_agent, *client_side.control.agent_to_client);
@@ -401,7 +385,7 @@ mod tests {
 		let k = keys();
 		let impostor = MlDsaKeyPair::dev("dave");
 		let (client, hello) = ClientHandshake::start(GENESIS, 7, [1; 32]).unwrap();
-		let (_, answer) = AgentHandshake::respond(&hello, GENESIS, &impostor, [2; 32], TUNNEL, params()).unwrap();
+		let (_, answer) = AgentHandshake::respond(&hello, GENESIS, &impostor, [2; 32], params()).unwrap();
 		assert_eq!(client.finish(&answer, k.service.public(), &k.session).err(), Some(HandshakeError::BadAgentSignature));
 	}
 
@@ -414,19 +398,18 @@ mod tests {
 		let (_, mitm_hello) = ClientHandshake::start(GENESIS, 7, [1; 32]).unwrap();
 		let mut swapped = hello.clone();
 		swapped.kem_public_key = mitm_hello.kem_public_key;
-		let (_, answer) = AgentHandshake::respond(&swapped, GENESIS, &k.service, [2; 32], TUNNEL, params()).unwrap();
+		let (_, answer) = AgentHandshake::respond(&swapped, GENESIS, &k.service, [2; 32], params()).unwrap();
 		assert_eq!(client.finish(&answer, k.service.public(), &k.session).err(), Some(HandshakeError::BadAgentSignature));
 
-		// A changed ciphertext, WireGuard key, tunnel address or tunnel parameter (e.g. a receipt
-		// every byte) in the agent's answer.
-		for tamper in 0..5 {
+		// A changed ciphertext, WireGuard key or tunnel parameter (e.g. a receipt every byte) in
+		// the agent's answer.
+		for tamper in 0..4 {
 			let (client, hello) = ClientHandshake::start(GENESIS, 7, [1; 32]).unwrap();
-			let (_, mut answer) = AgentHandshake::respond(&hello, GENESIS, &k.service, [2; 32], TUNNEL, params()).unwrap();
+			let (_, mut answer) = AgentHandshake::respond(&hello, GENESIS, &k.service, [2; 32], params()).unwrap();
 			match tamper {
 				0 => answer.body.kem_ciphertext[5] ^= 1,
 				1 => answer.body.wireguard_public_key[0] ^= 1,
-				2 => answer.body.tunnel_address[3] ^= 1,
-				3 => answer.body.params.receipt_interval_bytes = 1,
+				2 => answer.body.params.receipt_interval_bytes = 1,
 				_ => answer.body.params.wireguard_port = 1,
 			}
 			assert_eq!(client.finish(&answer, k.service.public(), &k.session).err(), Some(HandshakeError::BadAgentSignature));
@@ -438,16 +421,16 @@ mod tests {
 		let k = keys();
 		let stranger = MlDsaKeyPair::from_seed([4; 32]);
 		let (client, hello) = ClientHandshake::start(GENESIS, 7, [1; 32]).unwrap();
-		let (agent, answer) = AgentHandshake::respond(&hello, GENESIS, &k.service, [2; 32], TUNNEL, params()).unwrap();
+		let (agent, answer) = AgentHandshake::respond(&hello, GENESIS, &k.service, [2; 32], params()).unwrap();
 		let (finish, _) = client.finish(&answer, k.service.public(), &stranger).unwrap();
 		assert_eq!(agent.complete(&finish, k.session.public()).err(), Some(HandshakeError::BadClientSignature));
 
 		// A recorded ClientHello and ClientFinish replayed: the agent's fresh nonce and
 		// ciphertext make a new transcript, which the old signature does not cover.
 		let (client, hello) = ClientHandshake::start(GENESIS, 7, [1; 32]).unwrap();
-		let (_, answer) = AgentHandshake::respond(&hello, GENESIS, &k.service, [2; 32], TUNNEL, params()).unwrap();
+		let (_, answer) = AgentHandshake::respond(&hello, GENESIS, &k.service, [2; 32], params()).unwrap();
 		let (recorded_finish, _) = client.finish(&answer, k.service.public(), &k.session).unwrap();
-		let (agent, _) = AgentHandshake::respond(&hello, GENESIS, &k.service, [2; 32], TUNNEL, params()).unwrap();
+		let (agent, _) = AgentHandshake::respond(&hello, GENESIS, &k.service, [2; 32], params()).unwrap();
 		assert_eq!(agent.complete(&recorded_finish, k.session.public()).err(), Some(HandshakeError::BadClientSignature));
 	}
 
@@ -458,14 +441,14 @@ mod tests {
 		let mut old = hello.clone();
 		old.version = 0;
 		assert_eq!(
-			AgentHandshake::respond(&old, GENESIS, &k.service, [2; 32], TUNNEL, params()).err().map(|e| e.to_string()),
+			AgentHandshake::respond(&old, GENESIS, &k.service, [2; 32], params()).err().map(|e| e.to_string()),
 			Some(HandshakeError::UnsupportedVersion(0).to_string())
 		);
-		assert!(matches!(AgentHandshake::respond(&hello, [8; 32], &k.service, [2; 32], TUNNEL, params()), Err(HandshakeError::WrongChain)));
+		assert!(matches!(AgentHandshake::respond(&hello, [8; 32], &k.service, [2; 32], params()), Err(HandshakeError::WrongChain)));
 		let mut bad_key = hello.clone();
 		bad_key.kem_public_key = [0xff; KEM_PUBLIC_KEY_LEN];
 		assert!(matches!(
-			AgentHandshake::respond(&bad_key, GENESIS, &k.service, [2; 32], TUNNEL, params()),
+			AgentHandshake::respond(&bad_key, GENESIS, &k.service, [2; 32], params()),
 			Err(HandshakeError::InvalidKemKey)
 		));
 		// Garbage and truncated messages do not decode.

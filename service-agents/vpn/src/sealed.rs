@@ -187,3 +187,40 @@ mod tests {
 		assert_eq!(agent_rx.open::<u32>(&first), Err(SealError::Forged));
 	}
 }
+
+/// Fuzzing of the sealed channel's opener: forged bytes are refused, and what a peer holding
+/// the keys (a hostile client or agent) seals, however malformed, is a clear error or a
+/// message, never a panic.
+#[cfg(test)]
+mod fuzz {
+	use super::*;
+	use crate::control::{AgentMessage, ClientMessage};
+	use proptest::prelude::*;
+
+	fn keys() -> ControlKeys {
+		ControlKeys { client_to_agent: Zeroizing::new([3; 32]), agent_to_client: Zeroizing::new([4; 32]) }
+	}
+
+	proptest! {
+		#![proptest_config(ProptestConfig { cases: 2_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+		#[test]
+		fn forged_frames_are_refused(frame in proptest::collection::vec(any::<u8>(), 0..4_096)) {
+			let (_, mut agent_rx) = agent_end(&keys());
+			prop_assert_eq!(agent_rx.open::<ClientMessage>(&frame).err(), Some(SealError::Forged));
+		}
+
+		#[test]
+		fn a_hostile_peer_s_plaintext_is_a_message_or_an_error(plaintext in proptest::collection::vec(any::<u8>(), 0..4_096)) {
+			let (client_tx, _) = client_end(&keys());
+			let sealed = client_tx.cipher.encrypt(&nonce(0), Payload { msg: &plaintext, aad: client_tx.aad }).unwrap();
+			let (_, mut agent_rx) = agent_end(&keys());
+			let _ = agent_rx.open::<ClientMessage>(&sealed);
+			let (agent_tx, _) = agent_end(&keys());
+			let sealed = agent_tx.cipher.encrypt(&nonce(0), Payload { msg: &plaintext, aad: agent_tx.aad }).unwrap();
+			let (_, mut client_rx) = client_end(&keys());
+			let _ = client_rx.open::<AgentMessage>(&sealed);
+		}
+	}
+}
+

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use interlattice_cdn::{agent, config::AgentConfig};
 
 /// Serve BLAKE3-addressed content over HTTP, metered and paid through on-chain sessions.
@@ -13,6 +13,17 @@ struct Cli {
 	/// The configuration file (TOML; see configs/cdn-agent.toml).
 	#[arg(long, short)]
 	config: PathBuf,
+	#[command(subcommand)]
+	command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+	/// Serve content (the default).
+	Run,
+	/// Register the provider's CDN service on-chain as configured (bonding `provider.stake`),
+	/// or update what differs from the registry.
+	Register,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -20,13 +31,21 @@ fn main() -> anyhow::Result<()> {
 	interlattice_cdn::init_logging("info");
 	let cli = Cli::parse();
 	let text = std::fs::read_to_string(&cli.config).with_context(|| format!("reading {}", cli.config.display()))?;
-	let config = AgentConfig::parse(&text).with_context(|| format!("in {}", cli.config.display()))?;
+	let config = AgentConfig::parse(&text).map_err(anyhow::Error::msg).with_context(|| format!("in {}", cli.config.display()))?;
 	tokio::runtime::Runtime::new()?.block_on(async move {
-		let listener = agent::bind(config.http.listen).await?;
-		let agent = agent::Agent::new(config.clone()).await?;
-		tracing::info!(listen = %config.http.listen, "cdn-agent serving");
-		let stop = interlattice_settlement::shutdown_signal();
-		agent.serve(listener, stop).await?;
+		match cli.command.unwrap_or(Command::Run) {
+			Command::Register => {
+				let outcome = agent::register(&config).await?;
+				tracing::info!("{outcome}");
+			},
+			Command::Run => {
+				let listener = agent::bind(config.http.listen).await?;
+				let life = interlattice_agent_core::lifecycle::Lifecycle::on_signals();
+				let agent = agent::Agent::new(config.clone(), life).await?;
+				tracing::info!(listen = %config.http.listen, "cdn-agent serving");
+				agent.serve(listener).await?;
+			},
+		}
 		Ok(())
 	})
 }

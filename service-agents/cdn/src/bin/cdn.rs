@@ -8,7 +8,7 @@ use interlattice_cdn::{
 	client::{cdn_providers, http_endpoint, CdnClient},
 	content::parse_hash,
 };
-use interlattice_settlement::chain::ChainClient;
+use interlattice_agent_core::chain::ChainClient;
 use sp_core::{crypto::Ss58Codec, Pair};
 
 const UNIT: u128 = 1_000_000_000_000;
@@ -63,6 +63,18 @@ enum Command {
 		#[arg(long, default_value_t = 14_400)]
 		duration: u32,
 	},
+	/// Print a bearer token for an open session (bought with a capability signed by the
+	/// session's key), for other HTTP clients: `curl -H "Authorization: Bearer $(cdn token
+	/// --session 3)" …`. Whatever they download is paid by the session: only this client
+	/// signs receipts, so they get at most the agent's credit beyond the last receipt.
+	Token {
+		/// The session.
+		#[arg(long)]
+		session: u64,
+		/// Dial this agent URL instead of the provider's registered endpoint.
+		#[arg(long)]
+		endpoint: Option<String>,
+	},
 	/// Publish a file to an agent (needs a publishing token); prints its hash.
 	Publish {
 		/// The file.
@@ -101,6 +113,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 			let published = trusting(CdnClient::offline(&cli.state_dir), &cli.ca)?.publish(endpoint.trim_end_matches('/'), &token, &file).await?;
 			writeln!(out, "{}", published.hash)?;
 			eprintln!("published {} ({} bytes)", file.display(), published.size);
+		},
+		Command::Token { session, endpoint } => {
+			let chain = ChainClient::connect(&cli.rpc).await?;
+			let s = chain.session(session).await?.with_context(|| format!("session {session} does not exist"))?;
+			let endpoint = match endpoint {
+				Some(e) => e.trim_end_matches('/').to_string(),
+				None => {
+					let p = chain.provider(&s.provider).await?.context("the session's provider is not registered")?;
+					http_endpoint(&p).context("the provider registered no http:// endpoint; pass --endpoint")?
+				},
+			};
+			let client = trusting(CdnClient::new(chain.clone(), &cli.state_dir), &cli.ca)?;
+			let mut paid = client.resume_session(&s, &endpoint)?;
+			writeln!(out, "{}", client.authorize(&mut paid).await?)?;
 		},
 		Command::Providers => {
 			let chain = ChainClient::connect(&cli.rpc).await?;

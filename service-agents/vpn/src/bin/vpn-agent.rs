@@ -41,10 +41,10 @@ fn main() -> anyhow::Result<()> {
 			},
 			Command::Run => {
 				let listener = agent::bind(config.control.listen).await?;
-				let agent = agent::Agent::start(config.clone()).await?;
-				tracing::info!(control = %config.control.listen, endpoint = %config.provider.endpoint, "vpn-agent serving");
-				let stop = interlattice_settlement::shutdown_signal();
-				agent.serve(listener, stop).await?;
+				let life = interlattice_agent_core::lifecycle::Lifecycle::on_signals();
+				let agent = agent::Agent::start(config.clone(), life).await?;
+				tracing::info!(control = %config.control.listen, endpoint = ?config.provider.endpoint, "vpn-agent serving");
+				agent.serve(listener).await?;
 			},
 		}
 		Ok(())

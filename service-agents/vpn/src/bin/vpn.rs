@@ -5,7 +5,7 @@ use std::{io::Write, path::PathBuf, time::Duration};
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use interlattice_settlement::chain::{ChainClient, Provider, Session};
+use interlattice_agent_core::chain::{ChainClient, Provider, Session};
 use interlattice_vpn::{
 	client::{control_endpoint, vpn_providers, ConnectOptions, Status, Summary, VpnClient},
 	config::{parse_lat, UNIT},
@@ -140,13 +140,12 @@ fn main() -> anyhow::Result<()> {
 	tokio::runtime::Runtime::new()?.block_on(run(cli))
 }
 
-fn stop_signal() -> tokio::sync::watch::Receiver<bool> {
-	let stop = interlattice_settlement::shutdown_signal();
-	let mut seen = stop.clone();
+fn stop_signal() -> interlattice_agent_core::lifecycle::CancellationToken {
+	let stop = interlattice_agent_core::lifecycle::Lifecycle::on_signals().token;
+	let seen = stop.clone();
 	tokio::spawn(async move {
-		if seen.changed().await.is_ok() {
-			eprintln!("\nstopping: sending the last receipt and closing…");
-		}
+		seen.cancelled().await;
+		eprintln!("\nstopping: sending the last receipt and closing…");
 	});
 	stop
 }

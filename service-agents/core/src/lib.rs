@@ -9,10 +9,18 @@
 //! - [`settler`]: the settlement loop that drives the store.
 
 pub mod chain;
+pub mod config;
+pub mod identity;
 pub mod keys;
 pub mod ledger;
+pub mod lifecycle;
+pub mod limits;
 pub mod meter;
+pub mod metrics;
 pub mod opening;
+pub mod receipts;
+pub mod registration;
+pub mod sessions;
 pub mod settler;
 pub mod store;
 
@@ -68,27 +76,4 @@ pub fn session_terms(session: &chain::Session, genesis_hash: [u8; 32]) -> Sessio
 			amount: session.settled,
 		},
 	}
-}
-
-/// A flag that turns true at the first Ctrl-C or SIGTERM: the agents' and clients' graceful
-/// shutdown. Call inside a tokio runtime.
-pub fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
-	let (tx, rx) = tokio::sync::watch::channel(false);
-	tokio::spawn(async move {
-		match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-			Ok(mut term) => {
-				tokio::select! {
-					_ = tokio::signal::ctrl_c() => {},
-					_ = term.recv() => {},
-				}
-			},
-			Err(e) => {
-				tracing::warn!(error = %e, "no SIGTERM handler; only Ctrl-C stops gracefully");
-				let _ = tokio::signal::ctrl_c().await;
-			},
-		}
-		tracing::info!("stop requested");
-		let _ = tx.send(true);
-	});
-	rx
 }

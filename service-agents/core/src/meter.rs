@@ -452,3 +452,61 @@ mod tests {
 		assert_eq!(meter.latest().sequence, 10);
 	}
 }
+
+/// Fuzzing of the receipt decoders and checks: any bytes decode to a receipt or an error
+/// (SCALE and JSON), and a receipt the session's key did not sign is never accepted, whatever
+/// its fields say.
+#[cfg(test)]
+mod fuzz {
+	use super::*;
+	use codec::Decode;
+	use interlattice_pq_crypto::{keys::MlDsaKeyPair, MlDsaSignature};
+	use pallet_session_escrow::types::GIB;
+	use proptest::prelude::*;
+
+	fn terms(key: &MlDsaKeyPair) -> SessionTerms {
+		let settled = UsageReceipt {
+			genesis_hash: [7; 32],
+			provider: [8; 32],
+			session_id: 5,
+			session_nonce: [9; 32],
+			sequence: 0,
+			bytes: 0,
+			seconds: 0,
+			amount: 0,
+		};
+		SessionTerms {
+			session_id: 5,
+			genesis_hash: [7; 32],
+			provider: [8; 32],
+			nonce: [9; 32],
+			client_key: key.public().clone(),
+			prices: Prices { per_gib: GIB, per_hour: 3600 },
+			deposit: u128::MAX,
+			settled,
+		}
+	}
+
+	proptest! {
+		#![proptest_config(ProptestConfig { cases: 2_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+		#[test]
+		fn any_bytes_decode_to_a_receipt_or_an_error(bytes in proptest::collection::vec(any::<u8>(), 0..4_096)) {
+			let _ = SignedUsageReceipt::decode(&mut &bytes[..]);
+			let _ = serde_json::from_slice::<SignedUsageReceipt>(&bytes);
+		}
+
+		#[test]
+		fn an_unsigned_receipt_is_never_accepted(
+			sequence in any::<u64>(), bytes in any::<u64>(), seconds in any::<u64>(), amount in any::<u128>(),
+			signature in proptest::collection::vec(any::<u8>(), 3309),
+		) {
+			let key = MlDsaKeyPair::from_seed([1; 32]);
+			let terms = terms(&key);
+			let receipt = UsageReceipt { sequence, bytes, seconds, amount, ..terms.settled };
+			let signed = SignedUsageReceipt { receipt, signature: MlDsaSignature(signature.try_into().unwrap()) };
+			prop_assert!(check_receipt(&terms, &terms.settled, &signed, 0).is_err());
+		}
+	}
+}
+

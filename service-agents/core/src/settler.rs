@@ -20,7 +20,6 @@ use std::{
 use interlattice_pq_crypto::SignedUsageReceipt;
 use interlattice_runtime::{RuntimeCall, RuntimeEvent};
 use sp_core::sr25519;
-use tokio::sync::watch;
 
 use crate::{
 	chain::{describe, ChainClient, ChainError},
@@ -279,7 +278,7 @@ impl Settler {
 	pub async fn run(
 		self,
 		interval: Duration,
-		mut shutdown: watch::Receiver<bool>,
+		stop: tokio_util::sync::CancellationToken,
 		on_round: impl Fn(&Result<SettleReport, SettleError>) + Send,
 	) {
 		let period = self.watch_period.min(interval);
@@ -289,10 +288,7 @@ impl Settler {
 		loop {
 			tokio::select! {
 				_ = ticker.tick() => {},
-				_ = shutdown.changed() => break,
-			}
-			if *shutdown.borrow() {
-				break;
+				_ = stop.cancelled() => break,
 			}
 			if last_round.elapsed() < interval {
 				// Not a round yet: only if a session must settle before the next one.

@@ -299,6 +299,58 @@ impl ReceiptStore {
 		self.append(Record::Receipt(receipt))
 	}
 
+	/// Stores several receipts with one write and one `fdatasync` (group commit): each is
+	/// checked as [`ReceiptStore::record`] checks it, in order; the valid ones are written
+	/// together. The outcome of each, in order; on a write failure every valid one fails and
+	/// nothing of the batch stays in the log.
+	pub fn record_batch(&mut self, receipts: Vec<SignedUsageReceipt>) -> Vec<Result<(), StoreError>> {
+		let path = self.dir.join(LOG_FILE);
+		if self.broken {
+			return receipts.iter().map(|_| Err(StoreError::Unavailable { path: path.clone() })).collect();
+		}
+		let mut outcomes = Vec::with_capacity(receipts.len());
+		let mut newest: BTreeMap<u64, u64> = BTreeMap::new();
+		let mut bytes = Vec::new();
+		let mut valid = Vec::new();
+		for receipt in receipts {
+			let (session_id, sequence) = (receipt.receipt.session_id, receipt.receipt.sequence);
+			let stored = newest
+				.get(&session_id)
+				.copied()
+				.or_else(|| self.sessions.get(&session_id).map(|s| s.latest.receipt.sequence));
+			if let Some(stored) = stored.filter(|s| sequence <= *s) {
+				outcomes.push(Err(StoreError::NotNewer { session_id, sequence, stored }));
+				continue;
+			}
+			newest.insert(session_id, sequence);
+			let record = Record::Receipt(receipt);
+			bytes.extend(frame(&record));
+			valid.push((outcomes.len(), record));
+			outcomes.push(Ok(()));
+		}
+		if valid.is_empty() {
+			return outcomes;
+		}
+		if let Err(source) = self.file.write_all(&bytes).and_then(|()| self.file.sync_data()) {
+			let rollback = self.file.set_len(self.len).and_then(|()| self.file.sync_data());
+			if let Err(e) = rollback {
+				tracing::error!(path = %path.display(), error = %e, "cannot roll back a failed write; refusing writes");
+				self.broken = true;
+			}
+			let kind = source.kind();
+			for (i, _) in &valid {
+				outcomes[*i] = Err(StoreError::Io { path: path.clone(), source: io::Error::new(kind, source.to_string()) });
+			}
+			return outcomes;
+		}
+		self.len += bytes.len() as u64;
+		for (_, record) in valid {
+			self.apply(record);
+			self.records += 1;
+		}
+		outcomes
+	}
+
 	/// Records that the chain settled `session_id` up to `sequence`.
 	pub fn mark_settled(&mut self, session_id: u64, sequence: u64) -> Result<(), StoreError> {
 		if self.sessions.get(&session_id).is_some_and(|s| s.settled_sequence >= sequence) {

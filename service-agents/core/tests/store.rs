@@ -4,7 +4,7 @@
 use std::{fs::OpenOptions, io::Write};
 
 use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt, UsageReceipt};
-use interlattice_settlement::{store::LOG_FILE, ReceiptStore, StoreError};
+use interlattice_agent_core::{store::LOG_FILE, ReceiptStore, StoreError};
 
 fn receipt(key: &MlDsaKeyPair, session_id: u64, sequence: u64) -> SignedUsageReceipt {
 	let receipt = UsageReceipt {
@@ -263,7 +263,7 @@ fn a_full_disk_loses_no_acknowledged_receipt_and_the_store_reopens() {
 /// a restart does not refill the session's credit.
 #[test]
 fn served_counts_survive_a_restart_and_compaction() {
-	use interlattice_settlement::Served;
+	use interlattice_agent_core::Served;
 	let dir = tempfile::tempdir().unwrap();
 	let key = MlDsaKeyPair::from_seed([6; 32]);
 	{
@@ -280,4 +280,26 @@ fn served_counts_survive_a_restart_and_compaction() {
 	assert_eq!(store.served(3), Served { bytes: 1_000, seconds: 5 });
 	store.forget(3).unwrap();
 	assert_eq!(store.served(3), Served::default());
+}
+
+/// Group commit: several receipts, one write and one sync; each checked as if alone.
+#[test]
+fn a_batch_of_receipts_is_stored_together_and_checked_one_by_one() {
+	let dir = tempfile::tempdir().unwrap();
+	let key = MlDsaKeyPair::from_seed([7; 32]);
+	let mut store = ReceiptStore::open(dir.path()).unwrap();
+	store.record(receipt(&key, 1, 5)).unwrap();
+	let outcomes = store.record_batch(vec![
+		receipt(&key, 1, 6),
+		receipt(&key, 1, 6), // the same again: not newer than the first of the batch
+		receipt(&key, 2, 1),
+		receipt(&key, 1, 4), // older than what is stored
+	]);
+	assert!(outcomes[0].is_ok() && outcomes[2].is_ok());
+	assert!(matches!(outcomes[1], Err(StoreError::NotNewer { stored: 6, .. })));
+	assert!(matches!(outcomes[3], Err(StoreError::NotNewer { stored: 6, .. })));
+	drop(store);
+	let store = ReceiptStore::open(dir.path()).unwrap();
+	assert_eq!(store.session(1).unwrap().latest.receipt.sequence, 6);
+	assert_eq!(store.session(2).unwrap().latest.receipt.sequence, 1);
 }

@@ -1,0 +1,238 @@
+//! The configuration sections every agent shares, with one vocabulary: `[chain]`,
+//! `[provider]`, `[payment]`, `[limits]` and `[metrics]`. Each agent adds the sections of its
+//! own service (`[tunnel]`, `[http]`, …). Every setting is explained in `configs/*.toml`.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use interlattice_pq_crypto::keys::MlDsaKeyPair;
+use serde::Deserialize;
+
+use crate::ledger::PaymentPolicy;
+
+/// The smallest unit per LAT.
+pub const UNIT: u128 = 1_000_000_000_000;
+
+/// `[chain]`: the node the agent talks to.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainSection {
+	/// A node's JSON-RPC URL (HTTP).
+	pub rpc: String,
+}
+
+/// `[provider]`: who the agent is, and what `register` writes to the provider registry.
+/// Fields left out are not touched by `register` (another agent of the same provider, or the
+/// provider by hand, owns them).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSection {
+	/// The provider account's sr25519 secret URI. Better kept out of this file: `account_file`
+	/// or the `INTERLATTICE_ACCOUNT` environment variable.
+	pub account: Option<String>,
+	/// A file (mode 0600) holding the provider account's secret URI.
+	pub account_file: Option<PathBuf>,
+	/// The ML-DSA-65 service key: a seed file (mode 0600) made by `pq-key generate`, or
+	/// `dev:<name>` for a well-known development key (or `INTERLATTICE_SERVICE_KEY`).
+	pub service_key: Option<String>,
+	/// The endpoint clients dial for this service, as registered (`host:port` for the VPN,
+	/// `http(s)://host:port` for the CDN).
+	pub endpoint: Option<String>,
+	/// ISO 3166-1 alpha-2 country code.
+	pub country: Option<String>,
+	/// Region or city (UTF-8); kept when only the country changes.
+	pub region: Option<String>,
+	/// `datacenter` or `residential`; kept when only the country changes.
+	pub hosting: Option<String>,
+	/// Price per GiB in LAT (decimal string); shared by the provider's services.
+	pub price_per_gib: Option<String>,
+	/// Price per hour in LAT; shared by the provider's services.
+	pub price_per_hour: Option<String>,
+	/// Stake bonded at the first registration, in LAT.
+	pub stake: Option<String>,
+}
+
+/// `[payment]`: credit, deadlines, the receipt store and settlement.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentSection {
+	/// Bytes served to a session beyond its latest receipt before service is held: the most a
+	/// provider can lose to a session that stops paying (all its connections together).
+	#[serde(default = "default_credit")]
+	pub credit_limit_bytes: u64,
+	/// A time-priced session is held when its latest receipt's time lags this many seconds.
+	#[serde(default = "default_receipt_timeout")]
+	pub receipt_timeout_secs: u64,
+	/// A session that owes and paid nothing for this many seconds is dropped.
+	#[serde(default = "default_payment_timeout")]
+	pub payment_timeout_secs: u64,
+	/// Where receipts are kept (fsynced) until settled on-chain.
+	pub receipts_dir: PathBuf,
+	/// Seconds between settlement rounds: at most a quarter of the chain's settlement window.
+	#[serde(default = "default_settle_interval")]
+	pub settle_interval_secs: u64,
+	/// Most receipts one session may send per second (each costs a verification and a
+	/// write); more are refused.
+	#[serde(default = "default_receipt_rate")]
+	pub max_receipts_per_second: u32,
+}
+
+/// `[limits]`: what one agent accepts at once.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+	/// Connections at once, from everyone.
+	#[serde(default = "default_max_connections")]
+	pub max_connections: usize,
+	/// Connections at once from one IP address.
+	#[serde(default = "default_max_connections_per_ip")]
+	pub max_connections_per_ip: usize,
+	/// Seconds a new connection has to say who it is (a handshake, a request's head).
+	#[serde(default = "default_handshake_timeout")]
+	pub handshake_timeout_secs: u64,
+	/// Seconds a connection may stay silent.
+	#[serde(default = "default_idle_timeout")]
+	pub idle_timeout_secs: u64,
+}
+
+impl Default for LimitsSection {
+	fn default() -> Self {
+		LimitsSection {
+			max_connections: default_max_connections(),
+			max_connections_per_ip: default_max_connections_per_ip(),
+			handshake_timeout_secs: default_handshake_timeout(),
+			idle_timeout_secs: default_idle_timeout(),
+		}
+	}
+}
+
+/// `[metrics]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+	/// Prometheus endpoint (`GET /metrics`); none if unset.
+	pub listen: Option<SocketAddr>,
+}
+
+fn default_credit() -> u64 {
+	32 << 20
+}
+fn default_receipt_timeout() -> u64 {
+	60
+}
+fn default_payment_timeout() -> u64 {
+	120
+}
+fn default_settle_interval() -> u64 {
+	60
+}
+fn default_receipt_rate() -> u32 {
+	20
+}
+fn default_max_connections() -> usize {
+	1024
+}
+fn default_max_connections_per_ip() -> usize {
+	32
+}
+fn default_handshake_timeout() -> u64 {
+	10
+}
+fn default_idle_timeout() -> u64 {
+	120
+}
+
+impl PaymentSection {
+	/// The ledger's policy from these settings.
+	pub fn policy(&self) -> PaymentPolicy {
+		PaymentPolicy {
+			credit_limit_bytes: self.credit_limit_bytes,
+			receipt_timeout: Duration::from_secs(self.receipt_timeout_secs),
+			payment_timeout: Duration::from_secs(self.payment_timeout_secs),
+			..PaymentPolicy::default()
+		}
+	}
+
+	/// Checks the settings: a settle interval within a quarter of the settlement window, a
+	/// payment timeout above the receipt timeout.
+	pub fn check(&self) -> Result<(), String> {
+		crate::check_settle_interval(self.settle_interval_secs)?;
+		if self.credit_limit_bytes == 0 {
+			return Err("payment.credit_limit_bytes must be at least 1".into());
+		}
+		if self.payment_timeout_secs <= self.receipt_timeout_secs {
+			return Err("payment.payment_timeout_secs must be above receipt_timeout_secs".into());
+		}
+		if self.max_receipts_per_second == 0 {
+			return Err("payment.max_receipts_per_second must be at least 1".into());
+		}
+		Ok(())
+	}
+}
+
+impl LimitsSection {
+	/// Checks the settings.
+	pub fn check(&self) -> Result<(), String> {
+		if self.max_connections == 0 || self.max_connections_per_ip == 0 {
+			return Err("limits.max_connections and max_connections_per_ip must be at least 1".into());
+		}
+		if self.handshake_timeout_secs == 0 || self.idle_timeout_secs == 0 {
+			return Err("limits.handshake_timeout_secs and idle_timeout_secs must be at least 1".into());
+		}
+		Ok(())
+	}
+}
+
+/// Parses a LAT amount with up to 12 decimals ("0.5", "10000").
+pub fn parse_lat(s: &str) -> Result<u128, String> {
+	let s = s.trim();
+	let (whole, fraction) = s.split_once('.').unwrap_or((s, ""));
+	if whole.is_empty() && fraction.is_empty() || fraction.len() > 12 {
+		return Err(format!("{s:?} is not a LAT amount (at most 12 decimals)"));
+	}
+	let digits = |d: &str| d.is_empty() || d.bytes().all(|b| b.is_ascii_digit());
+	if !digits(whole) || !digits(fraction) {
+		return Err(format!("{s:?} is not a LAT amount"));
+	}
+	let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| format!("{s:?} is too large"))? };
+	let fraction: u128 = format!("{fraction:0<12}").parse().map_err(|_| format!("{s:?} is not a LAT amount"))?;
+	whole.checked_mul(UNIT).and_then(|w| w.checked_add(fraction)).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Loads an ML-DSA-65 service key: `dev:<name>` or a seed file (mode 0600).
+pub fn load_service_key(spec: &str) -> Result<MlDsaKeyPair, String> {
+	if let Some(name) = spec.strip_prefix("dev:") {
+		if !interlattice_pq_crypto::dev_keys::DEV_KEY_NAMES.contains(&name) {
+			return Err(format!("no development service key {name:?}"));
+		}
+		return Ok(MlDsaKeyPair::dev(name));
+	}
+	MlDsaKeyPair::read_seed_file(std::path::Path::new(spec)).map_err(|e| format!("service key {spec}: {e:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	#[test]
+	fn lat_amounts() {
+		assert_eq!(parse_lat("0.5"), Ok(UNIT / 2));
+		assert_eq!(parse_lat("10000"), Ok(10_000 * UNIT));
+		assert_eq!(parse_lat("0.000000000001"), Ok(1));
+		assert!(parse_lat("0.0000000000001").is_err());
+		assert!(parse_lat("1e3").is_err());
+		assert!(parse_lat("").is_err());
+		assert!(parse_lat("-1").is_err());
+	}
+
+	#[test]
+	fn payment_settings_are_checked() {
+		let toml = |extra: &str| format!("receipts_dir = \"r\"\n{extra}");
+		let ok: PaymentSection = toml::from_str(&toml("")).unwrap();
+		ok.check().unwrap();
+		let long: PaymentSection = toml::from_str(&toml("settle_interval_secs = 3600")).unwrap();
+		assert!(long.check().unwrap_err().contains("settle_interval_secs = 3600"));
+		let timeouts: PaymentSection = toml::from_str(&toml("receipt_timeout_secs = 60\npayment_timeout_secs = 60")).unwrap();
+		assert!(timeouts.check().is_err());
+		assert!(toml::from_str::<PaymentSection>(&toml("bogus = 1")).is_err());
+	}
+}
