@@ -48,6 +48,12 @@ else
 fi
 
 command -v rustup >/dev/null || die "rustup not found: install the stable Rust toolchain with rustup first"
+# rustfmt and clippy: scripts/lint.sh (CI) needs them; rustup's default profile has them.
+for component in rustfmt clippy; do
+	rustup component list --installed 2>/dev/null | grep -q "^$component" ||
+		rustup component add "$component" >/dev/null 2>&1 ||
+		die "the Rust component $component is missing and cannot be installed: rustup component add $component"
+done
 
 # The precompiled Wasm core must come from the exact compiler that uses it: a stamp records it.
 WASM_LIB=/usr/lib/rustlib/wasm32v1-none/lib

@@ -2,15 +2,13 @@
 //! files under `chain-spec/` are exports of these (see `chain-spec/README.md`).
 
 use interlattice_runtime::{
-	genesis_config_presets::TESTNET_RUNTIME_PRESET, SS58_PREFIX, TOKEN_DECIMALS, TOKEN_SYMBOL,
-	WASM_BINARY,
+	genesis_config_presets::TESTNET_RUNTIME_PRESET, SS58_PREFIX, TOKEN_DECIMALS, TOKEN_SYMBOL, WASM_BINARY,
 };
 use sc_service::ChainType;
 
 /// The chain spec type of this node: no chain-spec extensions; genesis is built by executing
 /// the runtime, which needs the node's extra host functions (post-quantum verification).
-pub type ChainSpec =
-	sc_service::GenericChainSpec<sc_service::NoExtension, crate::service::PqHostFunctions>;
+pub type ChainSpec = sc_service::GenericChainSpec<sc_service::NoExtension, crate::service::PqHostFunctions>;
 
 /// Token symbol, decimals and SS58 format, so that wallets (polkadot.js) show balances and
 /// addresses right.
@@ -60,10 +58,5 @@ pub fn local_testnet_chain_spec() -> Result<ChainSpec, String> {
 
 /// Four validators (Alice, Bob, Charlie, Dave): `--chain testnet`.
 pub fn testnet_chain_spec() -> Result<ChainSpec, String> {
-	from_preset(
-		"Interlattice Testnet",
-		"interlattice_testnet",
-		ChainType::Local,
-		TESTNET_RUNTIME_PRESET,
-	)
+	from_preset("Interlattice Testnet", "interlattice_testnet", ChainType::Local, TESTNET_RUNTIME_PRESET)
 }

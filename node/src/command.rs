@@ -74,8 +74,7 @@ pub fn run() -> sc_cli::Result<()> {
 		Some(Subcommand::CheckBlock(cmd)) => {
 			let runner = cli.create_runner(cmd)?;
 			runner.async_run(|config| {
-				let PartialComponents { client, task_manager, import_queue, .. } =
-					service::new_partial(&config)?;
+				let PartialComponents { client, task_manager, import_queue, .. } = service::new_partial(&config)?;
 				Ok((cmd.run(client, import_queue), task_manager))
 			})
 		},
@@ -96,8 +95,7 @@ pub fn run() -> sc_cli::Result<()> {
 		Some(Subcommand::ImportBlocks(cmd)) => {
 			let runner = cli.create_runner(cmd)?;
 			runner.async_run(|config| {
-				let PartialComponents { client, task_manager, import_queue, .. } =
-					service::new_partial(&config)?;
+				let PartialComponents { client, task_manager, import_queue, .. } = service::new_partial(&config)?;
 				Ok((cmd.run(client, import_queue), task_manager))
 			})
 		},
@@ -108,8 +106,7 @@ pub fn run() -> sc_cli::Result<()> {
 		Some(Subcommand::Revert(cmd)) => {
 			let runner = cli.create_runner(cmd)?;
 			runner.async_run(|config| {
-				let PartialComponents { client, task_manager, backend, .. } =
-					service::new_partial(&config)?;
+				let PartialComponents { client, task_manager, backend, .. } = service::new_partial(&config)?;
 				let aux_revert = Box::new(|client, _, blocks| {
 					sc_consensus_grandpa::revert(client, blocks)?;
 					Ok(())
@@ -122,12 +119,11 @@ pub fn run() -> sc_cli::Result<()> {
 			use frame_benchmarking_cli::{BenchmarkCmd, SUBSTRATE_REFERENCE_HARDWARE};
 			let runner = cli.create_runner(cmd)?;
 			runner.sync_run(|config| match cmd {
-				BenchmarkCmd::Pallet(cmd) => cmd.run_with_spec::<
-					sp_runtime::traits::HashingFor<Block>,
-					crate::service::PqHostFunctions,
-				>(Some(config.chain_spec)),
-				BenchmarkCmd::Machine(cmd) =>
-					cmd.run(&config, SUBSTRATE_REFERENCE_HARDWARE.clone()),
+				BenchmarkCmd::Pallet(cmd) => cmd
+					.run_with_spec::<sp_runtime::traits::HashingFor<Block>, crate::service::PqHostFunctions>(Some(
+						config.chain_spec,
+					)),
+				BenchmarkCmd::Machine(cmd) => cmd.run(&config, SUBSTRATE_REFERENCE_HARDWARE.clone()),
 				_ => Err("this node supports `benchmark pallet` and `benchmark machine`".into()),
 			})
 		},
@@ -143,9 +139,9 @@ pub fn run() -> sc_cli::Result<()> {
 						sc_network::NetworkWorker<Block, <Block as sp_runtime::traits::Block>::Hash>,
 					>(config)
 					.map_err(sc_cli::Error::Service),
-					NetworkBackendType::Litep2p =>
-						service::new_full::<sc_network::Litep2pNetworkBackend>(config)
-							.map_err(sc_cli::Error::Service),
+					NetworkBackendType::Litep2p => {
+						service::new_full::<sc_network::Litep2pNetworkBackend>(config).map_err(sc_cli::Error::Service)
+					},
 				}
 			})
 		},

@@ -9,10 +9,7 @@ const REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 /// node: the runtime's host function, for blocks, the pool and runtime API calls; labelled
 /// with the chain like Substrate's metrics) and keeps it current. Operators see what signature checking costs them; tests bound the work that
 /// hostile transactions cause with it.
-pub fn register_pq_metrics(
-	registry: &Registry,
-	spawn: &sc_service::SpawnTaskHandle,
-) -> Result<(), PrometheusError> {
+pub fn register_pq_metrics(registry: &Registry, spawn: &sc_service::SpawnTaskHandle) -> Result<(), PrometheusError> {
 	let verifications: Counter<U64> = register(
 		Counter::new(
 			"interlattice_ml_dsa_verifications_total",

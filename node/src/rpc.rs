@@ -21,9 +21,7 @@ pub struct FullDeps<C, P> {
 }
 
 /// Builds the RPC extensions of a full node.
-pub fn create_full<C, P>(
-	deps: FullDeps<C, P>,
-) -> Result<RpcModule<()>, Box<dyn std::error::Error + Send + Sync>>
+pub fn create_full<C, P>(deps: FullDeps<C, P>) -> Result<RpcModule<()>, Box<dyn std::error::Error + Send + Sync>>
 where
 	C: ProvideRuntimeApi<Block>
 		+ HeaderBackend<Block>
@@ -38,11 +36,11 @@ where
 	C::Api: pallet_session_escrow::SessionEscrowApi<Block, AccountId, Balance, BlockNumber>,
 	P: TransactionPool + 'static,
 {
-	use pallet_transaction_payment_rpc::{TransactionPayment, TransactionPaymentApiServer};
 	use interlattice_rpc::{
 		escrow::{Escrow, EscrowApiServer},
 		registry::{Registry, RegistryApiServer},
 	};
+	use pallet_transaction_payment_rpc::{TransactionPayment, TransactionPaymentApiServer};
 	use substrate_frame_rpc_system::{System, SystemApiServer};
 
 	let mut module = RpcModule::new(());

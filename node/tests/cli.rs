@@ -18,7 +18,16 @@ fn run(args: &[&str]) -> (bool, String) {
 fn help_lists_the_standard_subcommands() {
 	let (ok, help) = run(&["--help"]);
 	assert!(ok, "{help}");
-	for sub in ["key", "build-spec", "export-chain-spec", "purge-chain", "export-blocks", "import-blocks", "revert", "chain-info"] {
+	for sub in [
+		"key",
+		"build-spec",
+		"export-chain-spec",
+		"purge-chain",
+		"export-blocks",
+		"import-blocks",
+		"revert",
+		"chain-info",
+	] {
 		assert!(help.contains(sub), "`{sub}` missing from --help:\n{help}");
 	}
 	// litep2p stays selectable (libp2p, the default, is checked on a running node).

@@ -56,10 +56,7 @@ impl<C, Block> Escrow<C, Block> {
 }
 
 fn account(name: &str, value: &str) -> RpcResult<AccountId32> {
-	value
-		.parse::<Account>()
-		.map(|a| a.0)
-		.map_err(|e| invalid_params(format!("{name}: {e}")))
+	value.parse::<Account>().map(|a| a.0).map_err(|e| invalid_params(format!("{name}: {e}")))
 }
 
 #[jsonrpsee::core::async_trait]

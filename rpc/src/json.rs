@@ -4,8 +4,8 @@
 use std::{fmt, str::FromStr};
 
 use pallet_provider_registry::{
-	Hosting, ProviderCounts, ProviderFilter, ProviderInfo, ProviderOrder, ProviderStatus,
-	RegistryStats, ServiceKind, Services,
+	Hosting, ProviderCounts, ProviderFilter, ProviderInfo, ProviderOrder, ProviderStatus, RegistryStats, ServiceKind,
+	Services,
 };
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use sp_core::crypto::{AccountId32, Ss58AddressFormat, Ss58Codec};
@@ -66,8 +66,7 @@ impl FromStr for Account {
 	fn from_str(s: &str) -> Result<Self, String> {
 		if let Some(h) = s.strip_prefix("0x") {
 			let bytes = hex::decode(h).map_err(|_| format!("`{s}` is not hex"))?;
-			let raw: [u8; 32] =
-				bytes.try_into().map_err(|_| format!("`{s}` is not 32 bytes"))?;
+			let raw: [u8; 32] = bytes.try_into().map_err(|_| format!("`{s}` is not 32 bytes"))?;
 			return Ok(Account(raw.into()));
 		}
 		AccountId32::from_ss58check_with_version(s)
@@ -435,7 +434,10 @@ mod tests {
 	#[test]
 	fn amounts_are_strings_and_read_safely() {
 		assert_eq!(serde_json::to_string(&Amount(u128::MAX)).unwrap(), format!("\"{}\"", u128::MAX));
-		assert_eq!(serde_json::from_str::<Amount>("\"340282366920938463463374607431768211455\"").unwrap(), Amount(u128::MAX));
+		assert_eq!(
+			serde_json::from_str::<Amount>("\"340282366920938463463374607431768211455\"").unwrap(),
+			Amount(u128::MAX)
+		);
 		assert_eq!(serde_json::from_str::<Amount>("12").unwrap(), Amount(12));
 		assert!(serde_json::from_str::<Amount>("9007199254740993").is_err(), "2^53+1 as a number is unsafe");
 		assert!(serde_json::from_str::<Amount>("\"340282366920938463463374607431768211456\"").is_err());

@@ -59,7 +59,11 @@ where
 	C: ProvideRuntimeApi<Block> + HeaderBackend<Block> + Send + Sync + 'static,
 	C::Api: RuntimeApi<Block, AccountId32, u128, u32>,
 {
-	async fn providers(&self, query: Option<ProviderQuery>, at_hash: Option<Block::Hash>) -> RpcResult<ProviderPageJson> {
+	async fn providers(
+		&self,
+		query: Option<ProviderQuery>,
+		at_hash: Option<Block::Hash>,
+	) -> RpcResult<ProviderPageJson> {
 		let query = query.unwrap_or_default().check().map_err(invalid_params)?;
 		let (client, prefix) = (self.client.clone(), self.ss58_prefix);
 		self.queries

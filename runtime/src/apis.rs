@@ -19,8 +19,8 @@ use sp_runtime::{
 use sp_version::RuntimeVersion;
 
 use super::{
-	AccountId, Aura, Balance, Block, BlockNumber, Executive, Grandpa, InherentDataExt, Nonce, ProviderRegistry, Runtime, SessionEscrow,
-	RuntimeCall, RuntimeGenesisConfig, SessionKeys, System, TransactionPayment, VERSION,
+	AccountId, Aura, Balance, Block, BlockNumber, Executive, Grandpa, InherentDataExt, Nonce, ProviderRegistry,
+	Runtime, RuntimeCall, RuntimeGenesisConfig, SessionEscrow, SessionKeys, System, TransactionPayment, VERSION,
 };
 
 impl_runtime_apis! {

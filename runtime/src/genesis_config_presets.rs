@@ -7,14 +7,11 @@
 //!
 //! All three use the well-known development keys: they are for development and testing only.
 
-use crate::{
-	AccountId, BalancesConfig, ProviderRegistryConfig, RuntimeGenesisConfig, SudoConfig, MILLI_UNIT,
-	UNIT,
-};
-use interlattice_pq_crypto::{dev_keys, MlDsaPublicKey};
-use pallet_provider_registry::Services;
+use crate::{AccountId, BalancesConfig, ProviderRegistryConfig, RuntimeGenesisConfig, SudoConfig, MILLI_UNIT, UNIT};
 use alloc::{string::String, vec, vec::Vec};
 use frame_support::build_struct_json_patch;
+use interlattice_pq_crypto::{dev_keys, MlDsaPublicKey};
+use pallet_provider_registry::Services;
 use serde_json::Value;
 use sp_consensus_aura::sr25519::AuthorityId as AuraId;
 use sp_consensus_grandpa::AuthorityId as GrandpaId;
@@ -38,31 +35,36 @@ pub const DEV_PROVIDER_STAKE: u128 = 10_000 * UNIT;
 /// keys (`interlattice_pq_crypto::dev_keys`): Charlie serves the VPN from Germany (0.5 LAT per
 /// GiB, 0.1 LAT per hour), Dave the CDN from the Netherlands (0.2 LAT per GiB).
 fn bootstrap_providers() -> ProviderRegistryConfig {
-	let provider = |who: Sr25519Keyring, key: &[u8; 1952], services, endpoint: &str, country: &str, per_gib, per_hour| {
-		(
-			who.to_account_id(),
-			services,
-			vec![String::from(endpoint)],
-			String::from(country),
-			per_gib,
-			per_hour,
-			MlDsaPublicKey(*key),
-			DEV_PROVIDER_STAKE,
-		)
-	};
+	let provider =
+		|who: Sr25519Keyring, key: &[u8; 1952], services, endpoint: &str, country: &str, per_gib, per_hour| {
+			(
+				who.to_account_id(),
+				services,
+				vec![String::from(endpoint)],
+				String::from(country),
+				per_gib,
+				per_hour,
+				MlDsaPublicKey(*key),
+				DEV_PROVIDER_STAKE,
+			)
+		};
 	ProviderRegistryConfig {
 		providers: vec![
-			provider(Sr25519Keyring::Charlie, dev_keys::CHARLIE, Services::Vpn, DEV_VPN_ENDPOINT, "DE", 500 * MILLI_UNIT, 100 * MILLI_UNIT),
+			provider(
+				Sr25519Keyring::Charlie,
+				dev_keys::CHARLIE,
+				Services::Vpn,
+				DEV_VPN_ENDPOINT,
+				"DE",
+				500 * MILLI_UNIT,
+				100 * MILLI_UNIT,
+			),
 			provider(Sr25519Keyring::Dave, dev_keys::DAVE, Services::Cdn, DEV_CDN_ENDPOINT, "NL", 200 * MILLI_UNIT, 0),
 		],
 	}
 }
 
-fn genesis(
-	initial_authorities: Vec<(AuraId, GrandpaId)>,
-	endowed_accounts: Vec<AccountId>,
-	root: AccountId,
-) -> Value {
+fn genesis(initial_authorities: Vec<(AuraId, GrandpaId)>, endowed_accounts: Vec<AccountId>, root: AccountId) -> Value {
 	build_struct_json_patch!(RuntimeGenesisConfig {
 		balances: BalancesConfig {
 			balances: endowed_accounts.iter().cloned().map(|k| (k, ENDOWMENT)).collect::<Vec<_>>(),
@@ -102,11 +104,7 @@ fn dev_accounts() -> Vec<AccountId> {
 
 /// The `development` preset: Alice alone produces and finalizes blocks.
 pub fn development_config_genesis() -> Value {
-	genesis(
-		vec![authority(Sr25519Keyring::Alice)],
-		dev_accounts(),
-		Sr25519Keyring::Alice.to_account_id(),
-	)
+	genesis(vec![authority(Sr25519Keyring::Alice)], dev_accounts(), Sr25519Keyring::Alice.to_account_id())
 }
 
 /// The `local_testnet` preset: Alice and Bob.
@@ -194,10 +192,11 @@ mod tests {
 
 	fn json_patch_merge(base: &mut Value, patch: Value) {
 		match (base, patch) {
-			(Value::Object(b), Value::Object(p)) =>
+			(Value::Object(b), Value::Object(p)) => {
 				for (k, v) in p {
 					json_patch_merge(b.entry(k).or_insert(Value::Null), v);
-				},
+				}
+			},
 			(b, p) => *b = p,
 		}
 	}

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use interlattice_runtime::{MILLI_UNIT, UNIT};
 use interlattice_tests::{Node, NodeConfig};
 use serde_json::{json, Value};
-use sp_core::crypto::{AccountId32, Ss58AddressFormat, Ss58Codec};
+use sp_core::crypto::{Ss58AddressFormat, Ss58Codec};
 
 fn time(node: &Node, method: &str, params: Value, runs: usize) -> (Vec<f64>, Value) {
 	let mut samples = Vec::with_capacity(runs);
@@ -48,13 +48,17 @@ fn main() {
 	let registered = stats["providers"]["registered"].as_u64().unwrap();
 	assert_eq!(registered, n as u64 + 2, "all providers (plus the two bootstrap ones) are registered");
 
-	let some = AccountId32::from(interlattice_tests::spec::registry_account(n / 2)).to_ss58check_with_version(Ss58AddressFormat::custom(4242));
+	let some =
+		interlattice_tests::spec::registry_account(n / 2).to_ss58check_with_version(Ss58AddressFormat::custom(4242));
 	let cases: Vec<(&str, &str, Value)> = vec![
 		("first page, default query (active, by stake, 20)", "registry_providers", json!([{}])),
 		("page of 100", "registry_providers", json!([{"limit": 100}])),
 		("country filter (DE), 20", "registry_providers", json!([{"country": "DE"}])),
-		("VPN, max price, min stake, by price", "registry_providers",
-			json!([{"service": "vpn", "maxPricePerGib": (500 * MILLI_UNIT).to_string(), "minStake": (1_200 * UNIT).to_string(), "order": "pricePerGib"}])),
+		(
+			"VPN, max price, min stake, by price",
+			"registry_providers",
+			json!([{"service": "vpn", "maxPricePerGib": (500 * MILLI_UNIT).to_string(), "minStake": (1_200 * UNIT).to_string(), "order": "pricePerGib"}]),
+		),
 		("deep page (offset 9,000), 20", "registry_providers", json!([{"offset": 9_000, "order": "registeredAt"}])),
 		("one provider", "registry_provider", json!([some])),
 		("stats", "registry_stats", json!([])),

@@ -16,7 +16,6 @@
 
 use std::time::Duration;
 
-
 use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt};
 use interlattice_runtime::{Runtime, RuntimeCall, RuntimeEvent, RuntimeOrigin, SessionEscrow, MILLI_UNIT, UNIT};
 use interlattice_tests::{chain, Node, NodeConfig};
@@ -78,13 +77,13 @@ fn report(title: &str, unit: &str, stats: &[BlockStats]) {
 	let limits = <Runtime as frame_system::Config>::BlockLength::get();
 	let max_len = *limits.max.get(frame_support::dispatch::DispatchClass::Normal) as f64;
 	let weights = <Runtime as frame_system::Config>::BlockWeights::get();
-	let max_weight = weights
-		.get(frame_support::dispatch::DispatchClass::Normal)
-		.max_total
-		.unwrap_or(weights.max_block)
-		.ref_time() as f64 / 1e9;
+	let max_weight =
+		weights.get(frame_support::dispatch::DispatchClass::Normal).max_total.unwrap_or(weights.max_block).ref_time()
+			as f64 / 1e9;
 	println!("\n{title}\n");
-	println!("| block | {unit} | extrinsics | length (KiB) | % of normal length | normal weight (ms) | % of normal weight |");
+	println!(
+		"| block | {unit} | extrinsics | length (KiB) | % of normal length | normal weight (ms) | % of normal weight |"
+	);
 	println!("|---:|---:|---:|---:|---:|---:|---:|");
 	for s in stats.iter().filter(|s| s.items > 0) {
 		println!(
@@ -99,7 +98,11 @@ fn report(title: &str, unit: &str, stats: &[BlockStats]) {
 		);
 	}
 	let best = stats.iter().map(|s| s.items).max().unwrap_or(0);
-	println!("\nmost {unit} in one block: {best} (normal-class limits: {:.0} KiB, {:.0} ms)", max_len / 1024.0, max_weight);
+	println!(
+		"\nmost {unit} in one block: {best} (normal-class limits: {:.0} KiB, {:.0} ms)",
+		max_len / 1024.0,
+		max_weight
+	);
 }
 
 fn main() {
@@ -148,7 +151,8 @@ fn main() {
 		.collect();
 	// Only the sessions' provider (or its settler) settles their receipts.
 	let submitters = [Sr25519Keyring::Charlie];
-	let mut nonces: Vec<u32> = submitters.iter().map(|s| chain::next_nonce(&node.rpc, &s.to_account_id()).unwrap()).collect();
+	let mut nonces: Vec<u32> =
+		submitters.iter().map(|s| chain::next_nonce(&node.rpc, &s.to_account_id()).unwrap()).collect();
 	let start = node.rpc.best_number().unwrap() + 1;
 	for (j, batch) in receipts.chunks(500).enumerate() {
 		let k = j % submitters.len();
@@ -167,11 +171,12 @@ fn main() {
 	// Transfers, from fresh funded senders (one transfer each, so nonces never serialize them).
 	eprintln!("[bench] signing {transfers} transfers");
 	let alice = Sr25519Keyring::Alice;
-	let senders: Vec<sr25519::Pair> =
-		(0..transfers).map(|i| sr25519::Pair::from_string(&format!("//throughput-sender/{i}"), None).unwrap()).collect();
+	let senders: Vec<sr25519::Pair> = (0..transfers)
+		.map(|i| sr25519::Pair::from_string(&format!("//throughput-sender/{i}"), None).unwrap())
+		.collect();
 	// Fund the senders in batches of 500 transfers through utility.batch_all.
-	let mut nonce = chain::next_nonce(&node.rpc, &alice.to_account_id()).unwrap();
-	for chunk in senders.chunks(500) {
+	let first_nonce = chain::next_nonce(&node.rpc, &alice.to_account_id()).unwrap();
+	for (nonce, chunk) in (first_nonce..).zip(senders.chunks(500)) {
 		let calls = chunk
 			.iter()
 			.map(|p| {
@@ -181,8 +186,12 @@ fn main() {
 				})
 			})
 			.collect();
-		let xt = chain::signed_extrinsic(RuntimeCall::Utility(pallet_utility::Call::batch_all { calls }), alice, nonce, genesis);
-		nonce += 1;
+		let xt = chain::signed_extrinsic(
+			RuntimeCall::Utility(pallet_utility::Call::batch_all { calls }),
+			alice,
+			nonce,
+			genesis,
+		);
 		chain::submit(&node.rpc, &xt).expect("funding batch accepted");
 	}
 	let funded_from = node.rpc.best_number().unwrap();

@@ -26,12 +26,7 @@ pub fn genesis_hash(rpc: &Rpc) -> Result<H256, RpcError> {
 }
 
 /// Signs `call` as `signer` with the given nonce: an immortal transaction with no tip.
-pub fn signed_extrinsic(
-	call: RuntimeCall,
-	signer: Sr25519Keyring,
-	nonce: Nonce,
-	genesis: H256,
-) -> UncheckedExtrinsic {
+pub fn signed_extrinsic(call: RuntimeCall, signer: Sr25519Keyring, nonce: Nonce, genesis: H256) -> UncheckedExtrinsic {
 	signed_extrinsic_by(call, &signer.pair(), nonce, genesis)
 }
 
@@ -51,9 +46,7 @@ pub use interlattice_agent_core::chain::tx_extension;
 /// The next nonce of `who`, as the node's transaction pool sees it.
 pub fn next_nonce(rpc: &Rpc, who: &AccountId) -> Result<Nonce, RpcError> {
 	let v = rpc.call("system_accountNextIndex", json!([who.to_string()]))?;
-	v.as_u64()
-		.map(|n| n as Nonce)
-		.ok_or_else(|| RpcError::Malformed(format!("nonce {v}")))
+	v.as_u64().map(|n| n as Nonce).ok_or_else(|| RpcError::Malformed(format!("nonce {v}")))
 }
 
 /// Submits an extrinsic; returns its hash.

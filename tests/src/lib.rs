@@ -20,11 +20,7 @@ pub use rpc::{Rpc, RpcError};
 use std::time::{Duration, Instant};
 
 /// Polls `check` every 250 ms until it returns `Some`, or fails after `timeout` with `what`.
-pub fn wait_for<T>(
-	timeout: Duration,
-	what: &str,
-	mut check: impl FnMut() -> Option<T>,
-) -> Result<T, String> {
+pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> Result<T, String> {
 	let start = Instant::now();
 	loop {
 		if let Some(v) = check() {

@@ -14,6 +14,13 @@ use std::{
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// Fails the calling test with a clear message unless it runs as root (`needs`: what for).
+pub fn require_root(needs: &str) {
+	// SAFETY: geteuid has no preconditions and cannot fail.
+	let euid = unsafe { libc::geteuid() };
+	assert!(euid == 0, "this test needs root ({needs}): run the suite as root, e.g. `sudo -E scripts/test.sh`");
+}
+
 /// A network namespace, deleted on drop.
 pub struct Netns {
 	/// Its name (unique per test process and call).
@@ -21,8 +28,10 @@ pub struct Netns {
 }
 
 impl Netns {
-	/// Creates a namespace `il<pid>-<n>-<tag>` with loopback up.
+	/// Creates a namespace `il<pid>-<n>-<tag>` with loopback up. The tests that use it (and
+	/// TUN interfaces, nftables) need root: without it they fail at once, saying so.
 	pub fn new(tag: &str) -> Netns {
+		require_root("network namespaces, TUN interfaces and nftables");
 		let name = format!("il{}-{}-{tag}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
 		ip(&["netns", "add", &name]);
 		let ns = Netns { name };
@@ -135,7 +144,8 @@ pub fn serve_file(listener: TcpListener, body: Vec<u8>) -> std::sync::Arc<std::s
 						Ok(n) => request.extend_from_slice(&buf[..n]),
 					}
 				}
-				let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+				let _ =
+					write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
 				let _ = stream.write_all(&body);
 			});
 		}

@@ -111,9 +111,7 @@ impl NodeConfig {
 pub fn random_node_key() -> String {
 	use std::io::Read;
 	let mut key = [0u8; 32];
-	fs::File::open("/dev/urandom")
-		.and_then(|mut f| f.read_exact(&mut key))
-		.expect("/dev/urandom is readable");
+	fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut key)).expect("/dev/urandom is readable");
 	hex::encode(key)
 }
 
@@ -131,10 +129,7 @@ impl Node {
 		fs::create_dir_all(&config.base_path).map_err(|e| e.to_string())?;
 		let log = config.base_path.join(format!(
 			"node-{}.log",
-			std::time::SystemTime::now()
-				.duration_since(std::time::UNIX_EPOCH)
-				.map(|d| d.as_millis())
-				.unwrap_or(0)
+			std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
 		));
 		let log_file = fs::File::create(&log).map_err(|e| e.to_string())?;
 		let child = Command::new(node_binary())
@@ -185,7 +180,7 @@ impl Node {
 
 	fn has_exited(&self) -> bool {
 		// `try_wait` needs `&mut`; a zero-signal probe tells whether the PID still lives.
-		self.child.as_ref().map_or(true, |c| !Path::new(&format!("/proc/{}", c.id())).exists())
+		self.child.as_ref().is_none_or(|c| !Path::new(&format!("/proc/{}", c.id())).exists())
 	}
 
 	/// The last `lines` lines of the node's log.

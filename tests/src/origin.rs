@@ -50,11 +50,16 @@ impl Origin {
 					let body = objects.lock().unwrap().get(&key).cloned();
 					match body {
 						Some(body) => {
-							let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+							let _ = write!(
+								stream,
+								"HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+								body.len()
+							);
 							let _ = stream.write_all(&body);
 						},
 						None => {
-							let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+							let _ = stream
+								.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
 						},
 					}
 				});

@@ -60,8 +60,7 @@ impl Renderer<'_> {
 				if !SUBSTRATE_TYPES.contains(&base.as_str()) {
 					self.named.entry(base.clone()).or_insert(id);
 				}
-				let params: Vec<String> =
-					ty.type_params.iter().filter_map(|p| p.ty.map(|t| self.name(t.id))).collect();
+				let params: Vec<String> = ty.type_params.iter().filter_map(|p| p.ty.map(|t| self.name(t.id))).collect();
 				if params.is_empty() {
 					base
 				} else {
@@ -88,7 +87,9 @@ impl Renderer<'_> {
 				_ => return None,
 			},
 			TypeDef::Compact(_) => group(Compact::<u128>::decode(input).ok()?.0),
-			TypeDef::Array(a) if matches!(self.ty(a.type_param.id).type_def, TypeDef::Primitive(TypeDefPrimitive::U8)) => {
+			TypeDef::Array(a)
+				if matches!(self.ty(a.type_param.id).type_def, TypeDef::Primitive(TypeDefPrimitive::U8)) =>
+			{
 				let (bytes, rest) = input.split_at_checked(a.len as usize)?;
 				*input = rest;
 				format!("0x{}", hex::encode(bytes))
@@ -170,7 +171,7 @@ fn group(v: u128) -> String {
 	let digits = v.to_string();
 	let mut out = String::new();
 	for (i, c) in digits.chars().enumerate() {
-		if i > 0 && (digits.len() - i) % 3 == 0 {
+		if i > 0 && (digits.len() - i).is_multiple_of(3) {
 			out.push('_');
 		}
 		out.push(c);
@@ -297,8 +298,12 @@ pub fn render(metadata: &RuntimeMetadataV15, pallets: &[&str]) -> String {
 			let TypeDef::Variant(v) = &ty.type_def else { panic!("calls are an enum") };
 			for call in &v.variants {
 				writeln!(w).unwrap();
-				writeln!(w, "#### `{}` (call index {}; bytes `0x{:02x}{:02x}`)", call.name, call.index, p.index, call.index)
-					.unwrap();
+				writeln!(
+					w,
+					"#### `{}` (call index {}; bytes `0x{:02x}{:02x}`)",
+					call.name, call.index, p.index, call.index
+				)
+				.unwrap();
 				writeln!(w).unwrap();
 				writeln!(w, "Arguments: {}", r.fields(&call.fields)).unwrap();
 				writeln!(w).unwrap();
@@ -355,7 +360,8 @@ pub fn render(metadata: &RuntimeMetadataV15, pallets: &[&str]) -> String {
 			writeln!(w, "|---|---|---|---|").unwrap();
 			for c in &p.constants {
 				let ty = r.name(c.ty.id);
-				let value = r.value(c.ty.id, &mut &c.value[..]).unwrap_or_else(|| format!("0x{}", hex::encode(&c.value)));
+				let value =
+					r.value(c.ty.id, &mut &c.value[..]).unwrap_or_else(|| format!("0x{}", hex::encode(&c.value)));
 				writeln!(w, "| `{}` | `{}` | {} | {} |", c.name, ty, value, cell(&c.docs)).unwrap();
 			}
 		}
@@ -409,11 +415,7 @@ pub fn render(metadata: &RuntimeMetadataV15, pallets: &[&str]) -> String {
 	)
 	.unwrap();
 	let mut done = std::collections::BTreeSet::new();
-	loop {
-		let Some((name, id)) = r.named.iter().find(|(n, _)| !done.contains(*n)).map(|(n, i)| (n.clone(), *i))
-		else {
-			break;
-		};
+	while let Some((name, id)) = r.named.iter().find(|(n, _)| !done.contains(*n)).map(|(n, i)| (n.clone(), *i)) {
 		done.insert(name.clone());
 		let ty = r.ty(id).clone();
 		// The pallets' own Call/Event/Error enums are the sections above.

@@ -39,11 +39,9 @@ pub struct Rpc {
 impl Rpc {
 	/// POSTs `body` as is and returns the HTTP status and the parsed JSON body.
 	pub fn post_raw(&self, body: &[u8]) -> Result<(u16, Value), RpcError> {
-		let mut stream = TcpStream::connect(("127.0.0.1", self.port))
-			.map_err(|e| RpcError::Transport(e.to_string()))?;
-		stream
-			.set_read_timeout(Some(Duration::from_secs(30)))
-			.map_err(|e| RpcError::Transport(e.to_string()))?;
+		let mut stream =
+			TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| RpcError::Transport(e.to_string()))?;
+		stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| RpcError::Transport(e.to_string()))?;
 		let head = format!(
 			"POST / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\n\
 			 Content-Length: {}\r\nConnection: close\r\n\r\n",
@@ -70,8 +68,7 @@ impl Rpc {
 		} else {
 			body.to_string()
 		};
-		let value = serde_json::from_str(&body)
-			.map_err(|e| RpcError::Malformed(format!("{e}: {body:?}")))?;
+		let value = serde_json::from_str(&body).map_err(|e| RpcError::Malformed(format!("{e}: {body:?}")))?;
 		Ok((status, value))
 	}
 
@@ -82,10 +79,7 @@ impl Rpc {
 		if let Some(error) = response.get("error") {
 			return Err(RpcError::Server(error.clone()));
 		}
-		response
-			.get("result")
-			.cloned()
-			.ok_or_else(|| RpcError::Malformed(format!("no result in {response}")))
+		response.get("result").cloned().ok_or_else(|| RpcError::Malformed(format!("no result in {response}")))
 	}
 
 	/// The best block's number, if the node answers.

@@ -32,10 +32,11 @@ pub fn dev_patch() -> Value {
 
 fn merge(base: &mut Value, patch: Value) {
 	match (base, patch) {
-		(Value::Object(b), Value::Object(p)) =>
+		(Value::Object(b), Value::Object(p)) => {
 			for (k, v) in p {
 				merge(b.entry(k).or_insert(Value::Null), v);
-			},
+			}
+		},
 		(b, p) => *b = p,
 	}
 }
@@ -67,8 +68,8 @@ pub fn raw_spec_with(dir: &Path, name: &str, patch: Value, then: impl FnOnce()) 
 
 /// Countries the providers of [`registry_spec`] are spread over.
 pub const REGISTRY_COUNTRIES: [&str; 25] = [
-	"AR", "AU", "BR", "CA", "CH", "DE", "EE", "ES", "FI", "FR", "GB", "IN", "IS", "JP", "KE", "KR", "MX", "NL",
-	"NO", "PL", "RO", "SE", "SG", "US", "ZA",
+	"AR", "AU", "BR", "CA", "CH", "DE", "EE", "ES", "FI", "FR", "GB", "IN", "IS", "JP", "KE", "KR", "MX", "NL", "NO",
+	"PL", "RO", "SE", "SG", "US", "ZA",
 ];
 
 /// The account of provider `i` of [`registry_spec`].

@@ -19,8 +19,8 @@ use std::{
 	time::Duration,
 };
 
-use interlattice_cdn::client::{CdnClient, ClientError, SessionRecord};
 use interlattice_agent_core::chain::ChainClient;
+use interlattice_cdn::client::{CdnClient, ClientError, SessionRecord};
 use interlattice_tests::{free_port, node::workspace_binary, wait_for, Node};
 use pallet_session_escrow::types::max_amount_owed;
 use sp_keyring::Sr25519Keyring::Dave;
@@ -47,11 +47,16 @@ fn start_origin(objects: Arc<Mutex<HashMap<String, Vec<u8>>>>) -> u16 {
 				let mut stream = stream;
 				match objects.lock().unwrap().get(&key) {
 					Some(body) => {
-						let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+						let _ = write!(
+							stream,
+							"HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+							body.len()
+						);
 						let _ = stream.write_all(body);
 					},
 					None => {
-						let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+						let _ = stream
+							.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
 					},
 				}
 			});
@@ -108,7 +113,11 @@ struct Agent {
 
 impl Agent {
 	fn start(config: &Path, port: u16) -> Agent {
-		let log = std::fs::File::create(config.with_extension(format!("log.{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()))).unwrap();
+		let log = std::fs::File::create(config.with_extension(format!(
+			"log.{}",
+			std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+		)))
+		.unwrap();
 		let child = Command::new(workspace_binary("cdn-agent"))
 			.args(["--config", config.to_str().unwrap()])
 			.stdout(Stdio::from(log.try_clone().unwrap()))
@@ -237,11 +246,16 @@ fn publish_fetch_verify_pay_settle_and_survive_tampering_and_crashes() {
 
 	// An agent whose account is not a registered CDN provider refuses to start, saying why.
 	let stranger = dir.path().join("stranger.toml");
-	std::fs::write(&stranger, std::fs::read_to_string(config)
+	std::fs::write(
+		&stranger,
+		std::fs::read_to_string(config)
 			.unwrap()
 			.replace("//Dave", "//Ferdie")
-			.replace(&format!("127.0.0.1:{port}\""), &format!("127.0.0.1:{}\"", free_port()))).unwrap();
-	let refused = Command::new(workspace_binary("cdn-agent")).args(["--config", stranger.to_str().unwrap()]).output().unwrap();
+			.replace(&format!("127.0.0.1:{port}\""), &format!("127.0.0.1:{}\"", free_port())),
+	)
+	.unwrap();
+	let refused =
+		Command::new(workspace_binary("cdn-agent")).args(["--config", stranger.to_str().unwrap()]).output().unwrap();
 	assert!(!refused.status.success());
 	assert!(String::from_utf8_lossy(&refused.stderr).contains("is not a registered provider"), "{refused:?}");
 
@@ -249,9 +263,9 @@ fn publish_fetch_verify_pay_settle_and_survive_tampering_and_crashes() {
 	let file = dir.path().join("movie.bin");
 	let movie = data(5 << 20, 1);
 	std::fs::write(&file, &movie).unwrap();
-	let err = cdn(&["publish", file.to_str().unwrap(), "--endpoint", &endpoint, "--token", "wrong"]).unwrap_err();
+	let err = cdn(&["publish", file.to_str().unwrap(), "--endpoint", endpoint, "--token", "wrong"]).unwrap_err();
 	assert!(err.contains("401"), "{err}");
-	let hash = cdn(&["publish", file.to_str().unwrap(), "--endpoint", &endpoint, "--token", "secret-token"]).unwrap();
+	let hash = cdn(&["publish", file.to_str().unwrap(), "--endpoint", endpoint, "--token", "secret-token"]).unwrap();
 	let hash = hash.trim().to_string();
 	assert_eq!(hash, blake3::hash(&movie).to_hex().as_str());
 
@@ -262,23 +276,37 @@ fn publish_fetch_verify_pay_settle_and_survive_tampering_and_crashes() {
 	let head = curl(port, &["-I", &content]).unwrap().to_lowercase();
 	assert!(head.starts_with("http/1.1 200"), "{head}");
 	assert!(head.contains(&format!("etag: \"{hash}\"")), "{head}");
-	assert!(head.contains("content-length: 5242880") && head.contains("immutable") && head.contains("accept-ranges: bytes"), "{head}");
+	assert!(
+		head.contains("content-length: 5242880") && head.contains("immutable") && head.contains("accept-ranges: bytes"),
+		"{head}"
+	);
 	assert_eq!(status(&["-I", &format!("/content/{}", "0".repeat(64))]), "404");
 	assert_eq!(status(&["/content/not-a-hash"]), "400");
 	assert_eq!(status(&["-X", "DELETE", &content]), "405");
 	assert_eq!(status(&["-H", &format!("If-None-Match: \"{hash}\""), "-I", &content]), "304");
-	assert_eq!(status(&["-H", &format!("Authorization: Bearer {}", "00".repeat(32)), &content]), "401", "unknown token");
+	assert_eq!(
+		status(&["-H", &format!("Authorization: Bearer {}", "00".repeat(32)), &content]),
+		"401",
+		"unknown token"
+	);
 	assert_eq!(status(&["-H", "x-interlattice-session: 0", &content]), "402", "a session id alone buys nothing");
-	let version = curl(port, &["--http2-prior-knowledge", "-I", "-o", "/dev/null", "-w", "%{http_version}", &content]).unwrap();
+	let version =
+		curl(port, &["--http2-prior-knowledge", "-I", "-o", "/dev/null", "-w", "%{http_version}", &content]).unwrap();
 	assert_eq!(version, "2", "HTTP/2 on the same port");
 
 	// The agent pulls a URL for an authorised publisher.
 	let pulled = data(200_000, 5);
 	origin_objects.lock().unwrap().insert("pulled".into(), pulled.clone());
-	let answer = curl(port, &[
-		"-X", "POST", "-H", "Authorization: Bearer secret-token",
-		&format!("/publish?url=http%3A%2F%2F127.0.0.1%3A{origin}%2Fobjects%2Fpulled"),
-	])
+	let answer = curl(
+		port,
+		&[
+			"-X",
+			"POST",
+			"-H",
+			"Authorization: Bearer secret-token",
+			&format!("/publish?url=http%3A%2F%2F127.0.0.1%3A{origin}%2Fobjects%2Fpulled"),
+		],
+	)
 	.unwrap();
 	assert!(answer.contains(blake3::hash(&pulled).to_hex().as_str()), "{answer}");
 	// It is configured public: served without a session.
@@ -289,14 +317,35 @@ fn publish_fetch_verify_pay_settle_and_survive_tampering_and_crashes() {
 	let state = dir.path().join("client");
 	let out = dir.path().join("movie.out");
 	let got = cdn(&[
-		"get", &hash, "--rpc", &rpc_url, "--state-dir", state.to_str().unwrap(), "--account", "//Alice",
-		"--endpoint", &endpoint, "-o", out.to_str().unwrap(),
+		"get",
+		&hash,
+		"--rpc",
+		rpc_url,
+		"--state-dir",
+		state.to_str().unwrap(),
+		"--account",
+		"//Alice",
+		"--endpoint",
+		endpoint,
+		"-o",
+		out.to_str().unwrap(),
 	])
 	.unwrap();
 	assert_eq!(std::fs::read(&out).unwrap(), movie, "the download is the file");
 	let session_id: u64 = got.split_whitespace().last().unwrap().parse().unwrap();
 	// Other HTTP clients use the session with a bearer token from `cdn token`.
-	let token = cdn(&["token", "--rpc", &rpc_url, "--state-dir", state.to_str().unwrap(), "--session", &session_id.to_string(), "--endpoint", &endpoint]).unwrap();
+	let token = cdn(&[
+		"token",
+		"--rpc",
+		rpc_url,
+		"--state-dir",
+		state.to_str().unwrap(),
+		"--session",
+		&session_id.to_string(),
+		"--endpoint",
+		endpoint,
+	])
+	.unwrap();
 	let session = format!("Authorization: Bearer {}", token.trim());
 
 	// Ranges within the paid session, with curl.
@@ -315,8 +364,20 @@ fn publish_fetch_verify_pay_settle_and_survive_tampering_and_crashes() {
 	origin_objects.lock().unwrap().insert(small_hash.clone(), small.clone());
 	let small_out = dir.path().join("small.out");
 	cdn(&[
-		"get", &small_hash, "--rpc", &rpc_url, "--state-dir", state.to_str().unwrap(), "--account", "//Alice",
-		"--endpoint", &endpoint, "--session", &session_id.to_string(), "-o", small_out.to_str().unwrap(),
+		"get",
+		&small_hash,
+		"--rpc",
+		rpc_url,
+		"--state-dir",
+		state.to_str().unwrap(),
+		"--account",
+		"//Alice",
+		"--endpoint",
+		endpoint,
+		"--session",
+		&session_id.to_string(),
+		"-o",
+		small_out.to_str().unwrap(),
 	])
 	.unwrap();
 	assert_eq!(std::fs::read(&small_out).unwrap(), small);
@@ -342,21 +403,41 @@ fn publish_fetch_verify_pay_settle_and_survive_tampering_and_crashes() {
 
 	// Ranges from two sources in parallel, each paid through its own session (the CLI with
 	// the provider named twice; the dev chain has one CDN provider).
-	let dave = sp_core::crypto::Ss58Codec::to_ss58check_with_version(&Dave.to_account_id(), interlattice_runtime::SS58_PREFIX.into());
+	let dave = sp_core::crypto::Ss58Codec::to_ss58check_with_version(
+		&Dave.to_account_id(),
+		interlattice_runtime::SS58_PREFIX.into(),
+	);
 	let parallel_out = dir.path().join("parallel.out");
 	let got = cdn(&[
-		"get", &hash, "--rpc", &rpc_url, "--state-dir", state.to_str().unwrap(), "--account", "//Alice",
-		"--provider", &dave, "--provider", &dave, "--endpoint", &endpoint, "--endpoint", &endpoint,
-		"-o", parallel_out.to_str().unwrap(),
+		"get",
+		&hash,
+		"--rpc",
+		rpc_url,
+		"--state-dir",
+		state.to_str().unwrap(),
+		"--account",
+		"//Alice",
+		"--provider",
+		&dave,
+		"--provider",
+		&dave,
+		"--endpoint",
+		endpoint,
+		"--endpoint",
+		endpoint,
+		"-o",
+		parallel_out.to_str().unwrap(),
 	])
 	.unwrap();
 	let ids: Vec<u64> = got.split("sessions").nth(1).unwrap().split_whitespace().map(|s| s.parse().unwrap()).collect();
 	assert_eq!(ids.len(), 2, "{got}");
-	let sessions: Vec<_> = ids.iter().map(|&session_id| runtime.block_on(chain.session(session_id)).unwrap().unwrap()).collect();
+	let sessions: Vec<_> =
+		ids.iter().map(|&session_id| runtime.block_on(chain.session(session_id)).unwrap().unwrap()).collect();
 	assert_eq!(std::fs::read(&parallel_out).unwrap(), movie, "the file is whole and verified");
 	for s in &sessions {
 		let record: SessionRecord =
-			serde_json::from_slice(&std::fs::read(state.join(format!("session-{}.json", s.session_id))).unwrap()).unwrap();
+			serde_json::from_slice(&std::fs::read(state.join(format!("session-{}.json", s.session_id))).unwrap())
+				.unwrap();
 		assert!(record.signed >= (movie.len() / 2) as u64, "each session paid for its half: {record:?}");
 	}
 
@@ -381,14 +462,26 @@ fn publish_fetch_verify_pay_settle_and_survive_tampering_and_crashes() {
 
 	// The agent crashes (SIGKILL): acknowledged receipts are on disk; after a restart a
 	// replay of the last one is refused as not newer and the settlement pays for it.
-	let record: SessionRecord = serde_json::from_slice(&std::fs::read(state.join(format!("session-{session_id}.json"))).unwrap()).unwrap();
+	let record: SessionRecord =
+		serde_json::from_slice(&std::fs::read(state.join(format!("session-{session_id}.json"))).unwrap()).unwrap();
 	assert!(record.sequence >= 5, "receipts every MiB: {record:?}");
 	let dave_before = runtime.block_on(chain.free_balance(&Dave.to_account_id())).unwrap();
 	agent.signal("-KILL");
-	let mut agent = Agent::start(&config, port);
+	let mut agent = Agent::start(config, port);
 	// Tokens do not survive a restart: the old one is refused, a new one is bought.
 	assert_eq!(status(&["-H", &session, "-X", "POST", "-d", "{}", "/receipts"]), "401");
-	let token = cdn(&["token", "--rpc", rpc_url, "--state-dir", state.to_str().unwrap(), "--session", &session_id.to_string(), "--endpoint", endpoint]).unwrap();
+	let token = cdn(&[
+		"token",
+		"--rpc",
+		rpc_url,
+		"--state-dir",
+		state.to_str().unwrap(),
+		"--session",
+		&session_id.to_string(),
+		"--endpoint",
+		endpoint,
+	])
+	.unwrap();
 	let session = format!("Authorization: Bearer {}", token.trim());
 	let answer = curl(port, &["-H", &session, "-X", "POST", "-d", "{}", "/receipts"]).unwrap();
 	assert!(answer.contains("not a signed receipt"), "{answer}");
@@ -463,7 +556,7 @@ fn an_agent_killed_mid_download_restarts_and_the_download_resumes_without_losing
 	let file = dir.path().join("big.bin");
 	let big = data(12 << 20, 7);
 	std::fs::write(&file, &big).unwrap();
-	let hash = cdn(&["publish", file.to_str().unwrap(), "--endpoint", &endpoint, "--token", "secret-token"]).unwrap();
+	let hash = cdn(&["publish", file.to_str().unwrap(), "--endpoint", endpoint, "--token", "secret-token"]).unwrap();
 	let hash = hash.trim().to_string();
 
 	// Alice downloads through a proxy that holds the response after 6 MiB.
@@ -473,14 +566,25 @@ fn an_agent_killed_mid_download_restarts_and_the_download_resumes_without_losing
 	let out = dir.path().join("big.out");
 	let get = Command::new(workspace_binary("cdn"))
 		.args([
-			"get", &hash, "--rpc", &rpc_url, "--state-dir", state.to_str().unwrap(), "--account", "//Alice",
-			"--endpoint", &format!("http://127.0.0.1:{proxy}"), "-o", out.to_str().unwrap(),
+			"get",
+			&hash,
+			"--rpc",
+			rpc_url,
+			"--state-dir",
+			state.to_str().unwrap(),
+			"--account",
+			"//Alice",
+			"--endpoint",
+			&format!("http://127.0.0.1:{proxy}"),
+			"-o",
+			out.to_str().unwrap(),
 		])
 		.stdout(Stdio::piped())
 		.stderr(Stdio::piped())
 		.spawn()
 		.unwrap();
-	wait_for(Duration::from_secs(60), "the download to reach 6 MiB", || paused.load(Ordering::SeqCst).then_some(())).unwrap();
+	wait_for(Duration::from_secs(60), "the download to reach 6 MiB", || paused.load(Ordering::SeqCst).then_some(()))
+		.unwrap();
 
 	// The agent dies with receipts acknowledged, and comes back.
 	let session_file = std::fs::read_dir(&state)
@@ -492,7 +596,7 @@ fn an_agent_killed_mid_download_restarts_and_the_download_resumes_without_losing
 	let before: SessionRecord = serde_json::from_slice(&std::fs::read(&session_file).unwrap()).unwrap();
 	assert!(before.sequence >= 3, "receipts were acknowledged before the crash: {before:?}");
 	agent.signal("-KILL");
-	let mut agent = Agent::start(&config, port);
+	let mut agent = Agent::start(config, port);
 	release.store(true, Ordering::SeqCst);
 
 	// The client notices the cut, resumes from its verified bytes, and finishes.
@@ -526,7 +630,11 @@ fn tls_prefers_the_hybrid_post_quantum_key_exchange_and_serves_paid_downloads() 
 	let port = free_port();
 	let config = write_config(dir.path(), node.config.rpc_port, port, free_port());
 	let mut text = std::fs::read_to_string(&config).unwrap();
-	text.push_str(&format!("[http.tls]\ncertificate = \"{}\"\nprivate_key = \"{}\"\n", cert_pem.display(), key_pem.display()));
+	text.push_str(&format!(
+		"[http.tls]\ncertificate = \"{}\"\nprivate_key = \"{}\"\n",
+		cert_pem.display(),
+		key_pem.display()
+	));
 	std::fs::write(&config, text).unwrap();
 	let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
 	let child = Command::new(workspace_binary("cdn-agent"))
@@ -538,7 +646,8 @@ fn tls_prefers_the_hybrid_post_quantum_key_exchange_and_serves_paid_downloads() 
 	let _agent = Agent { child };
 	let https = format!("https://localhost:{port}");
 	let curl_tls = |args: &[&str]| {
-		let out = Command::new("curl").args(["-sS", "--cacert", cert_pem.to_str().unwrap()]).args(args).output().unwrap();
+		let out =
+			Command::new("curl").args(["-sS", "--cacert", cert_pem.to_str().unwrap()]).args(args).output().unwrap();
 		String::from_utf8_lossy(&out.stdout).into_owned()
 	};
 	wait_for(Duration::from_secs(60), "the TLS agent", || {
@@ -566,16 +675,30 @@ fn tls_prefers_the_hybrid_post_quantum_key_exchange_and_serves_paid_downloads() 
 	let content = data(1_500_000, 9);
 	std::fs::write(&file, &content).unwrap();
 	let ca = cert_pem.to_str().unwrap();
-	let hash = cdn(&["publish", file.to_str().unwrap(), "--endpoint", &https, "--token", "secret-token", "--ca", ca]).unwrap();
+	let hash =
+		cdn(&["publish", file.to_str().unwrap(), "--endpoint", &https, "--token", "secret-token", "--ca", ca]).unwrap();
 	let out = dir.path().join("tls.out");
 	let state = dir.path().join("client");
 	cdn(&[
-		"get", hash.trim(), "--rpc", &rpc_url, "--state-dir", state.to_str().unwrap(), "--account", "//Alice",
-		"--endpoint", &https, "--ca", ca, "-o", out.to_str().unwrap(),
+		"get",
+		hash.trim(),
+		"--rpc",
+		&rpc_url,
+		"--state-dir",
+		state.to_str().unwrap(),
+		"--account",
+		"//Alice",
+		"--endpoint",
+		&https,
+		"--ca",
+		ca,
+		"-o",
+		out.to_str().unwrap(),
 	])
 	.unwrap();
 	assert_eq!(std::fs::read(&out).unwrap(), content);
 	// Without trusting the certificate, the client refuses the agent.
-	let refused = cdn(&["publish", file.to_str().unwrap(), "--endpoint", &https, "--token", "secret-token"]).unwrap_err();
+	let refused =
+		cdn(&["publish", file.to_str().unwrap(), "--endpoint", &https, "--token", "secret-token"]).unwrap_err();
 	assert!(refused.to_lowercase().contains("certificate"), "{refused}");
 }

@@ -121,9 +121,17 @@ async fn connect_from(source: [u8; 4], agent: SocketAddr) -> std::io::Result<Tcp
 }
 
 /// One HTTP/1.1 request on a connection of its own from `source`, read to its end.
-async fn request(agent: SocketAddr, source: [u8; 4], method: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> Answer {
+async fn request(
+	agent: SocketAddr,
+	source: [u8; 4],
+	method: &str,
+	path: &str,
+	headers: &[(&str, String)],
+	body: &[u8],
+) -> Answer {
 	let Ok(mut stream) = connect_from(source, agent).await else { return Answer { status: 0, body: Vec::new() } };
-	let mut head = format!("{method} {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+	let mut head =
+		format!("{method} {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
 	for (name, value) in headers {
 		head.push_str(&format!("{name}: {value}\r\n"));
 	}
@@ -139,7 +147,9 @@ async fn request(agent: SocketAddr, source: [u8; 4], method: &str, path: &str, h
 			_ => break,
 		}
 	}
-	let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else { return Answer { status: 0, body: Vec::new() } };
+	let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+		return Answer { status: 0, body: Vec::new() };
+	};
 	let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
 	let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
 	let body = &raw[end + 4..];
@@ -200,15 +210,18 @@ fn hostile_clients_and_strangers_cost_the_provider_at_most_its_credit_while_an_h
 		let movie = interlattice_tests::pseudo_random_bytes(8 << 20, 11);
 		let file = dir.path().join("movie.bin");
 		std::fs::write(&file, &movie).unwrap();
-		let published = CdnClient::offline(&dir.path().join("publisher")).publish(&endpoint, "secret-token", &file).await.unwrap();
+		let published =
+			CdnClient::offline(&dir.path().join("publisher")).publish(&endpoint, "secret-token", &file).await.unwrap();
 		let root = interlattice_cdn::content::parse_hash(&published.hash).unwrap();
 		let content = format!("/content/{}", published.hash);
-		let dave = cdn_providers(&chain).await.unwrap().into_iter().find(|p| p.account == Dave.to_account_id()).unwrap();
+		let dave =
+			cdn_providers(&chain).await.unwrap().into_iter().find(|p| p.account == Dave.to_account_id()).unwrap();
 
 		// Bob, an honest client, downloads the movie meanwhile, paying as it arrives.
 		let bob_out = dir.path().join("bob.out");
 		let honest = {
-			let (chain, dave, endpoint, bob_out, state) = (chain.clone(), dave.clone(), endpoint.clone(), bob_out.clone(), dir.path().join("bob"));
+			let (chain, dave, endpoint, bob_out, state) =
+				(chain.clone(), dave.clone(), endpoint.clone(), bob_out.clone(), dir.path().join("bob"));
 			tokio::spawn(async move {
 				let client = CdnClient::new(chain, &state);
 				let mut session = client.open_session(&Bob.pair(), &dave, UNIT, 1_000).await?;
@@ -224,15 +237,19 @@ fn hostile_clients_and_strangers_cost_the_provider_at_most_its_credit_while_an_h
 		attack.endpoint = endpoint.clone();
 		let key = SessionKeys::new(&alice_state).for_session(attack.session_id, &attack.terms.client_key).unwrap();
 		let (provider, attack_id) = (attack.terms.provider, attack.session_id);
-		let capability = |nonce: [u8; 32]| Capability {
-			provider,
-			session_id: attack_id,
-			nonce,
-			expires_at: unix_now() + 300,
-		};
+		let capability =
+			|nonce: [u8; 32]| Capability { provider, session_id: attack_id, nonce, expires_at: unix_now() + 300 };
 
 		// Strangers: the session id alone (public on-chain) buys nothing (item 14)…
-		let bare = request(agent, ATTACKER, "GET", &content, &[("x-interlattice-session", attack.session_id.to_string())], b"").await;
+		let bare = request(
+			agent,
+			ATTACKER,
+			"GET",
+			&content,
+			&[("x-interlattice-session", attack.session_id.to_string())],
+			b"",
+		)
+		.await;
 		assert_eq!(bare.status, 402, "{}", text(&bare));
 		// …nor a capability for it signed by another key…
 		let forged = signed_capability(&MlDsaKeyPair::generate().unwrap(), capability(fresh_nonce()));
@@ -240,7 +257,9 @@ fn hostile_clients_and_strangers_cost_the_provider_at_most_its_credit_while_an_h
 		assert_eq!(answer.status, 403, "{}", text(&answer));
 		assert!(text(&answer).contains("not signed by the session's key"), "{}", text(&answer));
 		// …nor a made-up token, nor a capability seen before, nor one for another provider.
-		let made_up = request(agent, ATTACKER, "GET", &content, &[("Authorization", format!("Bearer {}", "ab".repeat(32)))], b"").await;
+		let made_up =
+			request(agent, ATTACKER, "GET", &content, &[("Authorization", format!("Bearer {}", "ab".repeat(32)))], b"")
+				.await;
 		assert_eq!(made_up.status, 401);
 		let once = signed_capability(&key, capability(fresh_nonce()));
 		assert_eq!(request(agent, ATTACKER, "POST", "/token", &[], &once).await.status, 200);
@@ -254,7 +273,8 @@ fn hostile_clients_and_strangers_cost_the_provider_at_most_its_credit_while_an_h
 
 		let token = client.authorize(&mut attack).await.unwrap();
 		let mut bearer = ("Authorization", format!("Bearer {token}"));
-		let served = |answers: &[Answer]| answers.iter().filter(|a| a.status == 200).map(|a| a.body.len() as u64).sum::<u64>();
+		let served =
+			|answers: &[Answer]| answers.iter().filter(|a| a.status == 200).map(|a| a.body.len() as u64).sum::<u64>();
 		let statuses = |answers: &[Answer]| {
 			let mut s: Vec<u16> = answers.iter().map(|a| a.status).collect();
 			s.sort_unstable();
@@ -283,7 +303,11 @@ fn hostile_clients_and_strangers_cost_the_provider_at_most_its_credit_while_an_h
 		let answers = futures::future::join_all(flood).await;
 		taken += served(&answers);
 		assert!(taken > 0 && taken <= CREDIT, "200 requests at once took {taken} bytes, credit {CREDIT}");
-		assert!(answers.iter().any(|a| a.status != 200), "some were refused (429, 402 or the connection cap): {:?}", statuses(&answers));
+		assert!(
+			answers.iter().any(|a| a.status != 200),
+			"some were refused (429, 402 or the connection cap): {:?}",
+			statuses(&answers)
+		);
 		for a in answers.iter().filter(|a| a.status == 200) {
 			assert_eq!(&a.body[..], &movie[..a.body.len()], "what was served is the object");
 		}
@@ -291,7 +315,9 @@ fn hostile_clients_and_strangers_cost_the_provider_at_most_its_credit_while_an_h
 		// A reconnect loop: new connections and new tokens, one session, one credit (item 7's
 		// dCDN form).
 		for _ in 0..10 {
-			let grant = request(agent, ATTACKER, "POST", "/token", &[], &signed_capability(&key, capability(fresh_nonce()))).await;
+			let grant =
+				request(agent, ATTACKER, "POST", "/token", &[], &signed_capability(&key, capability(fresh_nonce())))
+					.await;
 			assert_eq!(grant.status, 200, "{}", text(&grant));
 			let token: serde_json::Value = serde_json::from_slice(&grant.body).unwrap();
 			// A session holds at most 8 tokens: the newest is the one to use from now on.
@@ -305,13 +331,21 @@ fn hostile_clients_and_strangers_cost_the_provider_at_most_its_credit_while_an_h
 		// A receipt flood (item 17): 100 badly signed receipts at once. None is accepted; the
 		// per-session rate limit turns most away before their signature is even checked.
 		let receipt = next_receipt(&attack.terms, 1, CREDIT, 0).unwrap();
-		let bad = SignedUsageReceipt { receipt, signature: MlDsaKeyPair::generate().unwrap().sign(&receipt.signing_payload()).unwrap() };
+		let bad = SignedUsageReceipt {
+			receipt,
+			signature: MlDsaKeyPair::generate().unwrap().sign(&receipt.signing_payload()).unwrap(),
+		};
 		let bad = serde_json::to_vec(&bad).unwrap();
-		let flood = (0..100).map(|_| request(agent, ATTACKER, "POST", "/receipts", std::slice::from_ref(&bearer), &bad));
+		let flood =
+			(0..100).map(|_| request(agent, ATTACKER, "POST", "/receipts", std::slice::from_ref(&bearer), &bad));
 		let answers = futures::future::join_all(flood).await;
 		assert!(answers.iter().all(|a| a.status != 200), "a badly signed receipt was accepted");
 		assert!(answers.iter().any(|a| a.status == 429), "the rate limit turned some away: {:?}", statuses(&answers));
-		assert!(answers.iter().any(|a| a.status == 400), "the others were checked and refused: {:?}", statuses(&answers));
+		assert!(
+			answers.iter().any(|a| a.status == 400),
+			"the others were checked and refused: {:?}",
+			statuses(&answers)
+		);
 
 		// A slowloris (item 17): connections that never finish a request head are closed after
 		// the handshake timeout (2 s); those beyond the per-address cap at once.
@@ -353,11 +387,21 @@ fn hostile_clients_and_strangers_cost_the_provider_at_most_its_credit_while_an_h
 		let answer = request(agent, ATTACKER, "POST", "/token", &[], &signed_capability(&key, unknown)).await;
 		assert_eq!(answer.status, 403);
 		assert!(text(&answer).contains("does not exist"), "{}", text(&answer));
-		let close = interlattice_runtime::RuntimeCall::SessionEscrow(pallet_session_escrow::Call::close_session { session_id: attack.session_id });
+		let close = interlattice_runtime::RuntimeCall::SessionEscrow(pallet_session_escrow::Call::close_session {
+			session_id: attack.session_id,
+		});
 		chain.submit_and_watch(close, &Alice.pair()).await.unwrap();
 		let mut refused = None;
 		for _ in 0..40 {
-			let answer = request(agent, ATTACKER, "GET", &format!("/slice/{}?start=0&len=1", published.hash), std::slice::from_ref(&bearer), b"").await;
+			let answer = request(
+				agent,
+				ATTACKER,
+				"GET",
+				&format!("/slice/{}?start=0&len=1", published.hash),
+				std::slice::from_ref(&bearer),
+				b"",
+			)
+			.await;
 			if answer.status == 403 {
 				refused = Some(text(&answer));
 				break;

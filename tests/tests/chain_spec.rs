@@ -68,10 +68,8 @@ fn runtime_version(code: &[u8]) -> RuntimeVersion {
 	let mut version = version.expect("the Wasm has a runtime_version section");
 	let apis = apis.expect("the Wasm has a runtime_apis section");
 	// The section's order is not stable between builds; the set is what matters.
-	let mut list: Vec<([u8; 8], u32)> = apis
-		.chunks(12)
-		.map(|c| (c[..8].try_into().unwrap(), u32::from_le_bytes(c[8..].try_into().unwrap())))
-		.collect();
+	let mut list: Vec<([u8; 8], u32)> =
+		apis.chunks(12).map(|c| (c[..8].try_into().unwrap(), u32::from_le_bytes(c[8..].try_into().unwrap()))).collect();
 	list.sort();
 	version.apis = list.into();
 	version
@@ -94,15 +92,10 @@ fn committed_chain_specs_match_the_runtime() {
 	let mut drifted = Vec::new();
 	for preset in ["development", "local_testnet", "testnet"] {
 		for raw in [false, true] {
-			let file = chain_spec_dir().join(if raw {
-				format!("{preset}-raw.json")
-			} else {
-				format!("{preset}.json")
-			});
-			let mut committed: Value = serde_json::from_slice(
-				&std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display())),
-			)
-			.unwrap_or_else(|e| panic!("{} is not JSON: {e}", file.display()));
+			let file = chain_spec_dir().join(if raw { format!("{preset}-raw.json") } else { format!("{preset}.json") });
+			let mut committed: Value =
+				serde_json::from_slice(&std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display())))
+					.unwrap_or_else(|e| panic!("{} is not JSON: {e}", file.display()));
 			let mut built = export(preset, raw);
 			let committed_version = runtime_version(&take_code(&mut committed, raw));
 			let built_version = runtime_version(&take_code(&mut built, raw));
@@ -142,10 +135,8 @@ fn the_version_check_sees_the_runtime() {
 #[test]
 fn testnet_spec_has_four_validators_and_dev_has_one() {
 	let count = |name: &str| {
-		let spec: Value = serde_json::from_slice(
-			&std::fs::read(chain_spec_dir().join(format!("{name}.json"))).unwrap(),
-		)
-		.unwrap();
+		let spec: Value =
+			serde_json::from_slice(&std::fs::read(chain_spec_dir().join(format!("{name}.json"))).unwrap()).unwrap();
 		let patch = &spec["genesis"]["runtimeGenesis"]["patch"];
 		(
 			patch["aura"]["authorities"].as_array().map(Vec::len),

@@ -33,15 +33,11 @@ fn dev_node_produces_and_finalizes_blocks() {
 	let mut node = Node::start(config).expect("dev node starts");
 
 	let best = node.wait(MINUTE, "block 3", |n| n.rpc.best_number().filter(|&b| b >= 3)).unwrap();
-	let finalized =
-		node.wait(MINUTE, "finalized block 2", |n| n.rpc.finalized_number().filter(|&f| f >= 2)).unwrap();
+	let finalized = node.wait(MINUTE, "finalized block 2", |n| n.rpc.finalized_number().filter(|&f| f >= 2)).unwrap();
 	assert!(finalized <= node.rpc.best_number().unwrap());
 	// Both heads keep advancing.
 	node.wait(MINUTE, "best head to advance", |n| n.rpc.best_number().filter(|&b| b > best)).unwrap();
-	node.wait(MINUTE, "finalized head to advance", |n| {
-		n.rpc.finalized_number().filter(|&f| f > finalized)
-	})
-	.unwrap();
+	node.wait(MINUTE, "finalized head to advance", |n| n.rpc.finalized_number().filter(|&f| f > finalized)).unwrap();
 
 	// The chain presents itself the way wallets expect.
 	let props = node.rpc.call("system_properties", json!([])).unwrap();
@@ -55,10 +51,7 @@ fn dev_node_produces_and_finalizes_blocks() {
 	let text = metrics(prometheus).expect("metrics endpoint answers");
 	assert!(text.contains("substrate_block_height"), "no block height metric in {text:.500}");
 	// Networking runs on libp2p unless asked otherwise.
-	assert!(
-		node.log_tail(100_000).contains("Running libp2p network backend"),
-		"the node did not default to libp2p"
-	);
+	assert!(node.log_tail(100_000).contains("Running libp2p network backend"), "the node did not default to libp2p");
 }
 
 #[test]
@@ -72,18 +65,14 @@ fn signed_transfer_is_included_with_events_and_balances_change() {
 	let genesis = chain::genesis_hash(&node.rpc).unwrap();
 	let nonce = chain::next_nonce(&node.rpc, &alice.to_account_id()).unwrap();
 	let value = 42 * UNIT;
-	let call = RuntimeCall::Balances(BalancesCall::transfer_keep_alive {
-		dest: bob.clone().into(),
-		value,
-	});
+	let call = RuntimeCall::Balances(BalancesCall::transfer_keep_alive { dest: bob.clone().into(), value });
 	let xt = chain::signed_extrinsic(call, alice, nonce, genesis);
 	let xt_hex = format!("0x{}", hex::encode(codec::Encode::encode(&xt)));
 	let start = node.rpc.best_number().unwrap();
 	chain::submit(&node.rpc, &xt).expect("the pool accepts a valid transfer");
 
-	let (block, index) = node
-		.wait(MINUTE, "the transfer to be included", |n| chain::find_extrinsic(&n.rpc, &xt_hex, start))
-		.unwrap();
+	let (block, index) =
+		node.wait(MINUTE, "the transfer to be included", |n| chain::find_extrinsic(&n.rpc, &xt_hex, start)).unwrap();
 
 	// The events of that block show the transfer and the extrinsic's success.
 	let events = chain::events(&node.rpc, &block).unwrap();
@@ -167,16 +156,14 @@ fn bad_input_gets_an_error_and_the_node_keeps_going() {
 
 	// Still alive and producing blocks.
 	let now = node.rpc.best_number().unwrap();
-	node.wait(MINUTE, "blocks after bad input", |n| n.rpc.best_number().filter(|&b| b >= now + 2))
-		.unwrap();
+	node.wait(MINUTE, "blocks after bad input", |n| n.rpc.best_number().filter(|&b| b >= now + 2)).unwrap();
 }
 
 #[test]
 fn node_killed_with_sigkill_restarts_with_its_chain() {
 	let dir = tempfile::tempdir().unwrap();
 	let mut node = dev_node(dir.path());
-	let height =
-		node.wait(MINUTE, "block 4", |n| n.rpc.best_number().filter(|&b| b >= 4)).unwrap();
+	let height = node.wait(MINUTE, "block 4", |n| n.rpc.best_number().filter(|&b| b >= 4)).unwrap();
 	let finalized = node.rpc.finalized_number().unwrap();
 	let hashes: Vec<String> = (0..=height).map(|n| node.rpc.block_hash(n).unwrap()).collect();
 

@@ -93,8 +93,9 @@ fn unmodified_polkadot_js_reads_decodes_and_submits() {
 	let session_id = events
 		.iter()
 		.find_map(|e| match e {
-			interlattice_runtime::RuntimeEvent::SessionEscrow(EscrowEvent::SessionOpened { session_id, .. }) =>
-				Some(*session_id),
+			interlattice_runtime::RuntimeEvent::SessionEscrow(EscrowEvent::SessionOpened { session_id, .. }) => {
+				Some(*session_id)
+			},
 			_ => None,
 		})
 		.expect("SessionOpened");
@@ -132,22 +133,16 @@ fn unmodified_polkadot_js_reads_decodes_and_submits() {
 	assert!(countries.contains(&"DE") && countries.contains(&"NL"), "{providers:?}");
 	assert!(providers.iter().all(|p| p["serviceKeyBytes"] == 1952));
 	// The escrow's session, settled as the chain says.
-	let session = report["sessions"]
-		.as_array()
-		.unwrap()
-		.iter()
-		.find(|s| s["id"] == session_id)
-		.expect("the session is listed");
+	let session =
+		report["sessions"].as_array().unwrap().iter().find(|s| s["id"] == session_id).expect("the session is listed");
 	assert_eq!(session["deposit"], (5 * UNIT).to_string());
 	assert_eq!(session["settled"], (UNIT / 4).to_string());
 	assert_eq!(session["clientKeyBytes"], 1952);
 	assert_eq!(report["nextSessionId"], session_id + 1);
 	// The settlement block, decoded: the receipt's fields and its 3309-byte signature.
 	let xts = report["settlementBlock"]["extrinsics"].as_array().unwrap();
-	let settlement = xts
-		.iter()
-		.find(|x| x["call"] == "sessionEscrow.settleReceipt")
-		.expect("the settlement call is decoded");
+	let settlement =
+		xts.iter().find(|x| x["call"] == "sessionEscrow.settleReceipt").expect("the settlement call is decoded");
 	assert_eq!(settlement["receipts"][0]["sessionId"], session_id);
 	assert_eq!(settlement["receipts"][0]["amount"], (UNIT / 4).to_string());
 	assert_eq!(settlement["receipts"][0]["signatureBytes"], 3309);

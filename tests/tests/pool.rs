@@ -58,7 +58,9 @@ fn settlement_spam_from_strangers_costs_no_signature_verification() {
 	let session = events
 		.iter()
 		.find_map(|e| match e {
-			interlattice_runtime::RuntimeEvent::SessionEscrow(EscrowEvent::SessionOpened { session_id, .. }) => Some(*session_id),
+			interlattice_runtime::RuntimeEvent::SessionEscrow(EscrowEvent::SessionOpened { session_id, .. }) => {
+				Some(*session_id)
+			},
 			_ => None,
 		})
 		.unwrap();
@@ -101,5 +103,6 @@ fn settlement_spam_from_strangers_costs_no_signature_verification() {
 	assert_eq!(verifications(&node), before, "the pool verified signatures for strangers");
 	// The node kept going.
 	let best = node.rpc.best_number().unwrap();
-	node.wait(std::time::Duration::from_secs(30), "another block", |n| n.rpc.best_number().filter(|&b| b > best)).unwrap();
+	node.wait(std::time::Duration::from_secs(30), "another block", |n| n.rpc.best_number().filter(|&b| b > best))
+		.unwrap();
 }

@@ -10,9 +10,8 @@ use interlattice_tests::{chain, Node, Rpc};
 use serde_json::json;
 
 fn call_bool(rpc: &Rpc, method: &str, args: Vec<u8>) -> Result<bool, String> {
-	let result = rpc
-		.call("state_call", json!([method, format!("0x{}", hex::encode(args))]))
-		.map_err(|e| e.to_string())?;
+	let result =
+		rpc.call("state_call", json!([method, format!("0x{}", hex::encode(args))])).map_err(|e| e.to_string())?;
 	match result.as_str() {
 		Some("0x01") => Ok(true),
 		Some("0x00") => Ok(false),
@@ -54,8 +53,7 @@ fn runtime_verifies_ml_dsa_signatures_through_the_host_function() {
 		seconds: 0,
 		amount: 1_000,
 	};
-	let signed =
-		SignedUsageReceipt { signature: pair.sign(&receipt.signing_payload()).unwrap(), receipt };
+	let signed = SignedUsageReceipt { signature: pair.sign(&receipt.signing_payload()).unwrap(), receipt };
 	let check = |signer: &MlDsaKeyPair, r: &SignedUsageReceipt| {
 		call_bool(&node.rpc, "PqCryptoApi_verify_receipt", (signer.public(), r).encode())
 	};
@@ -68,8 +66,5 @@ fn runtime_verifies_ml_dsa_signatures_through_the_host_function() {
 	// Garbage arguments are an error for that call, nothing more.
 	assert!(call_bool(&node.rpc, "PqCryptoApi_verify_receipt", vec![1, 2, 3]).is_err());
 	let now = node.rpc.best_number().unwrap();
-	node.wait(Duration::from_secs(60), "blocks to continue", |n| {
-		n.rpc.best_number().filter(|&b| b > now)
-	})
-	.unwrap();
+	node.wait(Duration::from_secs(60), "blocks to continue", |n| n.rpc.best_number().filter(|&b| b > now)).unwrap();
 }

@@ -47,8 +47,10 @@ impl RunDev {
 			.spawn()
 			.unwrap();
 		let run = RunDev { child, log };
-		wait_for(Duration::from_secs(180), "run-dev.sh to be ready", || run.log().contains("[run] ready at block").then_some(()))
-			.unwrap_or_else(|e| panic!("{e}\n{}", run.log()));
+		wait_for(Duration::from_secs(180), "run-dev.sh to be ready", || {
+			run.log().contains("[run] ready at block").then_some(())
+		})
+		.unwrap_or_else(|e| panic!("{e}\n{}", run.log()));
 		run
 	}
 
@@ -58,7 +60,11 @@ impl RunDev {
 
 	fn ready_block(&self) -> u64 {
 		let log = self.log();
-		log.split("[run] ready at block ").nth(1).and_then(|s| s.split('.').next()).and_then(|n| n.parse().ok()).unwrap()
+		log.split("[run] ready at block ")
+			.nth(1)
+			.and_then(|s| s.split('.').next())
+			.and_then(|n| n.parse().ok())
+			.unwrap()
 	}
 
 	/// Ctrl-C, as a terminal would send it to the script.
@@ -92,25 +98,41 @@ fn run_dev_serves_the_walkthrough_stops_cleanly_and_resumes() {
 	// The README's walkthrough, verbatim.
 	let out = ns.command("bash").args(["-euo", "pipefail", "-c", &walkthrough()]).current_dir(root()).output().unwrap();
 	let stdout = String::from_utf8_lossy(&out.stdout);
-	assert!(out.status.success(), "the walkthrough failed:\n{stdout}\n{}\n{}", String::from_utf8_lossy(&out.stderr), run.log());
+	assert!(
+		out.status.success(),
+		"the walkthrough failed:\n{stdout}\n{}\n{}",
+		String::from_utf8_lossy(&out.stderr),
+		run.log()
+	);
 	assert!(stdout.contains("\"services\":\"cdn\""), "Dave serves the dCDN: {stdout}");
 	// Charlie serves both: its dCDN agent registered its endpoint next to the dVPN's.
-	let charlie = stdout.lines().find(|l| l.contains("127.0.0.1:7310")).unwrap_or_else(|| panic!("no dVPN provider: {stdout}"));
+	let charlie =
+		stdout.lines().find(|l| l.contains("127.0.0.1:7310")).unwrap_or_else(|| panic!("no dVPN provider: {stdout}"));
 	assert!(charlie.contains("\"services\":\"both\"") && charlie.contains("http://127.0.0.1:7321"), "{charlie}");
 	assert!(stdout.contains("http://127.0.0.1:7320"), "{stdout}");
 	assert!(stdout.contains("the copy is identical"), "{stdout}");
 	assert!(stdout.contains("3 packets transmitted, 3 received"), "pings through the tunnel: {stdout}");
 	// The provider settled the VPN session and closed it (finalized: no longer listed).
-	let closed = stdout.lines().find(|l| l.contains("closed by the provider: paid")).unwrap_or_else(|| panic!("not closed: {stdout}"));
+	let closed = stdout
+		.lines()
+		.find(|l| l.contains("closed by the provider: paid"))
+		.unwrap_or_else(|| panic!("not closed: {stdout}"));
 	assert!(!closed.contains("paid 0.000000 LAT"), "the provider was paid: {closed}");
 	// The CDN session settled the download (3,000,000 bytes and more: receipts per MiB).
-	let session = stdout.lines().find(|l| l.contains("\"service\":\"cdn\"")).unwrap_or_else(|| panic!("no session in {stdout}"));
+	let session =
+		stdout.lines().find(|l| l.contains("\"service\":\"cdn\"")).unwrap_or_else(|| panic!("no session in {stdout}"));
 	assert!(!session.contains("\"settled\":\"0\""), "the agent settled the receipts: {session}");
 
 	// Ctrl-C: the agents stop (settling), then the node; the dVPN interface and NAT are gone.
 	run.interrupt();
 	let log = run.log();
-	for line in ["vpn-agent stopped", "cdn-agent stopped", "cdn-agent-charlie stopped", "node stopped", "run scripts/run-dev.sh again"] {
+	for line in [
+		"vpn-agent stopped",
+		"cdn-agent stopped",
+		"cdn-agent-charlie stopped",
+		"node stopped",
+		"run scripts/run-dev.sh again",
+	] {
 		assert!(log.contains(line), "{line} missing from:\n{log}");
 	}
 	assert!(!Command::new("ip").args(["-n", &ns.name, "link", "show", "ilvpn0"]).output().unwrap().status.success());
@@ -123,7 +145,14 @@ fn run_dev_serves_the_walkthrough_stops_cleanly_and_resumes() {
 	assert!(again.ready_block() > first, "resumed at #{} after #{first}", again.ready_block());
 	assert!(again.log().contains("is registered as configured; nothing to do"), "{}", again.log());
 	// A port in use is reported, not fought over.
-	let clash = ns.command("bash").arg("scripts/run-dev.sh").current_dir(root()).env("INTERLATTICE_DATA", data.path()).env("INTERLATTICE_SKIP_BUILD", "1").output().unwrap();
+	let clash = ns
+		.command("bash")
+		.arg("scripts/run-dev.sh")
+		.current_dir(root())
+		.env("INTERLATTICE_DATA", data.path())
+		.env("INTERLATTICE_SKIP_BUILD", "1")
+		.output()
+		.unwrap();
 	assert!(!clash.status.success());
 	assert!(String::from_utf8_lossy(&clash.stderr).contains("is in use"), "{}", String::from_utf8_lossy(&clash.stderr));
 	again.interrupt();

@@ -10,9 +10,7 @@ use interlattice_tests::{
 	rpc::RpcError,
 	Node,
 };
-use pallet_provider_registry::{
-	Call as RegistryCall, Hosting, Location, Prices, ProviderRecord, Services,
-};
+use pallet_provider_registry::{Call as RegistryCall, Hosting, Location, Prices, ProviderRecord, Services};
 use serde_json::{json, Value};
 use sp_core::crypto::{Ss58AddressFormat, Ss58Codec};
 use sp_keyring::Sr25519Keyring::{self, Charlie, Dave, Eve, Ferdie};
@@ -44,12 +42,8 @@ fn record(node: &Node, who: Sr25519Keyring, at: &str) -> Option<ProviderRecord<R
 /// `registry_providers(query)`: (total, accounts of the page).
 fn list(node: &Node, query: Value) -> (u64, Vec<String>) {
 	let page = node.rpc.call("registry_providers", json!([query])).expect("registry_providers");
-	let accounts = page["providers"]
-		.as_array()
-		.unwrap()
-		.iter()
-		.map(|p| p["account"].as_str().unwrap().to_string())
-		.collect();
+	let accounts =
+		page["providers"].as_array().unwrap().iter().map(|p| p["account"].as_str().unwrap().to_string()).collect();
 	(page["total"].as_u64().unwrap(), accounts)
 }
 
@@ -82,7 +76,10 @@ fn providers_register_with_real_extrinsics_and_the_registry_rpc_lists_them() {
 	assert_eq!(charlie["services"], "vpn");
 	assert_eq!(charlie["country"], "DE");
 	assert_eq!(charlie["endpoints"], json!(["127.0.0.1:7310"]));
-	assert_eq!(charlie["prices"], json!({"perGib": (500 * MILLI_UNIT).to_string(), "perHour": (100 * MILLI_UNIT).to_string()}));
+	assert_eq!(
+		charlie["prices"],
+		json!({"perGib": (500 * MILLI_UNIT).to_string(), "perHour": (100 * MILLI_UNIT).to_string()})
+	);
 	assert_eq!(charlie["stake"], (10_000 * UNIT).to_string(), "amounts are decimal strings");
 	assert_eq!(charlie["active"], true);
 	assert_eq!(
@@ -106,11 +103,8 @@ fn providers_register_with_real_extrinsics_and_the_registry_rpc_lists_them() {
 		submit_and_wait(&mut node, Ferdie, register_call(Services::Vpn, b"BR", 200 * MILLI_UNIT, 2, 3_000 * UNIT));
 	assert!(succeeded(&events), "{events:?}");
 	// A registration reusing Eve's service key fails on-chain with a named error.
-	let (_, events) = submit_and_wait(
-		&mut node,
-		Sr25519Keyring::Bob,
-		register_call(Services::Vpn, b"FR", 1, 1, 2_000 * UNIT),
-	);
+	let (_, events) =
+		submit_and_wait(&mut node, Sr25519Keyring::Bob, register_call(Services::Vpn, b"FR", 1, 1, 2_000 * UNIT));
 	assert!(
 		events.iter().any(|e| matches!(e, RuntimeEvent::System(frame_system::Event::ExtrinsicFailed { .. }))),
 		"{events:?}"
@@ -136,17 +130,17 @@ fn providers_register_with_real_extrinsics_and_the_registry_rpc_lists_them() {
 	assert_eq!(list(&node, json!({"order": "pricePerGib", "offset": 4})), (4, vec![]));
 
 	// Eve unbonds below the minimum stake: still registered, no longer listed as active.
-	let (_, events) = submit_and_wait(
-		&mut node,
-		Eve,
-		RuntimeCall::ProviderRegistry(RegistryCall::unbond { amount: 1_500 * UNIT }),
-	);
+	let (_, events) =
+		submit_and_wait(&mut node, Eve, RuntimeCall::ProviderRegistry(RegistryCall::unbond { amount: 1_500 * UNIT }));
 	assert!(succeeded(&events), "{events:?}");
 	assert_eq!(list(&node, json!({"country": "DE"})), (1, names(&[Charlie])));
 	assert_eq!(list(&node, json!({"country": "DE", "activeOnly": false})), (2, names(&[Charlie, Eve])));
 	let eve = node.rpc.call("registry_provider", json!([ss58(Eve)])).unwrap();
 	assert_eq!((eve["active"].clone(), eve["status"].clone()), (json!(false), json!("registered")));
-	assert_eq!((eve["stake"].clone(), eve["unbonding"].clone()), (json!((500 * UNIT).to_string()), json!((1_500 * UNIT).to_string())));
+	assert_eq!(
+		(eve["stake"].clone(), eve["unbonding"].clone()),
+		(json!((500 * UNIT).to_string()), json!((1_500 * UNIT).to_string()))
+	);
 
 	let stats = node.rpc.call("registry_stats", json!([])).unwrap();
 	assert_eq!(stats["providers"], json!({"registered": 4, "active": 3}));
@@ -178,7 +172,8 @@ fn providers_register_with_real_extrinsics_and_the_registry_rpc_lists_them() {
 	assert!(invalid_params(node.rpc.call("registry_provider", json!(["not-an-account"]))).contains("account"));
 	assert_eq!(node.rpc.call("registry_provider", json!([ss58(Sr25519Keyring::One)])).unwrap(), Value::Null);
 	assert_eq!(
-		node.rpc.call("registry_provider", json!([format!("0x{}", hex::encode(Charlie.to_account_id()))])).unwrap()["account"],
+		node.rpc.call("registry_provider", json!([format!("0x{}", hex::encode(Charlie.to_account_id()))])).unwrap()
+			["account"],
 		ss58(Charlie)
 	);
 }

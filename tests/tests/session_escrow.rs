@@ -65,8 +65,10 @@ fn fee_paid(events: &[RuntimeEvent]) -> u128 {
 	events
 		.iter()
 		.find_map(|e| match e {
-			RuntimeEvent::TransactionPayment(pallet_transaction_payment::Event::TransactionFeePaid { actual_fee, .. }) =>
-				Some(*actual_fee),
+			RuntimeEvent::TransactionPayment(pallet_transaction_payment::Event::TransactionFeePaid {
+				actual_fee,
+				..
+			}) => Some(*actual_fee),
 			_ => None,
 		})
 		.expect("a fee was paid")
@@ -98,8 +100,13 @@ fn sessions_open_settle_close_and_every_balance_adds_up() {
 	pq_key(&["generate", "--out", eve_key.to_str().unwrap()]);
 
 	let first = chain::rpc_best_hash(&node.rpc);
-	let (bob0, charlie0, dave0, eve0, ferdie0) =
-		(free(&node, Bob, &first), free(&node, Charlie, &first), free(&node, Dave, &first), free(&node, Eve, &first), free(&node, Ferdie, &first));
+	let (bob0, charlie0, dave0, eve0, ferdie0) = (
+		free(&node, Bob, &first),
+		free(&node, Charlie, &first),
+		free(&node, Dave, &first),
+		free(&node, Eve, &first),
+		free(&node, Ferdie, &first),
+	);
 
 	// Bob opens a VPN session with Charlie (0.5 LAT/GiB, 0.1 LAT/hour), depositing 10 LAT.
 	let deposit = 10 * UNIT;
@@ -122,15 +129,26 @@ fn sessions_open_settle_close_and_every_balance_adds_up() {
 	};
 	assert_eq!(free(&node, Bob, &block), bob0 - deposit - bob_fees);
 	let s = node.rpc.call("escrow_session", json!([session.to_string()])).unwrap();
-	assert_eq!((s["client"].as_str(), s["provider"].as_str()), (Some(ss58(Bob).as_str()), Some(ss58(Charlie).as_str())));
-	assert_eq!((s["deposit"].clone(), s["remaining"].clone(), s["status"].clone()), (json!(deposit.to_string()), json!(deposit.to_string()), json!("open")));
-	assert_eq!(s["prices"], json!({"perGib": (500 * MILLI_UNIT).to_string(), "perHour": (100 * MILLI_UNIT).to_string()}));
+	assert_eq!(
+		(s["client"].as_str(), s["provider"].as_str()),
+		(Some(ss58(Bob).as_str()), Some(ss58(Charlie).as_str()))
+	);
+	assert_eq!(
+		(s["deposit"].clone(), s["remaining"].clone(), s["status"].clone()),
+		(json!(deposit.to_string()), json!(deposit.to_string()), json!("open"))
+	);
+	assert_eq!(
+		s["prices"],
+		json!({"perGib": (500 * MILLI_UNIT).to_string(), "perHour": (100 * MILLI_UNIT).to_string()})
+	);
 
 	// Eve opens a CDN session with Dave (0.2 LAT/GiB).
 	let (_, events) = submit_and_wait(&mut node, Eve, open(&eve_key, Dave, ServiceKind::Cdn, 5 * UNIT));
 	let eve_fees_open = fee_paid(&events);
 	let eve_session = session + 1;
-	assert!(escrow_events(&events).iter().any(|e| matches!(e, EscrowEvent::SessionOpened { session_id, .. } if *session_id == eve_session)));
+	assert!(escrow_events(&events)
+		.iter()
+		.any(|e| matches!(e, EscrowEvent::SessionOpened { session_id, .. } if *session_id == eve_session)));
 
 	// Charlie and Dave let Ferdie settle for them (a settler account; their own keys could
 	// stay offline). Nobody else can.
@@ -157,7 +175,10 @@ fn sessions_open_settle_close_and_every_balance_adds_up() {
 	let mut ferdie_fees = fee_paid(&events);
 	// 1 % protocol fee, burned: Charlie gets 0.594 LAT.
 	let settled = escrow_events(&events);
-	assert!(matches!(settled.as_slice(), [EscrowEvent::ReceiptSettled { paid, fee, .. }] if *paid == 594 * MILLI_UNIT && *fee == 6 * MILLI_UNIT), "{settled:?}");
+	assert!(
+		matches!(settled.as_slice(), [EscrowEvent::ReceiptSettled { paid, fee, .. }] if *paid == 594 * MILLI_UNIT && *fee == 6 * MILLI_UNIT),
+		"{settled:?}"
+	);
 	assert_eq!(free(&node, Charlie, &block), charlie0 + 594 * MILLI_UNIT);
 	assert_eq!(free(&node, Bob, &block), bob0 - deposit - bob_fees, "settlement comes out of the hold");
 
@@ -188,40 +209,64 @@ fn sessions_open_settle_close_and_every_balance_adds_up() {
 	assert!(succeeded(&events), "{events:?}");
 	ferdie_fees += fee_paid(&events);
 	let batch_events = escrow_events(&events);
-	assert!(batch_events.iter().any(|e| matches!(e, EscrowEvent::ReceiptRejected { session_id, .. } if *session_id == eve_session)));
-	assert!(matches!(batch_events.last(), Some(EscrowEvent::ReceiptsSettled { accepted: 2, rejected: 1, paid, fees })
-		if *paid == 1_089 * MILLI_UNIT + 396 * MILLI_UNIT && *fees == 11 * MILLI_UNIT + 4 * MILLI_UNIT), "{batch_events:?}");
+	assert!(batch_events
+		.iter()
+		.any(|e| matches!(e, EscrowEvent::ReceiptRejected { session_id, .. } if *session_id == eve_session)));
+	assert!(
+		matches!(batch_events.last(), Some(EscrowEvent::ReceiptsSettled { accepted: 2, rejected: 1, paid, fees })
+		if *paid == 1_089 * MILLI_UNIT + 396 * MILLI_UNIT && *fees == 11 * MILLI_UNIT + 4 * MILLI_UNIT),
+		"{batch_events:?}"
+	);
 	assert_eq!(free(&node, Charlie, &block), charlie0 + (594 + 1_089) * MILLI_UNIT);
 	assert_eq!(free(&node, Dave, &block), dave0 + 396 * MILLI_UNIT);
 
 	// The RPC shows the sessions of a client and of a provider.
 	let bobs = node.rpc.call("escrow_clientSessions", json!([ss58(Bob)])).unwrap();
 	assert_eq!(bobs.as_array().unwrap().len(), 1);
-	assert_eq!((bobs[0]["settled"].clone(), bobs[0]["sequence"].clone(), bobs[0]["bytes"].clone()),
-		(json!((1_700 * MILLI_UNIT).to_string()), json!("2"), json!((3 * GIB).to_string())));
+	assert_eq!(
+		(bobs[0]["settled"].clone(), bobs[0]["sequence"].clone(), bobs[0]["bytes"].clone()),
+		(json!((1_700 * MILLI_UNIT).to_string()), json!("2"), json!((3 * GIB).to_string()))
+	);
 	let daves = node.rpc.call("escrow_providerSessions", json!([ss58(Dave)])).unwrap();
 	assert_eq!(daves[0]["sessionId"], json!(eve_session.to_string()));
 
 	// Bob closes: the session is closing; Charlie settles a last receipt in the window.
-	let (_, events) = submit_and_wait(&mut node, Bob, RuntimeCall::SessionEscrow(EscrowCall::close_session { session_id: session }));
+	let (_, events) =
+		submit_and_wait(&mut node, Bob, RuntimeCall::SessionEscrow(EscrowCall::close_session { session_id: session }));
 	assert!(succeeded(&events), "{events:?}");
 	bob_fees += fee_paid(&events);
 	assert_eq!(node.rpc.call("escrow_session", json!([session])).unwrap()["status"], "closing");
 	let r3 = sign_receipt(&node, dir.path(), &bob_key, session, 3, 4 * GIB, 7_200, 2_200 * MILLI_UNIT);
-	let (_, events) = submit_and_wait(&mut node, Charlie, RuntimeCall::SessionEscrow(EscrowCall::settle_receipt { receipt: Box::new(r3) }));
+	let (_, events) = submit_and_wait(
+		&mut node,
+		Charlie,
+		RuntimeCall::SessionEscrow(EscrowCall::settle_receipt { receipt: Box::new(r3) }),
+	);
 	assert!(succeeded(&events), "{events:?}");
 	let mut charlie_fees = fee_paid(&events);
 	// Finalizing now is too early: the window is open.
-	let (_, events) = submit_and_wait(&mut node, Ferdie, RuntimeCall::SessionEscrow(EscrowCall::finalize_session { session_id: session }));
+	let (_, events) = submit_and_wait(
+		&mut node,
+		Ferdie,
+		RuntimeCall::SessionEscrow(EscrowCall::finalize_session { session_id: session }),
+	);
 	assert!(events.iter().any(|e| matches!(e, RuntimeEvent::System(frame_system::Event::ExtrinsicFailed { .. }))));
 	ferdie_fees += fee_paid(&events);
 	// Charlie closes: finalized at once, the rest refunded to Bob.
-	let (_, events) = submit_and_wait(&mut node, Charlie, RuntimeCall::SessionEscrow(EscrowCall::close_session { session_id: session }));
+	let (_, events) = submit_and_wait(
+		&mut node,
+		Charlie,
+		RuntimeCall::SessionEscrow(EscrowCall::close_session { session_id: session }),
+	);
 	charlie_fees += fee_paid(&events);
 	assert!(escrow_events(&events).iter().any(|e| matches!(e, EscrowEvent::SessionClosed { settled, refunded, .. }
 		if *settled == 2_200 * MILLI_UNIT && *refunded == deposit - 2_200 * MILLI_UNIT)));
 	// Dave closes Eve's session.
-	let (block, events) = submit_and_wait(&mut node, Dave, RuntimeCall::SessionEscrow(EscrowCall::close_session { session_id: eve_session }));
+	let (block, events) = submit_and_wait(
+		&mut node,
+		Dave,
+		RuntimeCall::SessionEscrow(EscrowCall::close_session { session_id: eve_session }),
+	);
 	let dave_fees = fee_paid(&events);
 
 	// Every balance, to the unit. 2.2 LAT settled for Bob (1 % burned), 0.4 LAT for Eve.

@@ -6,11 +6,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt};
-use interlattice_runtime::{RuntimeCall, UNIT};
 use interlattice_agent_core::{
 	chain::ChainClient, meter::next_receipt, session_terms, ReceiptStore, SettleReport, Settler,
 };
+use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt};
+use interlattice_runtime::{RuntimeCall, UNIT};
 use interlattice_tests::Node;
 use pallet_provider_registry::{Prices, ServiceKind};
 use pallet_session_escrow::Call as EscrowCall;
@@ -123,14 +123,16 @@ async fn a_closing_session_is_settled_at_once() {
 		deposit: UNIT,
 		duration_blocks: 1_000,
 	};
-	let (session, key) = interlattice_agent_core::open_session(&chain, &Alice.pair(), &keys, &dave, &request).await.unwrap();
+	let (session, key) =
+		interlattice_agent_core::open_session(&chain, &Alice.pair(), &keys, &dave, &request).await.unwrap();
 	let terms = session_terms(&session, chain.genesis_hash().0);
 	let store = Arc::new(Mutex::new(ReceiptStore::open(&dir.path().join("receipts")).unwrap()));
 	let receipt = next_receipt(&terms, 0, 10 * MIB, 0).unwrap();
 	store.lock().unwrap().record(sign(&key, receipt)).unwrap();
 
 	// Rounds every 10 minutes; a look for urgent sessions every second.
-	let settler = Settler::new(chain.clone(), Dave.pair(), store.clone()).with_watch_period(std::time::Duration::from_secs(1));
+	let settler =
+		Settler::new(chain.clone(), Dave.pair(), store.clone()).with_watch_period(std::time::Duration::from_secs(1));
 	let stop = tokio_util::sync::CancellationToken::new();
 	let running = tokio::spawn(settler.run(std::time::Duration::from_secs(600), stop.clone(), |_| {}));
 	tokio::time::sleep(std::time::Duration::from_secs(3)).await;

@@ -62,7 +62,7 @@ async fn a_subxt_client_generated_from_the_metadata_reads_and_submits() {
 	let alice = Sr25519Signer(sp_keyring::Sr25519Keyring::Alice.pair());
 	let dest = AccountId32(sr25519::Pair::generate().0.public().0);
 	let amount = 7_000_000_000_000u128;
-	let transfer = interlattice::transactions().balances().transfer_keep_alive(dest.clone().into(), amount);
+	let transfer = interlattice::transactions().balances().transfer_keep_alive(dest.into(), amount);
 	let events = api
 		.at_current_block()
 		.await
@@ -74,10 +74,8 @@ async fn a_subxt_client_generated_from_the_metadata_reads_and_submits() {
 		.wait_for_finalized_success()
 		.await
 		.expect("the transfer succeeds");
-	let transferred = events
-		.find_first::<interlattice::balances::events::Transfer>()
-		.expect("a Transfer event")
-		.unwrap();
+	let transferred =
+		events.find_first::<interlattice::balances::events::Transfer>().expect("a Transfer event").unwrap();
 	assert_eq!((transferred.to, transferred.amount), (dest, amount));
 
 	// A settlement call with a receipt for a session that does not exist: our extension

@@ -48,9 +48,7 @@ fn four_validators_finalize_together_and_survive_one_failure() {
 	let target = before + 3;
 	let mut hashes = Vec::new();
 	for node in nodes.iter_mut() {
-		hashes.push(
-			node.wait(timeout, "finality without Dave", |n| finalized_hash(n, target)).unwrap(),
-		);
+		hashes.push(node.wait(timeout, "finality without Dave", |n| finalized_hash(n, target)).unwrap());
 	}
 	assert!(hashes.windows(2).all(|w| w[0] == w[1]), "validators disagree: {hashes:?}");
 
@@ -58,9 +56,7 @@ fn four_validators_finalize_together_and_survive_one_failure() {
 	let mut dave = Node::start(dave_config).expect("dave restarts");
 	let head = nodes[0].rpc.finalized_number().unwrap();
 	let hash = nodes[0].rpc.block_hash(head).unwrap();
-	let caught_up = dave
-		.wait(timeout, "dave to catch up", |n| finalized_hash(n, head))
-		.unwrap();
+	let caught_up = dave.wait(timeout, "dave to catch up", |n| finalized_hash(n, head)).unwrap();
 	assert_eq!(caught_up, hash);
 	// And finality goes on with all four.
 	let target = head + 2;

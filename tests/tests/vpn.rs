@@ -22,9 +22,9 @@ use std::{
 	time::Duration,
 };
 
+use interlattice_agent_core::chain::ChainClient;
 use interlattice_pq_crypto::keys::MlDsaKeyPair;
 use interlattice_runtime::RuntimeEvent;
-use interlattice_agent_core::chain::ChainClient;
 use interlattice_tests::{
 	chain::events,
 	free_port,
@@ -125,7 +125,8 @@ fn world() -> World {
 	MlDsaKeyPair::generate().unwrap().write_seed_file(&key).unwrap();
 	let metrics_port = free_port();
 	let agent_config = dir.path().join("vpn-agent.toml");
-	let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/vpn-agent.toml")).unwrap();
+	let shipped =
+		std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/vpn-agent.toml")).unwrap();
 	let text = shipped
 		.replace("rpc = \"http://127.0.0.1:9944\"", &format!("rpc = \"http://127.0.0.1:{rpc_port}\""))
 		.replace("account = \"//Charlie\"", "account = \"//Eve\"")
@@ -135,18 +136,37 @@ fn world() -> World {
 		.replace("credit_limit_bytes = 33554432", &format!("credit_limit_bytes = {CREDIT}"))
 		.replace("receipt_interval_bytes = 4194304", &format!("receipt_interval_bytes = {RECEIPT_INTERVAL}"))
 		.replace("receipt_interval_secs = 10", "receipt_interval_secs = 2")
-		.replace("receipts_dir = \"data/vpn-agent/receipts\"", &format!("receipts_dir = \"{}\"", dir.path().join("receipts").display()))
+		.replace(
+			"receipts_dir = \"data/vpn-agent/receipts\"",
+			&format!("receipts_dir = \"{}\"", dir.path().join("receipts").display()),
+		)
 		.replace("settle_interval_secs = 60", "settle_interval_secs = 3")
 		// The test's "internet" is a private network: let tunnels reach it (and only it).
 		.replace("# egress_allow = [\"10.99.2.0/24\"]", "egress_allow = [\"10.99.2.0/24\"]")
 		.replace("listen = \"127.0.0.1:7311\"", &format!("listen = \"127.0.0.1:{metrics_port}\""));
 	assert!(
-		text.contains("//Eve") && text.contains("10.99.1.1:7310") && text.contains("settle_interval_secs = 3") && text.contains(&format!("credit_limit_bytes = {CREDIT}"))
+		text.contains("//Eve")
+			&& text.contains("10.99.1.1:7310")
+			&& text.contains("settle_interval_secs = 3")
+			&& text.contains(&format!("credit_limit_bytes = {CREDIT}"))
 			&& text.contains("\negress_allow = [\"10.99.2.0/24\"]"),
 		"the shipped config changed"
 	);
 	std::fs::write(&agent_config, text).unwrap();
-	World { dir, node, runtime, chain, rpc_port, agent_config, metrics_port, peers, file, client_ns, agent_ns, _internet_ns: internet_ns }
+	World {
+		dir,
+		node,
+		runtime,
+		chain,
+		rpc_port,
+		agent_config,
+		metrics_port,
+		peers,
+		file,
+		client_ns,
+		agent_ns,
+		_internet_ns: internet_ns,
+	}
 }
 
 impl World {
@@ -162,7 +182,10 @@ impl World {
 		let mut command = self.agent_ns.command(workspace_binary("vpn-agent").to_str().unwrap());
 		command.args(["--config", self.agent_config.to_str().unwrap()]);
 		let agent = Process::start(command, self.dir.path().join(format!("agent-{tag}.log")));
-		wait_for(Duration::from_secs(30), "the agent to serve", || agent.log().contains("vpn-agent serving").then_some(())).unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
+		wait_for(Duration::from_secs(30), "the agent to serve", || {
+			agent.log().contains("vpn-agent serving").then_some(())
+		})
+		.unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
 		agent
 	}
 
@@ -177,7 +200,12 @@ impl World {
 
 	/// `vpn ARGS` in the client namespace, to completion.
 	fn vpn(&self, state: &str, args: &[&str]) -> Output {
-		self.client_ns.command(workspace_binary("vpn").to_str().unwrap()).args(self.vpn_args(state)).args(args).output().unwrap()
+		self.client_ns
+			.command(workspace_binary("vpn").to_str().unwrap())
+			.args(self.vpn_args(state))
+			.args(args)
+			.output()
+			.unwrap()
 	}
 
 	/// `vpn connect ARGS` in the client namespace, in the background; waits for the tunnel
@@ -188,7 +216,10 @@ impl World {
 		command.args(self.vpn_args(state)).arg("connect").args(args);
 		let client = Process::start(command, self.dir.path().join(format!("client-{tag}.log")));
 		wait_for(Duration::from_secs(60), "the tunnel", || {
-			let up = Command::new("ip").args(["-n", &self.client_ns.name, "-o", "addr", "show", "dev", interface]).output().ok()?;
+			let up = Command::new("ip")
+				.args(["-n", &self.client_ns.name, "-o", "addr", "show", "dev", interface])
+				.output()
+				.ok()?;
 			String::from_utf8_lossy(&up.stdout).contains("10.77.0.").then_some(())
 		})
 		.unwrap_or_else(|e| panic!("{e}\n{}", client.log()));
@@ -207,7 +238,12 @@ impl World {
 	}
 
 	fn metric(&self, name: &str) -> u64 {
-		let out = self.agent_ns.command("curl").args(["-sS", &format!("http://127.0.0.1:{}/metrics", self.metrics_port)]).output().unwrap();
+		let out = self
+			.agent_ns
+			.command("curl")
+			.args(["-sS", &format!("http://127.0.0.1:{}/metrics", self.metrics_port)])
+			.output()
+			.unwrap();
 		let text = String::from_utf8_lossy(&out.stdout);
 		text.lines()
 			.find_map(|l| l.strip_prefix(&format!("{name} ")))
@@ -217,7 +253,14 @@ impl World {
 
 	fn session_id(log: &str) -> u64 {
 		log.lines()
-			.find_map(|l| l.strip_prefix("session ").filter(|rest| rest.contains(" with "))?.split_whitespace().next()?.parse().ok())
+			.find_map(|l| {
+				l.strip_prefix("session ")
+					.filter(|rest| rest.contains(" with "))?
+					.split_whitespace()
+					.next()?
+					.parse()
+					.ok()
+			})
 			.unwrap_or_else(|| panic!("no session in {log}"))
 	}
 
@@ -230,9 +273,9 @@ impl World {
 			for record in events(&self.node.rpc, &hash).unwrap() {
 				if let RuntimeEvent::SessionEscrow(e) = record.event {
 					let id = match &e {
-						pallet_session_escrow::Event::ReceiptSettled { session_id, .. } |
-						pallet_session_escrow::Event::SessionClosed { session_id, .. } |
-						pallet_session_escrow::Event::SessionClosing { session_id, .. } => *session_id,
+						pallet_session_escrow::Event::ReceiptSettled { session_id, .. }
+						| pallet_session_escrow::Event::SessionClosed { session_id, .. }
+						| pallet_session_escrow::Event::SessionClosing { session_id, .. } => *session_id,
 						_ => continue,
 					};
 					if id == session {
@@ -246,13 +289,19 @@ impl World {
 }
 
 /// The last settled receipt (bytes, seconds, settled total) and the close (settled, refunded).
-fn outcome(events: &[pallet_session_escrow::Event<interlattice_runtime::Runtime>]) -> ((u64, u64, u128), Option<(u128, u128)>) {
+fn outcome(
+	events: &[pallet_session_escrow::Event<interlattice_runtime::Runtime>],
+) -> ((u64, u64, u128), Option<(u128, u128)>) {
 	let mut last = (0, 0, 0);
 	let mut closed = None;
 	for e in events {
 		match e {
-			pallet_session_escrow::Event::ReceiptSettled { bytes, seconds, settled, .. } => last = (*bytes, *seconds, *settled),
-			pallet_session_escrow::Event::SessionClosed { settled, refunded, .. } => closed = Some((*settled, *refunded)),
+			pallet_session_escrow::Event::ReceiptSettled { bytes, seconds, settled, .. } => {
+				last = (*bytes, *seconds, *settled)
+			},
+			pallet_session_escrow::Event::SessionClosed { settled, refunded, .. } => {
+				closed = Some((*settled, *refunded))
+			},
 			_ => {},
 		}
 	}
@@ -268,7 +317,12 @@ fn a_paid_tunnel_carries_traffic_settles_exactly_and_refuses_bad_clients() {
 	let w = world();
 
 	// An unregistered agent refuses to start, saying what to do.
-	let refused = w.agent_ns.command(workspace_binary("vpn-agent").to_str().unwrap()).args(["--config", w.agent_config.to_str().unwrap()]).output().unwrap();
+	let refused = w
+		.agent_ns
+		.command(workspace_binary("vpn-agent").to_str().unwrap())
+		.args(["--config", w.agent_config.to_str().unwrap()])
+		.output()
+		.unwrap();
 	assert!(!refused.status.success());
 	assert!(stderr(&refused).contains("vpn-agent register"), "{}", stderr(&refused));
 
@@ -280,14 +334,23 @@ fn a_paid_tunnel_carries_traffic_settles_exactly_and_refuses_bad_clients() {
 	let eve = Eve.to_account_id().to_ss58check_with_version(interlattice_runtime::SS58_PREFIX.into());
 	let listed = w.vpn("alice", &["providers", "--country", "DE"]);
 	let listing = String::from_utf8_lossy(&listed.stdout);
-	assert!(listing.contains(&eve) && listing.contains("10.99.1.1:7310") && listing.contains("0.500000 LAT"), "{}", stderr(&listed));
+	assert!(
+		listing.contains(&eve) && listing.contains("10.99.1.1:7310") && listing.contains("0.500000 LAT"),
+		"{}",
+		stderr(&listed)
+	);
 
 	let mut agent = w.start_agent("1");
 
 	// Alice connects (everything routed into the tunnel) and fetches the file.
 	let mut client = w.connect("alice", "1", &["--provider", &eve, "--account", "//Alice", "--deposit", "2"]);
 	let (ok, body) = w.fetch(60);
-	assert!(ok && body == w.file, "the file arrives intact through the tunnel ({} bytes)\n{}", body.len(), client.log());
+	assert!(
+		ok && body == w.file,
+		"the file arrives intact through the tunnel ({} bytes)\n{}",
+		body.len(),
+		client.log()
+	);
 	// The internet host saw the agent's address (NAT), never the client's.
 	assert!(w.peers.lock().unwrap().iter().all(|p| p.ip().to_string() == "10.99.2.1"), "{:?}", w.peers.lock().unwrap());
 	let session = World::session_id(&client.log());
@@ -308,19 +371,27 @@ fn a_paid_tunnel_carries_traffic_settles_exactly_and_refuses_bad_clients() {
 	garbage.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
 	let _ = garbage.read_to_end(&mut answer);
 	let len = frame_length(answer[..4].try_into().unwrap()).unwrap();
-	assert!(matches!(decode_body::<AgentMessage>(&answer[4..4 + len]).unwrap(), AgentMessage::Error { code: ErrorCode::Protocol, .. }));
+	assert!(matches!(
+		decode_body::<AgentMessage>(&answer[4..4 + len]).unwrap(),
+		AgentMessage::Error { code: ErrorCode::Protocol, .. }
+	));
 
 	// Bad sessions: Bob's session (Alice's key cannot sign for it), a session with another
 	// provider, an expired session. Each is refused with its reason; no tunnel comes up.
 	let bob_client = VpnClient::new(w.chain.clone(), &w.dir.path().join("bob"));
 	let eve_provider = w.runtime.block_on(w.chain.provider(&Eve.to_account_id())).unwrap().unwrap();
-	let charlie = w.runtime.block_on(w.chain.provider(&sp_keyring::Sr25519Keyring::Charlie.to_account_id())).unwrap().unwrap();
+	let charlie =
+		w.runtime.block_on(w.chain.provider(&sp_keyring::Sr25519Keyring::Charlie.to_account_id())).unwrap().unwrap();
 	let max = pallet_provider_registry::Prices { per_gib: UNIT, per_hour: UNIT };
 	let bobs = w.runtime.block_on(bob_client.open_session(&Bob.pair(), &eve_provider, max, UNIT, 1000)).unwrap();
 	let alice_elsewhere = VpnClient::new(w.chain.clone(), &w.dir.path().join("x"));
-	let with_charlie = w.runtime.block_on(alice_elsewhere.open_session(&Alice.pair(), &charlie, max, UNIT, 1000)).unwrap();
+	let with_charlie =
+		w.runtime.block_on(alice_elsewhere.open_session(&Alice.pair(), &charlie, max, UNIT, 1000)).unwrap();
 	let short = w.runtime.block_on(alice_elsewhere.open_session(&Alice.pair(), &eve_provider, max, UNIT, 1)).unwrap();
-	wait_for(Duration::from_secs(30), "the short session to expire", || (w.node.rpc.best_number()? > u64::from(short.expires_at)).then_some(())).unwrap();
+	wait_for(Duration::from_secs(30), "the short session to expire", || {
+		(w.node.rpc.best_number()? > u64::from(short.expires_at)).then_some(())
+	})
+	.unwrap();
 	for (id, reason) in [
 		// Each session has its own key: this client holds none for Bob's session and says so
 		// (an agent refuses a handshake signed by any other key: the handshake's unit tests).
@@ -328,7 +399,20 @@ fn a_paid_tunnel_carries_traffic_settles_exactly_and_refuses_bad_clients() {
 		(with_charlie.session_id, "with another provider"),
 		(short.session_id, "closed or expired"),
 	] {
-		let out = w.vpn("alice2", &["connect", "--account", "//Alice", "--session", &id.to_string(), "--endpoint", "10.99.1.1:7310", "--interface", "ilvpnc1"]);
+		let out = w.vpn(
+			"alice2",
+			&[
+				"connect",
+				"--account",
+				"//Alice",
+				"--session",
+				&id.to_string(),
+				"--endpoint",
+				"10.99.1.1:7310",
+				"--interface",
+				"ilvpnc1",
+			],
+		);
 		assert!(!out.status.success() && stderr(&out).contains(reason), "session {id}: {}", stderr(&out));
 	}
 	assert!(w.metric("interlattice_vpn_sessions_refused_total") >= 3);
@@ -337,7 +421,13 @@ fn a_paid_tunnel_carries_traffic_settles_exactly_and_refuses_bad_clients() {
 
 	// Disconnect: the last receipt, then the agent settles and closes the session.
 	let disconnected = w.vpn("alice", &["disconnect"]);
-	assert!(disconnected.status.success(), "{}\nclient:\n{}\nagent:\n{}", stderr(&disconnected), client.log(), agent.log());
+	assert!(
+		disconnected.status.success(),
+		"{}\nclient:\n{}\nagent:\n{}",
+		stderr(&disconnected),
+		client.log(),
+		agent.log()
+	);
 	assert!(client.wait(Duration::from_secs(120)).success(), "{}", client.log());
 	assert!(client.log().contains(&format!("session {session} closed by the provider")), "{}", client.log());
 	let served = w.metric("interlattice_vpn_bytes_closed_tunnels_total");
@@ -346,11 +436,19 @@ fn a_paid_tunnel_carries_traffic_settles_exactly_and_refuses_bad_clients() {
 	assert!(bytes.abs_diff(served) <= RECEIPT_INTERVAL, "paid {bytes} for {served} served");
 	let prices = eve_provider.prices;
 	assert_eq!(settled, max_amount_owed(&prices, bytes, seconds).unwrap());
-	assert_eq!(closed, Some((settled, 2 * UNIT - settled)), "the provider was paid exactly the receipt, the rest refunded");
+	assert_eq!(
+		closed,
+		Some((settled, 2 * UNIT - settled)),
+		"the provider was paid exactly the receipt, the rest refunded"
+	);
 
 	// A client that stops paying after 1 MiB is held after the credit limit; the provider is
 	// paid what was signed.
-	let mut stingy = w.connect("alice3", "2", &["--provider", &eve, "--account", "//Alice", "--deposit", "1", "--stop-paying-after-bytes", "1048576"]);
+	let mut stingy = w.connect(
+		"alice3",
+		"2",
+		&["--provider", &eve, "--account", "//Alice", "--deposit", "1", "--stop-paying-after-bytes", "1048576"],
+	);
 	let stingy_session = World::session_id(&stingy.log());
 	let (ok, body) = w.fetch(15);
 	assert!(!ok, "the download stalls");
@@ -365,7 +463,10 @@ fn a_paid_tunnel_carries_traffic_settles_exactly_and_refuses_bad_clients() {
 
 	agent.signal("-TERM");
 	assert!(agent.wait(Duration::from_secs(30)).success(), "{}", agent.log());
-	assert!(!Command::new("ip").args(["-n", &w.agent_ns.name, "link", "show", "ilvpn0"]).output().unwrap().status.success(), "the interface is gone");
+	assert!(
+		!Command::new("ip").args(["-n", &w.agent_ns.name, "link", "show", "ilvpn0"]).output().unwrap().status.success(),
+		"the interface is gone"
+	);
 }
 
 #[test]
@@ -374,7 +475,11 @@ fn an_agent_killed_mid_session_restarts_without_losing_receipts() {
 	assert!(w.register().status.success());
 	let mut agent = w.start_agent("1");
 	let eve = Eve.to_account_id().to_ss58check_with_version(interlattice_runtime::SS58_PREFIX.into());
-	let mut client = w.connect("alice", "1", &["--provider", &eve, "--account", "//Alice", "--deposit", "1", "--route", "10.99.2.0/24"]);
+	let mut client = w.connect(
+		"alice",
+		"1",
+		&["--provider", &eve, "--account", "//Alice", "--deposit", "1", "--route", "10.99.2.0/24"],
+	);
 	let (ok, body) = w.fetch(60);
 	assert!(ok && body == w.file, "{}", client.log());
 	let session = World::session_id(&client.log());
@@ -382,7 +487,8 @@ fn an_agent_killed_mid_session_restarts_without_losing_receipts() {
 	let acknowledged = wait_for(Duration::from_secs(30), "an acknowledged receipt", || {
 		let log = client.log();
 		let line = log.rsplit('\r').find(|l| l.contains("receipt #"))?.to_string();
-		let sequence: u64 = line.split("receipt #").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+		let sequence: u64 =
+			line.split("receipt #").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
 		(!line.contains("unacknowledged") && sequence >= 2).then_some(sequence)
 	})
 	.unwrap();
@@ -403,7 +509,20 @@ fn an_agent_killed_mid_session_restarts_without_losing_receipts() {
 	assert!(settled_sequence >= acknowledged);
 
 	// The session reconnects and pays on from where it was; closing settles it.
-	let mut again = w.connect("alice", "2", &["--account", "//Alice", "--session", &session.to_string(), "--endpoint", "10.99.1.1:7310", "--route", "10.99.2.0/24"]);
+	let mut again = w.connect(
+		"alice",
+		"2",
+		&[
+			"--account",
+			"//Alice",
+			"--session",
+			&session.to_string(),
+			"--endpoint",
+			"10.99.1.1:7310",
+			"--route",
+			"10.99.2.0/24",
+		],
+	);
 	let (ok, body) = w.fetch(60);
 	assert!(ok && body == w.file);
 	assert!(w.vpn("alice", &["disconnect"]).status.success());
@@ -422,14 +541,37 @@ fn an_exported_configuration_works_with_wireguard_go_and_is_paid_for() {
 	let conf = w.dir.path().join("wg-export.conf");
 	let mut command = w.client_ns.command(workspace_binary("vpn").to_str().unwrap());
 	command.args(w.vpn_args("alice")).args([
-		"export-config", "--provider", &eve, "--account", "//Alice", "--deposit", "1", "--route", "10.99.2.0/24", "-o", conf.to_str().unwrap(),
+		"export-config",
+		"--provider",
+		&eve,
+		"--account",
+		"//Alice",
+		"--deposit",
+		"1",
+		"--route",
+		"10.99.2.0/24",
+		"-o",
+		conf.to_str().unwrap(),
 	]);
 	let mut exporter = Process::start(command, w.dir.path().join("export.log"));
-	let text = wait_for(Duration::from_secs(60), "the exported configuration", || std::fs::read_to_string(&conf).ok().filter(|t| t.contains("[Peer]")))
-		.unwrap_or_else(|e| panic!("{e}\n{}", exporter.log()));
+	let text = wait_for(Duration::from_secs(60), "the exported configuration", || {
+		std::fs::read_to_string(&conf).ok().filter(|t| t.contains("[Peer]"))
+	})
+	.unwrap_or_else(|e| panic!("{e}\n{}", exporter.log()));
 	use std::os::unix::fs::PermissionsExt;
-	assert_eq!(std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777, 0o600, "the private key file is private");
-	for key in ["PrivateKey = ", "Address = 10.77.0.", "PublicKey = ", "PresharedKey = ", "Endpoint = 10.99.1.1:7310", "AllowedIPs = 10.99.2.0/24"] {
+	assert_eq!(
+		std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777,
+		0o600,
+		"the private key file is private"
+	);
+	for key in [
+		"PrivateKey = ",
+		"Address = 10.77.0.",
+		"PublicKey = ",
+		"PresharedKey = ",
+		"Endpoint = 10.99.1.1:7310",
+		"AllowedIPs = 10.99.2.0/24",
+	] {
 		assert!(text.contains(key), "{key} missing in:\n{text}");
 	}
 	let session = World::session_id(&exporter.log());
@@ -438,7 +580,8 @@ fn an_exported_configuration_works_with_wireguard_go_and_is_paid_for() {
 	// the file without wg-quick's Address and MTU lines, which we apply with ip(8).
 	let interface = format!("wgx{}", std::process::id() % 100_000);
 	let address = text.lines().find_map(|l| l.strip_prefix("Address = ")).unwrap().to_string();
-	let plain: String = text.lines().filter(|l| !l.starts_with("Address") && !l.starts_with("MTU")).map(|l| format!("{l}\n")).collect();
+	let plain: String =
+		text.lines().filter(|l| !l.starts_with("Address") && !l.starts_with("MTU")).map(|l| format!("{l}\n")).collect();
 	let plain_file = w.dir.path().join("wg-plain.conf");
 	std::fs::write(&plain_file, plain).unwrap();
 	let mut wireguard = Process::start(
@@ -450,7 +593,13 @@ fn an_exported_configuration_works_with_wireguard_go_and_is_paid_for() {
 		w.dir.path().join("wireguard-go.log"),
 	);
 	wait_for(Duration::from_secs(10), "the wireguard-go interface", || {
-		Command::new("ip").args(["-n", &w.client_ns.name, "link", "show", &interface]).output().ok()?.status.success().then_some(())
+		Command::new("ip")
+			.args(["-n", &w.client_ns.name, "link", "show", &interface])
+			.output()
+			.ok()?
+			.status
+			.success()
+			.then_some(())
 	})
 	.unwrap_or_else(|e| panic!("{e}\n{}", wireguard.log()));
 	let set = w.client_ns.command("wg").args(["setconf", &interface, plain_file.to_str().unwrap()]).output().unwrap();
@@ -483,13 +632,18 @@ fn a_full_agent_refuses_new_sessions_but_not_a_reconnect_and_a_client_can_close(
 	assert!(w.register().status.success());
 	let agent = w.start_agent("1");
 	let eve = Eve.to_account_id().to_ss58check_with_version(interlattice_runtime::SS58_PREFIX.into());
-	let mut first = w.connect("alice", "1", &["--provider", &eve, "--account", "//Alice", "--deposit", "1", "--route", "10.99.2.0/24"]);
+	let mut first = w.connect(
+		"alice",
+		"1",
+		&["--provider", &eve, "--account", "//Alice", "--deposit", "1", "--route", "10.99.2.0/24"],
+	);
 	let session = World::session_id(&first.log());
 	let (ok, body) = w.fetch(60);
 	assert!(ok && body == w.file, "{}", first.log());
 
 	// The agent is full: Bob's new session is refused, and the CLI says how to end it.
-	let busy = w.vpn("bob", &["connect", "--provider", &eve, "--account", "//Bob", "--deposit", "1", "--interface", "ilvpnc1"]);
+	let busy = w
+		.vpn("bob", &["connect", "--provider", &eve, "--account", "//Bob", "--deposit", "1", "--interface", "ilvpnc1"]);
 	let said = stderr(&busy);
 	assert!(!busy.status.success() && said.contains("session limit") && said.contains("(Busy)"), "{said}");
 	let bobs = World::session_id(&said);
@@ -500,15 +654,42 @@ fn a_full_agent_refuses_new_sessions_but_not_a_reconnect_and_a_client_can_close(
 	assert!(closed.status.success(), "{}", stderr(&closed));
 	assert!(w.runtime.block_on(w.chain.session(bobs)).unwrap().unwrap().closing, "the session is closing on-chain");
 	assert!(w.escrow_events(bobs).iter().any(|e| matches!(e, pallet_session_escrow::Event::SessionClosing { .. })));
-	let again = w.vpn("bob", &["connect", "--account", "//Bob", "--session", &bobs.to_string(), "--endpoint", "10.99.1.1:7310", "--interface", "ilvpnc1"]);
+	let again = w.vpn(
+		"bob",
+		&[
+			"connect",
+			"--account",
+			"//Bob",
+			"--session",
+			&bobs.to_string(),
+			"--endpoint",
+			"10.99.1.1:7310",
+			"--interface",
+			"ilvpnc1",
+		],
+	);
 	assert!(!again.status.success() && stderr(&again).contains("closed or expired"), "{}", stderr(&again));
 
 	// Alice's client freezes (its control connection stays open, the agent cannot tell) and
 	// she reconnects the same session from elsewhere: although the agent is full, the new
 	// tunnel is accepted and replaces the old one, which ends saying so when it wakes up.
 	first.signal("-STOP");
-	let mut second =
-		w.connect("alice", "2", &["--account", "//Alice", "--session", &session.to_string(), "--endpoint", "10.99.1.1:7310", "--interface", "ilvpnc1", "--route", "10.99.2.2/32"]);
+	let mut second = w.connect(
+		"alice",
+		"2",
+		&[
+			"--account",
+			"//Alice",
+			"--session",
+			&session.to_string(),
+			"--endpoint",
+			"10.99.1.1:7310",
+			"--interface",
+			"ilvpnc1",
+			"--route",
+			"10.99.2.2/32",
+		],
+	);
 	let (ok, body) = w.fetch(60);
 	assert!(ok && body == w.file, "the new tunnel carries the traffic\n{}\nagent:\n{}", second.log(), agent.log());
 	first.signal("-CONT");
@@ -523,7 +704,11 @@ fn a_full_agent_refuses_new_sessions_but_not_a_reconnect_and_a_client_can_close(
 	assert_eq!(closed, Some((settled, UNIT - settled)));
 
 	// Both of Alice's tunnels are down and their slot is free again: a new session is served.
-	let mut third = w.connect("bob2", "3", &["--provider", &eve, "--account", "//Bob", "--deposit", "1", "--route", "10.99.2.0/24"]);
+	let mut third = w.connect(
+		"bob2",
+		"3",
+		&["--provider", &eve, "--account", "//Bob", "--deposit", "1", "--route", "10.99.2.0/24"],
+	);
 	let (ok, body) = w.fetch(60);
 	assert!(ok && body == w.file, "{}", third.log());
 	assert!(w.vpn("bob2", &["disconnect"]).status.success());
@@ -539,7 +724,10 @@ fn a_full_agent_refuses_new_sessions_but_not_a_reconnect_and_a_client_can_close(
 fn a_hostile_client_gets_one_credit_in_all_and_cannot_hold_the_agent_while_an_honest_client_is_served() {
 	let w = world();
 	let text = std::fs::read_to_string(&w.agent_config).unwrap();
-	assert!(text.contains("max_sessions = 250") && text.contains("max_connections_per_ip = 32"), "the shipped config changed");
+	assert!(
+		text.contains("max_sessions = 250") && text.contains("max_connections_per_ip = 32"),
+		"the shipped config changed"
+	);
 	std::fs::write(&w.agent_config, text.replace("max_sessions = 250", "max_sessions = 1")).unwrap();
 	assert!(w.register().status.success());
 	let agent = w.start_agent("1");
@@ -550,7 +738,8 @@ fn a_hostile_client_gets_one_credit_in_all_and_cannot_hold_the_agent_while_an_ho
 	let mut session = String::new();
 	let mut unpaid = 0;
 	for round in 0..3 {
-		let mut args = vec!["--account", "//Alice", "--keep-session", "--stop-paying-after-bytes", "0", "--route", "10.99.2.0/24"];
+		let mut args =
+			vec!["--account", "//Alice", "--keep-session", "--stop-paying-after-bytes", "0", "--route", "10.99.2.0/24"];
 		if round == 0 {
 			args.extend(["--provider", &eve, "--deposit", "1"]);
 		} else {
@@ -564,8 +753,14 @@ fn a_hostile_client_gets_one_credit_in_all_and_cannot_hold_the_agent_while_an_ho
 		assert!(w.vpn("alice", &["disconnect"]).status.success());
 		assert!(stingy.wait(Duration::from_secs(60)).success(), "{}", stingy.log());
 	}
-	assert!(unpaid > 0 && unpaid < CREDIT + (512 << 10), "three tunnels on one session got {unpaid} bytes unpaid (credit {CREDIT})");
-	assert!(w.metric("interlattice_vpn_unpaid_bytes") < CREDIT + (512 << 10), "the provider's loss stays within the credit");
+	assert!(
+		unpaid > 0 && unpaid < CREDIT + (512 << 10),
+		"three tunnels on one session got {unpaid} bytes unpaid (credit {CREDIT})"
+	);
+	assert!(
+		w.metric("interlattice_vpn_unpaid_bytes") < CREDIT + (512 << 10),
+		"the provider's loss stays within the credit"
+	);
 
 	// 30 connections from a second address send a hello for Alice's session and never finish
 	// the handshake (they cannot: they do not hold its key).
@@ -579,10 +774,16 @@ fn a_hostile_client_gets_one_credit_in_all_and_cannot_hold_the_agent_while_an_ho
 				let socket = tokio::net::TcpSocket::new_v4().unwrap();
 				socket.bind("10.99.1.3:0".parse().unwrap()).unwrap();
 				let mut stream = socket.connect("10.99.1.1:7310".parse().unwrap()).await.unwrap();
-				let (_, hello) = interlattice_vpn::handshake::ClientHandshake::start(genesis, session_id, [1; 32]).unwrap();
+				let (_, hello) =
+					interlattice_vpn::handshake::ClientHandshake::start(genesis, session_id, [1; 32]).unwrap();
 				use tokio::io::AsyncWriteExt;
 				stream.write_all(interlattice_vpn::control::PREAMBLE).await.unwrap();
-				stream.write_all(&interlattice_vpn::control::encode_frame(&interlattice_vpn::control::ClientMessage::Hello(hello))).await.unwrap();
+				stream
+					.write_all(&interlattice_vpn::control::encode_frame(
+						&interlattice_vpn::control::ClientMessage::Hello(hello),
+					))
+					.await
+					.unwrap();
 				streams.push(stream.into_std().unwrap());
 			}
 			streams
@@ -590,7 +791,11 @@ fn a_hostile_client_gets_one_credit_in_all_and_cannot_hold_the_agent_while_an_ho
 	});
 	// Meanwhile Bob connects: the agent has one place (max_sessions = 1) and the pending
 	// handshakes hold none of it.
-	let mut honest = w.connect("bob", "honest", &["--provider", &eve, "--account", "//Bob", "--deposit", "1", "--route", "10.99.2.0/24"]);
+	let mut honest = w.connect(
+		"bob",
+		"honest",
+		&["--provider", &eve, "--account", "//Bob", "--deposit", "1", "--route", "10.99.2.0/24"],
+	);
 	let (ok, body) = w.fetch(60);
 	assert!(ok && body == w.file, "the honest client is served\n{}\nagent:\n{}", honest.log(), agent.log());
 	// The half-done handshakes are dropped after the handshake timeout (10 s).
@@ -600,7 +805,10 @@ fn a_hostile_client_gets_one_credit_in_all_and_cannot_hold_the_agent_while_an_ho
 		stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
 		let mut sink = Vec::new();
 		let end = stream.read_to_end(&mut sink);
-		assert!(end.is_ok() || end.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset), "a pending handshake was held: {end:?}");
+		assert!(
+			end.is_ok() || end.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+			"a pending handshake was held: {end:?}"
+		);
 	}
 	assert!(w.vpn("bob", &["disconnect"]).status.success());
 	assert!(honest.wait(Duration::from_secs(120)).success(), "{}", honest.log());

@@ -26,8 +26,10 @@ mod benchmarks {
 
 	#[benchmark]
 	fn ml_dsa_65_verify(n: Linear<0, MAX_SIGNATURES>) {
-		let pk = MlDsaPublicKey::from_slice(PUBLIC_KEY).expect("the file is 1952 bytes, checked by tests::benchmark_data_verifies; qed");
-		let sig = MlDsaSignature::from_slice(SIGNATURE).expect("the file is 3309 bytes, checked by tests::benchmark_data_verifies; qed");
+		let pk = MlDsaPublicKey::from_slice(PUBLIC_KEY)
+			.expect("the file is 1952 bytes, checked by tests::benchmark_data_verifies; qed");
+		let sig = MlDsaSignature::from_slice(SIGNATURE)
+			.expect("the file is 3309 bytes, checked by tests::benchmark_data_verifies; qed");
 		#[block]
 		{
 			for _ in 0..n {
@@ -41,8 +43,7 @@ mod benchmarks {
 		let public = sp_io::crypto::sr25519_generate(KEY_TYPE, None);
 		let sig = sp_io::crypto::sr25519_sign(KEY_TYPE, &public, MESSAGE)
 			.expect("the benchmark CLI registers a keystore holding the key just generated; qed");
-		let keys: Vec<(sr25519::Public, sr25519::Signature)> =
-			(0..n).map(|_| (public, sig)).collect();
+		let keys: Vec<(sr25519::Public, sr25519::Signature)> = (0..n).map(|_| (public, sig)).collect();
 		#[block]
 		{
 			for (public, sig) in keys.iter() {

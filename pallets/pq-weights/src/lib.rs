@@ -26,8 +26,7 @@ mod tests {
 	#[test]
 	fn benchmark_data_verifies() {
 		let pk = MlDsaPublicKey::from_slice(include_bytes!("../benchmark-data/ml-dsa-65.pk")).unwrap();
-		let sig =
-			MlDsaSignature::from_slice(include_bytes!("../benchmark-data/ml-dsa-65.sig")).unwrap();
+		let sig = MlDsaSignature::from_slice(include_bytes!("../benchmark-data/ml-dsa-65.sig")).unwrap();
 		assert!(interlattice_pq_crypto::verify(&pk, &[0x42; 109], &sig));
 		assert!(!interlattice_pq_crypto::verify(&pk, &[0x43; 109], &sig));
 	}

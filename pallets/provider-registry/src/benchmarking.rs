@@ -111,10 +111,7 @@ mod benchmarks {
 		with_chunks::<T>(&who);
 		#[extrinsic_call]
 		_(RawOrigin::Signed(who.clone()), 1u32.into());
-		assert_eq!(
-			Providers::<T>::get(&who).unwrap().unbonding.len() as u32,
-			T::MaxUnbondingChunks::get()
-		);
+		assert_eq!(Providers::<T>::get(&who).unwrap().unbonding.len() as u32, T::MaxUnbondingChunks::get());
 	}
 
 	#[benchmark]
@@ -123,8 +120,7 @@ mod benchmarks {
 		let who = registered::<T>(0);
 		with_chunks::<T>(&who);
 		Pallet::<T>::do_deregister(who.clone()).unwrap();
-		let later = frame_system::Pallet::<T>::block_number()
-			.saturating_add(T::UnbondingPeriod::get());
+		let later = frame_system::Pallet::<T>::block_number().saturating_add(T::UnbondingPeriod::get());
 		frame_system::Pallet::<T>::set_block_number(later);
 		#[extrinsic_call]
 		_(RawOrigin::Signed(who.clone()));
@@ -146,8 +142,7 @@ mod benchmarks {
 		let who = registered::<T>(0);
 		with_chunks::<T>(&who);
 		let total = Providers::<T>::get(&who).unwrap().total_held();
-		let reason: SlashReasonOf<T> =
-			alloc::vec![b's'; T::MaxSlashReasonLen::get() as usize].try_into().unwrap();
+		let reason: SlashReasonOf<T> = alloc::vec![b's'; T::MaxSlashReasonLen::get() as usize].try_into().unwrap();
 		#[extrinsic_call]
 		_(RawOrigin::Root, who.clone(), total, reason);
 		assert!(Providers::<T>::get(&who).unwrap().total_held() == 0u32.into());

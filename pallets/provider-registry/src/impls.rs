@@ -16,8 +16,8 @@ use sp_runtime::{
 };
 
 use crate::{
-	pallet::*, BalanceOf, EndpointsOf, LocationOf, Prices, ProviderRecord, ProviderRegistry,
-	ProviderSlashing, ProviderStatus, ProviderSummary, Services, SlashReasonOf, UnbondingChunk,
+	pallet::*, BalanceOf, EndpointsOf, LocationOf, Prices, ProviderRecord, ProviderRegistry, ProviderSlashing,
+	ProviderStatus, ProviderSummary, Services, SlashReasonOf, UnbondingChunk,
 };
 
 impl<T: Config> Pallet<T> {
@@ -28,10 +28,7 @@ impl<T: Config> Pallet<T> {
 	fn validate_endpoints(endpoints: &EndpointsOf<T>) -> DispatchResult {
 		ensure!(!endpoints.is_empty(), Error::<T>::NoEndpoints);
 		for e in endpoints.iter() {
-			ensure!(
-				!e.is_empty() && e.iter().all(|b| b.is_ascii_graphic()),
-				Error::<T>::InvalidEndpoint
-			);
+			ensure!(!e.is_empty() && e.iter().all(|b| b.is_ascii_graphic()), Error::<T>::InvalidEndpoint);
 		}
 		Ok(())
 	}
@@ -197,9 +194,9 @@ impl<T: Config> Pallet<T> {
 		for chunk in record.unbonding.iter().filter(|c| c.unlock_at <= now) {
 			amount = amount.checked_add(&chunk.amount).ok_or(Error::<T>::Overflow)?;
 		}
-		let removable = record.status == ProviderStatus::Deregistered &&
-			record.stake.is_zero() &&
-			record.unbonding.iter().all(|c| c.unlock_at <= now);
+		let removable = record.status == ProviderStatus::Deregistered
+			&& record.stake.is_zero()
+			&& record.unbonding.iter().all(|c| c.unlock_at <= now);
 		// A deregistered provider whose stake was slashed to nothing has nothing to release
 		// but must still be removable.
 		ensure!(!amount.is_zero() || removable, Error::<T>::NothingToWithdraw);
@@ -223,11 +220,7 @@ impl<T: Config> Pallet<T> {
 	/// Slashes exactly `amount` from `who`: bonded stake first, then unbonding chunks from
 	/// the newest. The entry point for root's `force_slash` and for future evidence-based
 	/// slashing ([`ProviderSlashing`]).
-	pub fn do_slash(
-		who: &T::AccountId,
-		amount: BalanceOf<T>,
-		reason: SlashReasonOf<T>,
-	) -> DispatchResult {
+	pub fn do_slash(who: &T::AccountId, amount: BalanceOf<T>, reason: SlashReasonOf<T>) -> DispatchResult {
 		ensure!(!amount.is_zero(), Error::<T>::ZeroAmount);
 		let mut record = Providers::<T>::get(who).ok_or(Error::<T>::NotRegistered)?;
 		ensure!(amount <= record.total_held(), Error::<T>::SlashTooLarge);
@@ -262,12 +255,7 @@ impl<T: Config> Pallet<T> {
 			},
 		}
 		Providers::<T>::insert(who, record);
-		Self::deposit_event(Event::ProviderSlashed {
-			provider: who.clone(),
-			amount,
-			reason,
-			destination,
-		});
+		Self::deposit_event(Event::ProviderSlashed { provider: who.clone(), amount, reason, destination });
 		Ok(())
 	}
 
@@ -295,10 +283,7 @@ impl<T: Config> Pallet<T> {
 			ensure!(record.unbonding.iter().all(|c| !c.amount.is_zero()), "empty unbonding chunk");
 		}
 		ensure!(count == ProviderCount::<T>::get(), "ProviderCount is wrong");
-		ensure!(
-			ServiceKeyOwners::<T>::iter().count() as u32 == count,
-			"dangling service key owners"
-		);
+		ensure!(ServiceKeyOwners::<T>::iter().count() as u32 == count, "dangling service key owners");
 		Ok(())
 	}
 }
@@ -335,8 +320,7 @@ impl<T: Config> ProviderRegistry<T::AccountId, BalanceOf<T>> for Pallet<T> {
 
 impl<T: Config> ProviderSlashing<T::AccountId, BalanceOf<T>> for Pallet<T> {
 	fn slash(who: &T::AccountId, amount: BalanceOf<T>, reason: &[u8]) -> Result<(), DispatchError> {
-		let reason: SlashReasonOf<T> =
-			reason.to_vec().try_into().map_err(|_| Error::<T>::SlashReasonTooLong)?;
+		let reason: SlashReasonOf<T> = reason.to_vec().try_into().map_err(|_| Error::<T>::SlashReasonTooLong)?;
 		Self::do_slash(who, amount, reason)
 	}
 }

@@ -44,12 +44,12 @@ pub trait ProviderSlashing<AccountId, Balance> {
 #[frame_support::pallet]
 pub mod pallet {
 	use super::*;
+	use alloc::boxed::Box;
 	use frame_support::{
 		pallet_prelude::*,
 		traits::fungible::{Inspect, InspectHold, Mutate, MutateHold},
 	};
 	use frame_system::pallet_prelude::*;
-	use alloc::boxed::Box;
 	use interlattice_pq_crypto::MlDsaPublicKey;
 
 	/// Storage layout version.
@@ -123,14 +123,12 @@ pub mod pallet {
 
 	/// Every registered provider, by account.
 	#[pallet::storage]
-	pub type Providers<T: Config> =
-		StorageMap<_, Blake2_128Concat, T::AccountId, ProviderRecordOf<T>, OptionQuery>;
+	pub type Providers<T: Config> = StorageMap<_, Blake2_128Concat, T::AccountId, ProviderRecordOf<T>, OptionQuery>;
 
 	/// Which provider uses a service key (keyed by the key's `blake2_256`): one key, one
 	/// provider, so a handshake identifies the provider unambiguously.
 	#[pallet::storage]
-	pub type ServiceKeyOwners<T: Config> =
-		StorageMap<_, Identity, [u8; 32], T::AccountId, OptionQuery>;
+	pub type ServiceKeyOwners<T: Config> = StorageMap<_, Identity, [u8; 32], T::AccountId, OptionQuery>;
 
 	/// Number of entries in [`Providers`].
 	#[pallet::storage]
@@ -266,14 +264,12 @@ pub mod pallet {
 	#[pallet::genesis_build]
 	impl<T: Config> BuildGenesisConfig for GenesisConfig<T> {
 		fn build(&self) {
-			for (who, services, endpoints, country, per_gib, per_hour, key, stake) in &self.providers
-			{
+			for (who, services, endpoints, country, per_gib, per_hour, key, stake) in &self.providers {
 				let endpoints: alloc::vec::Vec<EndpointOf<T>> = endpoints
 					.iter()
 					.map(|e| e.as_bytes().to_vec().try_into().expect("genesis endpoint too long"))
 					.collect();
-				let country: [u8; 2] =
-					country.as_bytes().try_into().expect("genesis country must be 2 letters");
+				let country: [u8; 2] = country.as_bytes().try_into().expect("genesis country must be 2 letters");
 				Pallet::<T>::do_register(
 					who.clone(),
 					*services,

@@ -15,10 +15,7 @@ use interlattice_pq_crypto::MlDsaPublicKey;
 use scale_info::TypeInfo;
 use sp_runtime::traits::{Saturating, Zero};
 
-use crate::{
-	pallet::*, BalanceOf, Hosting, Prices, ProviderRecordOf, ProviderStatus, ServiceKind,
-	Services,
-};
+use crate::{pallet::*, BalanceOf, Hosting, Prices, ProviderRecordOf, ProviderStatus, ServiceKind, Services};
 
 /// Largest page [`ProviderRegistryApi::providers`] returns; larger limits are clamped.
 pub const MAX_PAGE_LIMIT: u32 = 100;
@@ -165,26 +162,20 @@ sp_api::decl_runtime_apis! {
 }
 
 /// A [`ProviderInfo`] of runtime `T`.
-pub type ProviderInfoOf<T> =
-	ProviderInfo<<T as frame_system::Config>::AccountId, BalanceOf<T>, BlockNumberFor<T>>;
+pub type ProviderInfoOf<T> = ProviderInfo<<T as frame_system::Config>::AccountId, BalanceOf<T>, BlockNumberFor<T>>;
 /// A [`ProviderPage`] of runtime `T`.
-pub type ProviderPageOf<T> =
-	ProviderPage<<T as frame_system::Config>::AccountId, BalanceOf<T>, BlockNumberFor<T>>;
+pub type ProviderPageOf<T> = ProviderPage<<T as frame_system::Config>::AccountId, BalanceOf<T>, BlockNumberFor<T>>;
 
 impl<T: Config> Pallet<T> {
-	fn filter_matches(
-		filter: &ProviderFilter<BalanceOf<T>>,
-		record: &ProviderRecordOf<T>,
-		active: bool,
-	) -> bool {
-		let at_most = |limit: &Option<BalanceOf<T>>, value: BalanceOf<T>| limit.map_or(true, |l| value <= l);
-		(!filter.active_only || active) &&
-			filter.service.map_or(true, |s| record.services.offers(s)) &&
-			filter.country.map_or(true, |c| record.location.country == c) &&
-			filter.hosting.map_or(true, |h| record.location.hosting == h) &&
-			at_most(&filter.max_price_per_gib, record.prices.per_gib) &&
-			at_most(&filter.max_price_per_hour, record.prices.per_hour) &&
-			filter.min_stake.map_or(true, |m| record.stake >= m)
+	fn filter_matches(filter: &ProviderFilter<BalanceOf<T>>, record: &ProviderRecordOf<T>, active: bool) -> bool {
+		let at_most = |limit: &Option<BalanceOf<T>>, value: BalanceOf<T>| limit.is_none_or(|l| value <= l);
+		(!filter.active_only || active)
+			&& filter.service.is_none_or(|s| record.services.offers(s))
+			&& filter.country.is_none_or(|c| record.location.country == c)
+			&& filter.hosting.is_none_or(|h| record.location.hosting == h)
+			&& at_most(&filter.max_price_per_gib, record.prices.per_gib)
+			&& at_most(&filter.max_price_per_hour, record.prices.per_hour)
+			&& filter.min_stake.is_none_or(|m| record.stake >= m)
 	}
 
 	fn info(account: T::AccountId, record: ProviderRecordOf<T>) -> ProviderInfoOf<T> {
@@ -233,8 +224,9 @@ impl<T: Config> Pallet<T> {
 			.collect();
 		let total = u32::try_from(matches.len()).unwrap_or(u32::MAX);
 		match order {
-			ProviderOrder::StakeDescending =>
-				matches.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1))),
+			ProviderOrder::StakeDescending => {
+				matches.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)))
+			},
 			_ => matches.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1))),
 		}
 		let providers = matches

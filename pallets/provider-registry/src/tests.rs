@@ -15,8 +15,7 @@ fn key(n: u8) -> MlDsaPublicKey {
 }
 
 fn endpoints(list: &[&str]) -> EndpointsOf<Test> {
-	let v: Vec<EndpointOf<Test>> =
-		list.iter().map(|e| e.as_bytes().to_vec().try_into().unwrap()).collect();
+	let v: Vec<EndpointOf<Test>> = list.iter().map(|e| e.as_bytes().to_vec().try_into().unwrap()).collect();
 	v.try_into().unwrap()
 }
 
@@ -61,13 +60,8 @@ fn register_provider_holds_stake_and_lists_provider() {
 		assert!(Registry::is_active(&ALICE));
 		assert_eq!(ProviderCount::<Test>::get(), 1);
 		System::assert_last_event(
-			Event::ProviderRegistered {
-				provider: ALICE,
-				services: Services::Both,
-				country: *b"DE",
-				stake: 5_000,
-			}
-			.into(),
+			Event::ProviderRegistered { provider: ALICE, services: Services::Both, country: *b"DE", stake: 5_000 }
+				.into(),
 		);
 	});
 }
@@ -230,7 +224,14 @@ fn update_fails_for_non_owner_and_bad_input() {
 			Error::<Test>::InvalidCountryCode
 		);
 		// Keeping one's own key is fine.
-		assert_ok!(Registry::update_provider(RuntimeOrigin::signed(ALICE), None, None, None, None, Some(Box::new(key(1)))));
+		assert_ok!(Registry::update_provider(
+			RuntimeOrigin::signed(ALICE),
+			None,
+			None,
+			None,
+			None,
+			Some(Box::new(key(1)))
+		));
 	});
 }
 
@@ -241,15 +242,10 @@ fn bond_extra_adds_to_stake_and_hold() {
 		assert_ok!(Registry::bond_extra(RuntimeOrigin::signed(ALICE), 500));
 		assert_eq!(record(ALICE).stake, MIN_STAKE + 500);
 		assert_eq!(held(ALICE), MIN_STAKE + 500);
-		System::assert_last_event(
-			Event::StakeBonded { provider: ALICE, amount: 500, stake: MIN_STAKE + 500 }.into(),
-		);
+		System::assert_last_event(Event::StakeBonded { provider: ALICE, amount: 500, stake: MIN_STAKE + 500 }.into());
 		assert_noop!(Registry::bond_extra(RuntimeOrigin::signed(ALICE), 0), Error::<Test>::ZeroAmount);
 		assert_noop!(Registry::bond_extra(RuntimeOrigin::signed(BOB), 1), Error::<Test>::NotRegistered);
-		assert_noop!(
-			Registry::bond_extra(RuntimeOrigin::signed(ALICE), 1_000_000),
-			Error::<Test>::InsufficientBalance
-		);
+		assert_noop!(Registry::bond_extra(RuntimeOrigin::signed(ALICE), 1_000_000), Error::<Test>::InsufficientBalance);
 	});
 }
 
@@ -280,10 +276,7 @@ fn unbond_fails_when_too_many_chunks() {
 		for _ in 0..3 {
 			assert_ok!(Registry::unbond(RuntimeOrigin::signed(ALICE), 10));
 		}
-		assert_noop!(
-			Registry::unbond(RuntimeOrigin::signed(ALICE), 10),
-			Error::<Test>::TooManyUnbondingChunks
-		);
+		assert_noop!(Registry::unbond(RuntimeOrigin::signed(ALICE), 10), Error::<Test>::TooManyUnbondingChunks);
 	});
 }
 
@@ -293,10 +286,7 @@ fn withdraw_fails_before_the_unbonding_period_and_works_after() {
 		assert_ok!(register(ALICE, 1, 2_000));
 		assert_ok!(Registry::unbond(RuntimeOrigin::signed(ALICE), 700));
 		System::set_block_number(UNBONDING_PERIOD); // one block early
-		assert_noop!(
-			Registry::withdraw_unbonded(RuntimeOrigin::signed(ALICE)),
-			Error::<Test>::NothingToWithdraw
-		);
+		assert_noop!(Registry::withdraw_unbonded(RuntimeOrigin::signed(ALICE)), Error::<Test>::NothingToWithdraw);
 		System::set_block_number(1 + UNBONDING_PERIOD);
 		assert_ok!(Registry::withdraw_unbonded(RuntimeOrigin::signed(ALICE)));
 		assert_eq!(held(ALICE), 1_300);
@@ -304,14 +294,8 @@ fn withdraw_fails_before_the_unbonding_period_and_works_after() {
 		assert!(record(ALICE).unbonding.is_empty());
 		System::assert_last_event(Event::StakeWithdrawn { provider: ALICE, amount: 700 }.into());
 		// Withdrawing twice releases nothing more.
-		assert_noop!(
-			Registry::withdraw_unbonded(RuntimeOrigin::signed(ALICE)),
-			Error::<Test>::NothingToWithdraw
-		);
-		assert_noop!(
-			Registry::withdraw_unbonded(RuntimeOrigin::signed(BOB)),
-			Error::<Test>::NotRegistered
-		);
+		assert_noop!(Registry::withdraw_unbonded(RuntimeOrigin::signed(ALICE)), Error::<Test>::NothingToWithdraw);
+		assert_noop!(Registry::withdraw_unbonded(RuntimeOrigin::signed(BOB)), Error::<Test>::NotRegistered);
 	});
 }
 
@@ -413,14 +397,8 @@ fn force_slash_errors() {
 			Registry::force_slash(RuntimeOrigin::root(), ALICE, 3_001, reason("x")),
 			Error::<Test>::SlashTooLarge
 		);
-		assert_noop!(
-			Registry::force_slash(RuntimeOrigin::root(), ALICE, 0, reason("x")),
-			Error::<Test>::ZeroAmount
-		);
-		assert_noop!(
-			Registry::force_slash(RuntimeOrigin::root(), BOB, 1, reason("x")),
-			Error::<Test>::NotRegistered
-		);
+		assert_noop!(Registry::force_slash(RuntimeOrigin::root(), ALICE, 0, reason("x")), Error::<Test>::ZeroAmount);
+		assert_noop!(Registry::force_slash(RuntimeOrigin::root(), BOB, 1, reason("x")), Error::<Test>::NotRegistered);
 	});
 }
 
@@ -448,16 +426,7 @@ fn genesis_config_registers_bootstrap_providers() {
 		.assimilate_storage(&mut storage)
 		.unwrap();
 	crate::GenesisConfig::<Test> {
-		providers: vec![(
-			ALICE,
-			Services::Vpn,
-			vec!["127.0.0.1:51820".into()],
-			"NL".into(),
-			10,
-			1,
-			key(3),
-			MIN_STAKE,
-		)],
+		providers: vec![(ALICE, Services::Vpn, vec!["127.0.0.1:51820".into()], "NL".into(), 10, 1, key(3), MIN_STAKE)],
 	}
 	.assimilate_storage(&mut storage)
 	.unwrap();
@@ -537,21 +506,32 @@ fn listing_filters_orders_and_pages() {
 			listed(all.clone(), ProviderOrder::PricePerHourAscending, 0, 10),
 			(5, vec![BOB, 6, 5, ALICE, CHARLIE])
 		);
-		assert_eq!(
-			listed(all.clone(), ProviderOrder::RegisteredAtAscending, 0, 10).0,
-			5
-		);
+		assert_eq!(listed(all.clone(), ProviderOrder::RegisteredAtAscending, 0, 10).0, 5);
 		// Filters.
 		let f = |f: ProviderFilter<Balance>| listed(f, by_stake, 0, 10);
-		assert_eq!(f(ProviderFilter { service: Some(ServiceKind::Vpn), ..Default::default() }), (2, vec![ALICE, CHARLIE]));
-		assert_eq!(f(ProviderFilter { service: Some(ServiceKind::Cdn), ..Default::default() }), (2, vec![CHARLIE, BOB]));
+		assert_eq!(
+			f(ProviderFilter { service: Some(ServiceKind::Vpn), ..Default::default() }),
+			(2, vec![ALICE, CHARLIE])
+		);
+		assert_eq!(
+			f(ProviderFilter { service: Some(ServiceKind::Cdn), ..Default::default() }),
+			(2, vec![CHARLIE, BOB])
+		);
 		assert_eq!(f(ProviderFilter { country: Some(*b"BR"), ..all.clone() }), (2, vec![BOB, 5]));
-		assert_eq!(f(ProviderFilter { hosting: Some(Hosting::Residential), ..Default::default() }), (2, vec![CHARLIE, BOB]));
+		assert_eq!(
+			f(ProviderFilter { hosting: Some(Hosting::Residential), ..Default::default() }),
+			(2, vec![CHARLIE, BOB])
+		);
 		assert_eq!(f(ProviderFilter { max_price_per_gib: Some(20), ..Default::default() }), (2, vec![CHARLIE, BOB]));
 		assert_eq!(f(ProviderFilter { max_price_per_hour: Some(5), ..Default::default() }), (2, vec![ALICE, BOB]));
 		assert_eq!(f(ProviderFilter { min_stake: Some(3_000), ..Default::default() }), (2, vec![ALICE, CHARLIE]));
 		assert_eq!(
-			f(ProviderFilter { service: Some(ServiceKind::Vpn), country: Some(*b"DE"), max_price_per_gib: Some(25), ..Default::default() }),
+			f(ProviderFilter {
+				service: Some(ServiceKind::Vpn),
+				country: Some(*b"DE"),
+				max_price_per_gib: Some(25),
+				..Default::default()
+			}),
 			(1, vec![CHARLIE])
 		);
 		assert_eq!(f(ProviderFilter { country: Some(*b"FR"), ..Default::default() }), (0, vec![]));

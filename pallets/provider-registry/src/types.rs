@@ -2,8 +2,7 @@
 
 use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
 use frame_support::{
-	pallet_prelude::*, traits::fungible::Inspect, CloneNoBound, DebugNoBound, EqNoBound,
-	PartialEqNoBound,
+	pallet_prelude::*, traits::fungible::Inspect, CloneNoBound, DebugNoBound, EqNoBound, PartialEqNoBound,
 };
 use frame_system::pallet_prelude::BlockNumberFor;
 use interlattice_pq_crypto::MlDsaPublicKey;
@@ -13,8 +12,7 @@ use sp_runtime::Saturating;
 use crate::Config;
 
 /// Balance of the pallet's currency.
-pub type BalanceOf<T> =
-	<<T as Config>::Currency as Inspect<<T as frame_system::Config>::AccountId>>::Balance;
+pub type BalanceOf<T> = <<T as Config>::Currency as Inspect<<T as frame_system::Config>::AccountId>>::Balance;
 /// One network endpoint, e.g. `vpn.example.net:51820` or `https://cdn.example.net` (ASCII).
 pub type EndpointOf<T> = BoundedVec<u8, <T as Config>::MaxEndpointLen>;
 /// A provider's endpoints.
@@ -24,17 +22,25 @@ pub type LocationOf<T> = Location<<T as Config>::MaxRegionLen>;
 /// A provider's record.
 pub type ProviderRecordOf<T> = ProviderRecord<T>;
 /// A provider's unbonding chunks.
-pub type UnbondingOf<T> = BoundedVec<
-	UnbondingChunk<BalanceOf<T>, BlockNumberFor<T>>,
-	<T as Config>::MaxUnbondingChunks,
->;
+pub type UnbondingOf<T> =
+	BoundedVec<UnbondingChunk<BalanceOf<T>, BlockNumberFor<T>>, <T as Config>::MaxUnbondingChunks>;
 /// Why a provider was slashed, in words (UTF-8, bounded).
 pub type SlashReasonOf<T> = BoundedVec<u8, <T as Config>::MaxSlashReasonLen>;
 
 /// One of the services of the marketplace.
 #[derive(
-	Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen,
-	TypeInfo, serde::Serialize, serde::Deserialize,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	MaxEncodedLen,
+	TypeInfo,
+	serde::Serialize,
+	serde::Deserialize,
 )]
 pub enum ServiceKind {
 	/// Decentralised VPN: tunnels priced per GiB and per hour.
@@ -45,8 +51,18 @@ pub enum ServiceKind {
 
 /// The services a provider offers.
 #[derive(
-	Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen,
-	TypeInfo, serde::Serialize, serde::Deserialize,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	MaxEncodedLen,
+	TypeInfo,
+	serde::Serialize,
+	serde::Deserialize,
 )]
 pub enum Services {
 	/// Only the VPN.
@@ -69,8 +85,15 @@ impl Services {
 
 /// Where a provider's servers run, as far as it declares.
 #[derive(
-	CloneNoBound, PartialEqNoBound, EqNoBound, DebugNoBound, Encode, Decode,
-	DecodeWithMemTracking, MaxEncodedLen, TypeInfo,
+	CloneNoBound,
+	PartialEqNoBound,
+	EqNoBound,
+	DebugNoBound,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	MaxEncodedLen,
+	TypeInfo,
 )]
 #[scale_info(skip_type_params(MaxRegionLen))]
 pub struct Location<MaxRegionLen: Get<u32>> {
@@ -84,8 +107,18 @@ pub struct Location<MaxRegionLen: Get<u32>> {
 
 /// Kind of network the provider's servers sit on.
 #[derive(
-	Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen,
-	TypeInfo, serde::Serialize, serde::Deserialize,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	MaxEncodedLen,
+	TypeInfo,
+	serde::Serialize,
+	serde::Deserialize,
 )]
 pub enum Hosting {
 	/// A data centre or cloud.
@@ -96,8 +129,7 @@ pub enum Hosting {
 
 /// A provider's prices, in the smallest unit of the native token.
 #[derive(
-	Clone, Copy, PartialEq, Eq, Debug, Default, Encode, Decode, DecodeWithMemTracking,
-	MaxEncodedLen, TypeInfo,
+	Clone, Copy, PartialEq, Eq, Debug, Default, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo,
 )]
 pub struct Prices<Balance> {
 	/// Price per GiB (2^30 bytes) transferred, both directions counted.
@@ -107,10 +139,7 @@ pub struct Prices<Balance> {
 }
 
 /// Where a provider is in its life.
-#[derive(
-	Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen,
-	TypeInfo,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo)]
 pub enum ProviderStatus {
 	/// Registered; listed as active while its stake is at least the minimum.
 	Registered,
@@ -119,10 +148,7 @@ pub enum ProviderStatus {
 }
 
 /// Stake on its way out: withdrawable from block `unlock_at` on.
-#[derive(
-	Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen,
-	TypeInfo,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo)]
 pub struct UnbondingChunk<Balance, BlockNumber> {
 	/// Amount still held, slashable until withdrawn.
 	pub amount: Balance,
@@ -131,10 +157,7 @@ pub struct UnbondingChunk<Balance, BlockNumber> {
 }
 
 /// Everything the registry knows about one provider.
-#[derive(
-	CloneNoBound, PartialEqNoBound, EqNoBound, DebugNoBound, Encode, Decode, MaxEncodedLen,
-	TypeInfo,
-)]
+#[derive(CloneNoBound, PartialEqNoBound, EqNoBound, DebugNoBound, Encode, Decode, MaxEncodedLen, TypeInfo)]
 #[scale_info(skip_type_params(T))]
 #[codec(mel_bound())]
 pub struct ProviderRecord<T: Config> {

@@ -23,9 +23,8 @@ fn funded<T: Config>(name: &'static str, index: u32) -> T::AccountId {
 fn provider<T: Config>() -> T::AccountId {
 	let who = funded::<T>("provider", 0);
 	if T::Registry::provider(&who).is_none() {
-		T::Registry::register_for_benchmarks(&who, PRICES).expect(
-			"the account was funded above the minimum stake and is not registered (checked above); qed",
-		);
+		T::Registry::register_for_benchmarks(&who, PRICES)
+			.expect("the account was funded above the minimum stake and is not registered (checked above); qed");
 	}
 	who
 }

@@ -101,7 +101,9 @@ impl<T: Config> Pallet<T> {
 		for receipt in receipts {
 			let outcome = match Sessions::<T>::get(receipt.receipt.session_id) {
 				None => Err(Error::<T>::SessionNotFound.into()),
-				Some(session) if !Self::may_settle(who, &session) => return PoolCheck::Refused(Error::<T>::NotSettler.into()),
+				Some(session) if !Self::may_settle(who, &session) => {
+					return PoolCheck::Refused(Error::<T>::NotSettler.into())
+				},
 				Some(session) => Self::check_receipt_terms(&session, receipt, now),
 			};
 			match outcome {

@@ -18,7 +18,8 @@ use sp_runtime::{
 };
 
 use crate::{
-	account_bytes, cumulative_fee, max_amount_owed, pallet::*, session_nonce, BalanceOf, Session, SessionId, SessionStatus,
+	account_bytes, cumulative_fee, max_amount_owed, pallet::*, session_nonce, BalanceOf, Session, SessionId,
+	SessionStatus,
 };
 
 impl<T: Config> Pallet<T> {
@@ -61,10 +62,7 @@ impl<T: Config> Pallet<T> {
 			Error::<T>::PriceAboveMaximum
 		);
 		ensure!(deposit >= T::MinDeposit::get(), Error::<T>::DepositTooLow);
-		ensure!(
-			!duration.is_zero() && duration <= T::MaxSessionDuration::get(),
-			Error::<T>::InvalidDuration
-		);
+		ensure!(!duration.is_zero() && duration <= T::MaxSessionDuration::get(), Error::<T>::InvalidDuration);
 		Self::ensure_can_hold(&client, deposit)?;
 		let session_id = NextSessionId::<T>::get();
 		let next_id = session_id.checked_add(1).ok_or(Error::<T>::Overflow)?;
@@ -158,11 +156,7 @@ impl<T: Config> Pallet<T> {
 
 	/// Every check of a receipt against its session, the signature (the expensive one)
 	/// last.
-	pub fn check_receipt(
-		session: &Session<T>,
-		signed: &SignedUsageReceipt,
-		now: BlockNumberFor<T>,
-	) -> DispatchResult {
+	pub fn check_receipt(session: &Session<T>, signed: &SignedUsageReceipt, now: BlockNumberFor<T>) -> DispatchResult {
 		Self::check_receipt_terms(session, signed, now)?;
 		ensure!(signed.verify(&session.client_key), Error::<T>::BadSignature);
 		Ok(())
@@ -209,8 +203,10 @@ impl<T: Config> Pallet<T> {
 						Fortitude::Force,
 					)
 					.map(|_| ())?,
-					None => CurrencyOf::<T>::burn_held(&reason, &session.client, fee, Precision::Exact, Fortitude::Force)
-						.map(|_| ())?,
+					None => {
+						CurrencyOf::<T>::burn_held(&reason, &session.client, fee, Precision::Exact, Fortitude::Force)
+							.map(|_| ())?
+					},
 				}
 			}
 			Ok(())

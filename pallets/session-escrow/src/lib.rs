@@ -118,13 +118,8 @@ pub mod pallet {
 
 	/// Each client's sessions not yet finalized.
 	#[pallet::storage]
-	pub type ClientSessions<T: Config> = StorageMap<
-		_,
-		Blake2_128Concat,
-		T::AccountId,
-		BoundedVec<SessionId, T::MaxSessionsPerClient>,
-		ValueQuery,
-	>;
+	pub type ClientSessions<T: Config> =
+		StorageMap<_, Blake2_128Concat, T::AccountId, BoundedVec<SessionId, T::MaxSessionsPerClient>, ValueQuery>;
 
 	/// Each provider's sessions not yet finalized (provider, session id).
 	#[pallet::storage]
@@ -359,8 +354,7 @@ pub mod pallet {
 			duration: BlockNumberFor<T>,
 		) -> DispatchResult {
 			let client = ensure_signed(origin)?;
-			Self::do_open_session(client, provider, service, *client_key, max_prices, deposit, duration)
-				.map(|_| ())
+			Self::do_open_session(client, provider, service, *client_key, max_prices, deposit, duration).map(|_| ())
 		}
 
 		/// Add to an open session's deposit.

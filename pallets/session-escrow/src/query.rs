@@ -53,8 +53,7 @@ pub struct SessionInfo<AccountId, Balance, BlockNumber> {
 }
 
 /// A [`SessionInfo`] of runtime `T`.
-pub type SessionInfoOf<T> =
-	SessionInfo<<T as frame_system::Config>::AccountId, BalanceOf<T>, BlockNumberFor<T>>;
+pub type SessionInfoOf<T> = SessionInfo<<T as frame_system::Config>::AccountId, BalanceOf<T>, BlockNumberFor<T>>;
 
 sp_api::decl_runtime_apis! {
 	/// The session escrow's query surface. Version 2: sessions carry their nonce, provider
@@ -112,14 +111,15 @@ impl<T: Config> Pallet<T> {
 
 	/// [`SessionEscrowApi::client_sessions`].
 	pub fn query_client_sessions(client: T::AccountId) -> Vec<SessionInfoOf<T>> {
-		ClientSessions::<T>::get(&client)
-			.into_iter()
-			.filter_map(|id| Self::query_session(id))
-			.collect()
+		ClientSessions::<T>::get(&client).into_iter().filter_map(|id| Self::query_session(id)).collect()
 	}
 
 	/// [`SessionEscrowApi::provider_sessions`].
-	pub fn query_provider_sessions(provider: T::AccountId, after: Option<SessionId>, limit: u32) -> Vec<SessionInfoOf<T>> {
+	pub fn query_provider_sessions(
+		provider: T::AccountId,
+		after: Option<SessionId>,
+		limit: u32,
+	) -> Vec<SessionInfoOf<T>> {
 		let limit = limit.min(MAX_SESSIONS_PAGE) as usize;
 		let ids: Vec<SessionId> = match after {
 			None => ProviderSessions::<T>::iter_key_prefix(&provider).take(limit).collect(),

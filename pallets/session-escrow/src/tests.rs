@@ -36,9 +36,8 @@ fn open_vpn() -> SessionId {
 /// A receipt for `session_id` naming its provider and nonce (zeros for a session that does
 /// not exist).
 fn receipt(session_id: SessionId, sequence: u64, bytes: u64, seconds: u64, amount: Balance) -> UsageReceipt {
-	let (provider, session_nonce) = Sessions::<Test>::get(session_id)
-		.map(|s| (account_bytes(&s.provider), s.nonce))
-		.unwrap_or_default();
+	let (provider, session_nonce) =
+		Sessions::<Test>::get(session_id).map(|s| (account_bytes(&s.provider), s.nonce)).unwrap_or_default();
 	UsageReceipt { genesis_hash: GENESIS, provider, session_id, session_nonce, sequence, bytes, seconds, amount }
 }
 
@@ -140,7 +139,15 @@ fn open_session_fails_on_every_bad_input() {
 		}
 		assert_noop!(open(CLIENT, VPN_PROVIDER, vpn, LOOSE, 100, 10), Error::<Test>::TooManySessions);
 		assert_noop!(
-			Escrow::open_session(RuntimeOrigin::none(), VPN_PROVIDER, vpn, Box::new(client_key(1).public().clone()), LOOSE, 100, 10),
+			Escrow::open_session(
+				RuntimeOrigin::none(),
+				VPN_PROVIDER,
+				vpn,
+				Box::new(client_key(1).public().clone()),
+				LOOSE,
+				100,
+				10
+			),
 			DispatchError::BadOrigin
 		);
 		// A provider below the minimum stake is not active.
@@ -159,8 +166,16 @@ fn settle_pays_the_provider_exactly_the_difference() {
 		assert_eq!(free(VPN_PROVIDER), provider_before + 15);
 		assert_eq!(held(CLIENT), 985);
 		System::assert_last_event(
-			Event::ReceiptSettled { session_id: id, sequence: 1, bytes: 10 * MIB, seconds: 5, paid: 15, fee: 0, settled: 15 }
-				.into(),
+			Event::ReceiptSettled {
+				session_id: id,
+				sequence: 1,
+				bytes: 10 * MIB,
+				seconds: 5,
+				paid: 15,
+				fee: 0,
+				settled: 15,
+			}
+			.into(),
 		);
 		// The next cumulative receipt pays only the difference; sequence numbers may skip.
 		assert_ok!(settle(signed(1, receipt(id, 7, 100 * MIB, 20, 110))));
@@ -191,14 +206,20 @@ fn only_the_provider_or_its_settler_settles() {
 		let id = open_vpn();
 		let r = signed(1, receipt(id, 1, MIB, 0, 1));
 		for stranger in [CLIENT, OTHER_CLIENT, CDN_PROVIDER] {
-			assert_noop!(Escrow::settle_receipt(RuntimeOrigin::signed(stranger), Box::new(r.clone())), Error::<Test>::NotSettler);
+			assert_noop!(
+				Escrow::settle_receipt(RuntimeOrigin::signed(stranger), Box::new(r.clone())),
+				Error::<Test>::NotSettler
+			);
 		}
 		assert_ok!(Escrow::set_settler(RuntimeOrigin::signed(VPN_PROVIDER), Some(OTHER_CLIENT)));
 		assert_ok!(Escrow::settle_receipt(RuntimeOrigin::signed(OTHER_CLIENT), Box::new(r)));
 		// Removed again: only the provider.
 		assert_ok!(Escrow::set_settler(RuntimeOrigin::signed(VPN_PROVIDER), None));
 		let r2 = signed(1, receipt(id, 2, 2 * MIB, 0, 2));
-		assert_noop!(Escrow::settle_receipt(RuntimeOrigin::signed(OTHER_CLIENT), Box::new(r2.clone())), Error::<Test>::NotSettler);
+		assert_noop!(
+			Escrow::settle_receipt(RuntimeOrigin::signed(OTHER_CLIENT), Box::new(r2.clone())),
+			Error::<Test>::NotSettler
+		);
 		assert_ok!(settle(r2));
 		// Only a registered provider designates a settler.
 		assert_noop!(Escrow::set_settler(RuntimeOrigin::signed(CLIENT), Some(CLIENT)), Error::<Test>::ProviderNotFound);
@@ -270,7 +291,10 @@ fn settle_fails_when_amount_exceeds_usage_times_price() {
 		// Usage so large that its price overflows u128 is refused, not wrapped.
 		let cdn = open_with(OTHER_CLIENT, CDN_PROVIDER, ServiceKind::Cdn, 2, 1_000);
 		assert_noop!(
-			Escrow::settle_receipt(RuntimeOrigin::signed(CDN_PROVIDER), Box::new(signed(2, receipt(cdn, 1, u64::MAX, u64::MAX, 1_001)))),
+			Escrow::settle_receipt(
+				RuntimeOrigin::signed(CDN_PROVIDER),
+				Box::new(signed(2, receipt(cdn, 1, u64::MAX, u64::MAX, 1_001)))
+			),
 			Error::<Test>::AmountExceedsDeposit
 		);
 	});
@@ -362,7 +386,10 @@ fn top_up_adds_to_the_deposit_while_open() {
 		System::assert_last_event(Event::DepositToppedUp { session_id: id, amount: 500, deposit: 1_500 }.into());
 		assert_noop!(Escrow::top_up_deposit(RuntimeOrigin::signed(OTHER_CLIENT), id, 5), Error::<Test>::NotClient);
 		assert_noop!(Escrow::top_up_deposit(RuntimeOrigin::signed(CLIENT), id, 0), Error::<Test>::ZeroAmount);
-		assert_noop!(Escrow::top_up_deposit(RuntimeOrigin::signed(CLIENT), id, INITIAL), Error::<Test>::InsufficientBalance);
+		assert_noop!(
+			Escrow::top_up_deposit(RuntimeOrigin::signed(CLIENT), id, INITIAL),
+			Error::<Test>::InsufficientBalance
+		);
 		assert_noop!(Escrow::top_up_deposit(RuntimeOrigin::signed(CLIENT), 7, 5), Error::<Test>::SessionNotFound);
 		// The larger deposit can be settled against.
 		assert_ok!(settle(signed(1, receipt(id, 1, 1_500 * MIB, 0, 1_500))));
@@ -384,7 +411,10 @@ fn client_close_leaves_a_settlement_window_then_refunds() {
 		// The provider's last receipt still settles inside the window.
 		run_to(10 + WINDOW);
 		assert_ok!(settle(signed(1, receipt(id, 2, 300 * MIB, 0, 300))));
-		assert_noop!(Escrow::finalize_session(RuntimeOrigin::signed(OTHER_CLIENT), id), Error::<Test>::SettlementWindowOpen);
+		assert_noop!(
+			Escrow::finalize_session(RuntimeOrigin::signed(OTHER_CLIENT), id),
+			Error::<Test>::SettlementWindowOpen
+		);
 		run_to(11 + WINDOW);
 		assert_noop!(settle(signed(1, receipt(id, 3, 400 * MIB, 0, 400))), Error::<Test>::SettlementWindowOver);
 		let client_free = free(CLIENT);
@@ -420,7 +450,10 @@ fn expired_sessions_settle_in_the_window_and_are_refunded_by_anyone() {
 		let id = open_vpn(); // expires at 101
 		run_to(101 + WINDOW);
 		assert_ok!(settle(signed(1, receipt(id, 1, 5 * MIB, 0, 5))));
-		assert_noop!(Escrow::finalize_session(RuntimeOrigin::signed(VPN_PROVIDER), id), Error::<Test>::SettlementWindowOpen);
+		assert_noop!(
+			Escrow::finalize_session(RuntimeOrigin::signed(VPN_PROVIDER), id),
+			Error::<Test>::SettlementWindowOpen
+		);
 		// A client closing after expiry does not extend the window.
 		assert_ok!(Escrow::close_session(RuntimeOrigin::signed(CLIENT), id));
 		assert_eq!(session(id).settle_until(WINDOW), 101 + WINDOW);
@@ -461,8 +494,16 @@ fn protocol_fee_goes_to_the_treasury_or_is_burned() {
 		assert_ok!(settle(signed(1, receipt(id, 2, 155 * MIB, 0, 155))));
 		assert_eq!(free(VPN_PROVIDER), provider + 90 + 50);
 		System::assert_last_event(
-			Event::ReceiptSettled { session_id: id, sequence: 2, bytes: 155 * MIB, seconds: 0, paid: 50, fee: 5, settled: 155 }
-				.into(),
+			Event::ReceiptSettled {
+				session_id: id,
+				sequence: 2,
+				bytes: 155 * MIB,
+				seconds: 0,
+				paid: 50,
+				fee: 5,
+				settled: 155,
+			}
+			.into(),
 		);
 		// Burning: issuance falls by exactly the fee (10 % of 255 is 25: 10 more).
 		FeeTo::set(None);
@@ -532,7 +573,9 @@ fn a_batch_settles_valid_receipts_and_reports_invalid_ones() {
 		let rejected: Vec<_> = events
 			.iter()
 			.filter_map(|e| match e {
-				RuntimeEvent::Escrow(Event::ReceiptRejected { session_id, sequence, error }) => Some((*session_id, *sequence, *error)),
+				RuntimeEvent::Escrow(Event::ReceiptRejected { session_id, sequence, error }) => {
+					Some((*session_id, *sequence, *error))
+				},
 				_ => None,
 			})
 			.collect();
@@ -559,7 +602,15 @@ fn a_deregistered_provider_can_still_settle_open_sessions() {
 		assert_ok!(Registry::deregister_provider(RuntimeOrigin::signed(VPN_PROVIDER)));
 		assert_ok!(settle(signed(1, receipt(id, 1, 7 * MIB, 0, 7))));
 		assert_noop!(
-			Escrow::open_session(RuntimeOrigin::signed(CLIENT), VPN_PROVIDER, ServiceKind::Vpn, Box::new(client_key(1).public().clone()), LOOSE, 500, 10),
+			Escrow::open_session(
+				RuntimeOrigin::signed(CLIENT),
+				VPN_PROVIDER,
+				ServiceKind::Vpn,
+				Box::new(client_key(1).public().clone()),
+				LOOSE,
+				500,
+				10
+			),
 			Error::<Test>::ProviderNotActive
 		);
 	});
@@ -573,8 +624,14 @@ fn queries_show_sessions_by_id_client_and_provider() {
 		let c = open_with(OTHER_CLIENT, VPN_PROVIDER, ServiceKind::Vpn, 2, 200);
 		assert_ok!(settle(signed(1, receipt(a, 3, 4 * MIB, 1, 5))));
 		let info = Escrow::query_session(a).unwrap();
-		assert_eq!((info.session_id, info.client, info.provider, info.deposit, info.settled), (a, CLIENT, VPN_PROVIDER, 1_000, 5));
-		assert_eq!((info.sequence, info.bytes, info.seconds, info.closing, info.settle_until), (3, 4 * MIB, 1, false, 101 + WINDOW));
+		assert_eq!(
+			(info.session_id, info.client, info.provider, info.deposit, info.settled),
+			(a, CLIENT, VPN_PROVIDER, 1_000, 5)
+		);
+		assert_eq!(
+			(info.sequence, info.bytes, info.seconds, info.closing, info.settle_until),
+			(3, 4 * MIB, 1, false, 101 + WINDOW)
+		);
 		let ids = |v: Vec<SessionInfoOf<Test>>| v.into_iter().map(|s| s.session_id).collect::<Vec<_>>();
 		assert_eq!(ids(Escrow::query_client_sessions(CLIENT)), vec![a, b]);
 		assert_eq!(info.nonce, session(a).nonce);
@@ -630,9 +687,25 @@ mod properties {
 
 	fn op() -> impl Strategy<Value = Op> {
 		prop_oneof![
-			(any::<bool>(), any::<bool>(), 100u16..3_000).prop_map(|(client, cdn, deposit)| Op::Open { client, cdn, deposit }),
-			(any::<u8>(), 0u16..2_000, any::<u8>(), prop_oneof![4 => Just(Ask::Fair), 1 => Just(Ask::OverUsage), 1 => Just(Ask::OverDeposit)], prop::bool::weighted(0.1))
-				.prop_map(|(session, mib, seconds, ask, wrong_key)| Op::Settle { session, mib, seconds, ask, wrong_key }),
+			(any::<bool>(), any::<bool>(), 100u16..3_000).prop_map(|(client, cdn, deposit)| Op::Open {
+				client,
+				cdn,
+				deposit
+			}),
+			(
+				any::<u8>(),
+				0u16..2_000,
+				any::<u8>(),
+				prop_oneof![4 => Just(Ask::Fair), 1 => Just(Ask::OverUsage), 1 => Just(Ask::OverDeposit)],
+				prop::bool::weighted(0.1)
+			)
+				.prop_map(|(session, mib, seconds, ask, wrong_key)| Op::Settle {
+					session,
+					mib,
+					seconds,
+					ask,
+					wrong_key
+				}),
 			(any::<u8>(), 0u16..500).prop_map(|(session, amount)| Op::TopUp { session, amount }),
 			(any::<u8>(), any::<bool>()).prop_map(|(session, by_provider)| Op::Close { session, by_provider }),
 			any::<u8>().prop_map(|session| Op::Finalize { session }),
@@ -734,7 +807,11 @@ mod pool_check {
 		transaction_validity::{InvalidTransaction, TransactionSource, TransactionValidityError},
 	};
 
-	fn validate_as(who: Option<AccountId>, call: RuntimeCall, source: TransactionSource) -> Result<(), TransactionValidityError> {
+	fn validate_as(
+		who: Option<AccountId>,
+		call: RuntimeCall,
+		source: TransactionSource,
+	) -> Result<(), TransactionValidityError> {
 		let origin = match who {
 			Some(who) => RuntimeOrigin::signed(who),
 			None => RuntimeOrigin::none(),
@@ -772,7 +849,10 @@ mod pool_check {
 			assert_eq!(validate(one(signed(9, receipt(id, 1, MIB, 0, 1))), TransactionSource::Local), Ok(()));
 			assert_eq!(thread_verifications(), before, "the pool verified a signature");
 			assert_ok!(settle(signed(1, receipt(id, 1, MIB, 0, 1))));
-			assert_eq!(validate(one(signed(1, receipt(id, 2, MIB, 0, 1))), external), Err(InvalidTransaction::Stale.into()));
+			assert_eq!(
+				validate(one(signed(1, receipt(id, 2, MIB, 0, 1))), external),
+				Err(InvalidTransaction::Stale.into())
+			);
 			let mut other_chain = receipt(id, 2, 2 * MIB, 0, 2);
 			other_chain.genesis_hash = [0; 32];
 			assert_eq!(validate(one(signed(1, other_chain)), external), Err(custom(Error::<Test>::WrongChain)));
@@ -792,7 +872,8 @@ mod pool_check {
 	fn a_stranger_is_refused_at_the_first_receipt_for_free() {
 		new_test_ext().execute_with(|| {
 			let id = open_vpn();
-			let receipts: Vec<_> = (1..=MAX_BATCH as u64).map(|n| signed(9, receipt(id, n, n * MIB, 0, n.into()))).collect();
+			let receipts: Vec<_> =
+				(1..=MAX_BATCH as u64).map(|n| signed(9, receipt(id, n, n * MIB, 0, n.into()))).collect();
 			let before = thread_verifications();
 			for stranger in [POOR, CLIENT, CDN_PROVIDER] {
 				assert_eq!(
@@ -817,9 +898,15 @@ mod pool_check {
 			let good = signed(2, receipt(b, 1, MIB, 0, 1));
 			assert_eq!(validate(batch(vec![stale.clone(), good.clone()]), TransactionSource::External), Ok(()));
 			// Only stale receipts: nothing to gain, refused.
-			assert_eq!(validate(batch(vec![stale.clone()]), TransactionSource::External), Err(InvalidTransaction::Stale.into()));
+			assert_eq!(
+				validate(batch(vec![stale.clone()]), TransactionSource::External),
+				Err(InvalidTransaction::Stale.into())
+			);
 			// At dispatch the stale one is rejected on its own and the rest settles.
-			assert_ok!(Escrow::settle_receipts(RuntimeOrigin::signed(VPN_PROVIDER), vec![stale, good].try_into().unwrap()));
+			assert_ok!(Escrow::settle_receipts(
+				RuntimeOrigin::signed(VPN_PROVIDER),
+				vec![stale, good].try_into().unwrap()
+			));
 			assert_eq!(session(b).settled, 1);
 		});
 	}

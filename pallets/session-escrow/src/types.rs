@@ -2,8 +2,7 @@
 
 use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
 use frame_support::{
-	pallet_prelude::*, traits::fungible::Inspect, CloneNoBound, DebugNoBound, EqNoBound,
-	PartialEqNoBound,
+	pallet_prelude::*, traits::fungible::Inspect, CloneNoBound, DebugNoBound, EqNoBound, PartialEqNoBound,
 };
 use frame_system::pallet_prelude::BlockNumberFor;
 use interlattice_pq_crypto::MlDsaPublicKey;
@@ -14,8 +13,7 @@ use sp_runtime::{helpers_128bit::multiply_by_rational_with_rounding, Rounding, S
 use crate::Config;
 
 /// Balance of the escrow's currency.
-pub type BalanceOf<T> =
-	<<T as Config>::Currency as Inspect<<T as frame_system::Config>::AccountId>>::Balance;
+pub type BalanceOf<T> = <<T as Config>::Currency as Inspect<<T as frame_system::Config>::AccountId>>::Balance;
 /// A session of runtime `T`.
 pub type SessionOf<T> = Session<T>;
 
@@ -28,10 +26,7 @@ pub const GIB: u128 = 1 << 30;
 pub const SECONDS_PER_HOUR: u128 = 3_600;
 
 /// Where a session is in its life.
-#[derive(
-	Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen,
-	TypeInfo,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo)]
 pub enum SessionStatus<BlockNumber> {
 	/// Service may be used; receipts settle; the client may top up.
 	Open,
@@ -44,10 +39,7 @@ pub enum SessionStatus<BlockNumber> {
 }
 
 /// One session: a client's escrowed deposit for one provider's service.
-#[derive(
-	CloneNoBound, PartialEqNoBound, EqNoBound, DebugNoBound, Encode, Decode, MaxEncodedLen,
-	TypeInfo,
-)]
+#[derive(CloneNoBound, PartialEqNoBound, EqNoBound, DebugNoBound, Encode, Decode, MaxEncodedLen, TypeInfo)]
 #[scale_info(skip_type_params(T))]
 #[codec(mel_bound())]
 pub struct Session<T: Config> {
@@ -136,7 +128,9 @@ pub fn session_nonce(
 	client: &[u8],
 	provider: &[u8],
 ) -> [u8; 32] {
-	let mut input = alloc::vec::Vec::with_capacity(SESSION_NONCE_TAG.len() + parent_hash.len() + 12 + client.len() + provider.len());
+	let mut input = alloc::vec::Vec::with_capacity(
+		SESSION_NONCE_TAG.len() + parent_hash.len() + 12 + client.len() + provider.len(),
+	);
 	input.extend_from_slice(SESSION_NONCE_TAG);
 	input.extend_from_slice(parent_hash);
 	input.extend_from_slice(&extrinsic_index.to_le_bytes());

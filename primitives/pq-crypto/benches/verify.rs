@@ -22,9 +22,7 @@ fn bench(c: &mut Criterion) {
 
 	let ml_dsa = MlDsaKeyPair::from_seed([3; 32]);
 	let ml_dsa_sig = ml_dsa.sign(&message).unwrap();
-	c.bench_function("ml_dsa_65_verify", |b| {
-		b.iter(|| assert!(verify(ml_dsa.public(), &message, &ml_dsa_sig)))
-	});
+	c.bench_function("ml_dsa_65_verify", |b| b.iter(|| assert!(verify(ml_dsa.public(), &message, &ml_dsa_sig))));
 	// libcrux's portable code, for comparison: `verify` above picks AVX2 at run time on x86-64.
 	let (pk, sig) = (
 		libcrux_ml_dsa::MLDSAVerificationKey::new(ml_dsa.public().0),
@@ -32,7 +30,8 @@ fn bench(c: &mut Criterion) {
 	);
 	c.bench_function("ml_dsa_65_verify_portable", |b| {
 		b.iter(|| {
-			assert!(libcrux_ml_dsa::ml_dsa_65::portable::verify(&pk, &message, interlattice_pq_crypto::CONTEXT, &sig).is_ok())
+			assert!(libcrux_ml_dsa::ml_dsa_65::portable::verify(&pk, &message, interlattice_pq_crypto::CONTEXT, &sig)
+				.is_ok())
 		})
 	});
 	c.bench_function("ml_dsa_65_sign", |b| b.iter(|| ml_dsa.sign(&message).unwrap()));
@@ -40,16 +39,12 @@ fn bench(c: &mut Criterion) {
 	let sr = sr25519::Pair::from_seed(&[3; 32]);
 	let sr_sig = sr.sign(&message);
 	let sr_pub = sr.public();
-	c.bench_function("sr25519_verify", |b| {
-		b.iter(|| assert!(sr25519::Pair::verify(&sr_sig, &message, &sr_pub)))
-	});
+	c.bench_function("sr25519_verify", |b| b.iter(|| assert!(sr25519::Pair::verify(&sr_sig, &message, &sr_pub))));
 
 	let ed = ed25519::Pair::from_seed(&[3; 32]);
 	let ed_sig = ed.sign(&message);
 	let ed_pub = ed.public();
-	c.bench_function("ed25519_verify", |b| {
-		b.iter(|| assert!(ed25519::Pair::verify(&ed_sig, &message, &ed_pub)))
-	});
+	c.bench_function("ed25519_verify", |b| b.iter(|| assert!(ed25519::Pair::verify(&ed_sig, &message, &ed_pub))));
 }
 
 criterion_group!(benches, bench);

@@ -122,18 +122,13 @@ impl MlDsaKeyPair {
 	/// Writes the seed as hex to a new file with mode 0600. Never overwrites.
 	pub fn write_seed_file(&self, path: &Path) -> Result<(), KeyError> {
 		let io = |source| KeyError::Io { path: path.display().to_string(), source };
-		let mut file = fs::OpenOptions::new()
-			.write(true)
-			.create_new(true)
-			.mode(0o600)
-			.open(path)
-			.map_err(|e| {
-				if e.kind() == std::io::ErrorKind::AlreadyExists {
-					KeyError::Exists(path.display().to_string())
-				} else {
-					io(e)
-				}
-			})?;
+		let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| {
+			if e.kind() == std::io::ErrorKind::AlreadyExists {
+				KeyError::Exists(path.display().to_string())
+			} else {
+				io(e)
+			}
+		})?;
 		let text = Zeroizing::new(types::to_hex(&self.seed[..]) + "\n");
 		file.write_all(text.as_bytes()).and_then(|_| file.sync_all()).map_err(io)
 	}
@@ -161,9 +156,8 @@ impl MlDsaKeyPair {
 			return Err(KeyError::Permissions { path: path.display().to_string(), mode });
 		}
 		let text = Zeroizing::new(fs::read_to_string(path).map_err(io)?);
-		let bytes = Zeroizing::new(
-			types::from_hex(text.trim()).map_err(|_| KeyError::Malformed(path.display().to_string()))?,
-		);
+		let bytes =
+			Zeroizing::new(types::from_hex(text.trim()).map_err(|_| KeyError::Malformed(path.display().to_string()))?);
 		let seed = <[u8; ML_DSA_65_SEED_LEN]>::try_from(&bytes[..])
 			.map_err(|_| KeyError::Malformed(path.display().to_string()))?;
 		Ok(Self::from_seed(seed))

@@ -104,13 +104,7 @@ pub trait PqCrypto {
 		) else {
 			return false;
 		};
-		ml_dsa_65::verify(
-			&MLDSAVerificationKey::new(pk),
-			message,
-			context,
-			&MLDSASignature::new(sig),
-		)
-		.is_ok()
+		ml_dsa_65::verify(&MLDSAVerificationKey::new(pk), message, context, &MLDSASignature::new(sig)).is_ok()
 	}
 }
 
@@ -143,8 +137,7 @@ pub trait PqCryptoBenchmarking {
 			return alloc::vec::Vec::new();
 		};
 		let pair = libcrux_ml_dsa::ml_dsa_65::generate_key_pair(seed);
-		let Ok(signature) = libcrux_ml_dsa::ml_dsa_65::sign(&pair.signing_key, message, CONTEXT, [0u8; 32])
-		else {
+		let Ok(signature) = libcrux_ml_dsa::ml_dsa_65::sign(&pair.signing_key, message, CONTEXT, [0u8; 32]) else {
 			return alloc::vec::Vec::new();
 		};
 		let mut out = pair.verification_key.as_ref().to_vec();

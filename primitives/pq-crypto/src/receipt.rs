@@ -21,9 +21,7 @@ pub const RECEIPT_PAYLOAD_LEN: usize = 29 + 32 + 32 + 8 + 32 + 8 + 8 + 8 + 16;
 /// Cumulative usage of one session, as acknowledged by the client. A later receipt replaces
 /// an earlier one; the chain settles a receipt only if its amount is above what the session
 /// has settled so far.
-#[derive(
-	Clone, Copy, Debug, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "camelCase", deny_unknown_fields))]
 pub struct UsageReceipt {

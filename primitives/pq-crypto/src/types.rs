@@ -142,7 +142,7 @@ pub fn to_hex(bytes: &[u8]) -> alloc::string::String {
 /// Parses hex, with or without a `0x` prefix.
 pub fn from_hex(s: &str) -> Result<alloc::vec::Vec<u8>, &'static str> {
 	let s = s.strip_prefix("0x").unwrap_or(s);
-	if s.len() % 2 != 0 {
+	if !s.len().is_multiple_of(2) {
 		return Err("odd number of hex digits");
 	}
 	let digit = |c: u8| match c {

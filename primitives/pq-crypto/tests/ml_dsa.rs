@@ -108,8 +108,7 @@ struct AcvpKeyGen {
 
 #[test]
 fn nist_acvp_key_generation_vectors_pass() {
-	let file: AcvpFile =
-		serde_json::from_str(include_str!("data/acvp-ml-dsa-65-keygen.json")).unwrap();
+	let file: AcvpFile = serde_json::from_str(include_str!("data/acvp-ml-dsa-65-keygen.json")).unwrap();
 	assert_eq!(file.parameter_set, "ML-DSA-65");
 	assert!(!file.tests.is_empty());
 	for t in file.tests {
@@ -153,25 +152,18 @@ struct AcvpSigVer {
 /// libcrux's `acvp` feature; the pre-hash groups are HashML-DSA, which we do not accept.)
 #[test]
 fn nist_acvp_signature_verification_vectors_pass() {
-	let file: AcvpSigVerFile =
-		serde_json::from_str(include_str!("data/acvp-ml-dsa-65-sigver.json")).unwrap();
+	let file: AcvpSigVerFile = serde_json::from_str(include_str!("data/acvp-ml-dsa-65-sigver.json")).unwrap();
 	assert_eq!(file.parameter_set, "ML-DSA-65");
 	assert_eq!(file.signature_interface, "external");
 	assert_eq!(file.pre_hash, "pure");
 	assert!(file.tests.iter().any(|t| t.test_passed), "no valid case");
 	assert!(file.tests.iter().any(|t| !t.test_passed), "no invalid case");
 	for t in file.tests {
-		let (pk, message, context, sig) =
-			(hex(&t.pk), hex(&t.message), hex(&t.context), hex(&t.signature));
+		let (pk, message, context, sig) = (hex(&t.pk), hex(&t.message), hex(&t.context), hex(&t.signature));
 		let case = format!("tcId {} ({})", t.tc_id, t.reason);
-		assert_eq!(
-			pq_crypto::ml_dsa_65_verify(&pk, &context, &message, &sig),
-			t.test_passed,
-			"{case}"
-		);
+		assert_eq!(pq_crypto::ml_dsa_65_verify(&pk, &context, &message, &sig), t.test_passed, "{case}");
 		// The same verdict from the second implementation.
-		let their_pk =
-			fips204::ml_dsa_65::PublicKey::try_from_bytes(pk.try_into().unwrap()).unwrap();
+		let their_pk = fips204::ml_dsa_65::PublicKey::try_from_bytes(pk.try_into().unwrap()).unwrap();
 		let sig: [u8; ML_DSA_65_SIGNATURE_LEN] = sig.try_into().unwrap();
 		assert_eq!(their_pk.verify(&message, &sig, &context), t.test_passed, "fips204: {case}");
 	}

@@ -18,10 +18,9 @@ use sp_runtime::{traits::One, Perbill};
 use sp_version::RuntimeVersion;
 
 use super::{
-	AccountId, Aura, Balance, Balances, Block, BlockNumber, Hash, Nonce, OriginCaller,
-	PalletInfo, Runtime, RuntimeCall, RuntimeEvent, RuntimeFreezeReason, RuntimeHoldReason,
-	RuntimeOrigin, RuntimeTask, System, DAYS, EXISTENTIAL_DEPOSIT, HOURS, SLOT_DURATION, SS58_PREFIX,
-	UNIT, VERSION,
+	AccountId, Aura, Balance, Balances, Block, BlockNumber, Hash, Nonce, OriginCaller, PalletInfo, Runtime,
+	RuntimeCall, RuntimeEvent, RuntimeFreezeReason, RuntimeHoldReason, RuntimeOrigin, RuntimeTask, System, DAYS,
+	EXISTENTIAL_DEPOSIT, HOURS, SLOT_DURATION, SS58_PREFIX, UNIT, VERSION,
 };
 
 /// Share of a block's weight and length available to normal (non-operational) transactions.
@@ -198,8 +197,7 @@ mod tests {
 
 	#[test]
 	fn stake_unbonds_only_after_every_session_it_backs_has_settled() {
-		let longest_settlement: BlockNumber =
-			MaxSessionDuration::get() + SessionSettlementWindow::get();
+		let longest_settlement: BlockNumber = MaxSessionDuration::get() + SessionSettlementWindow::get();
 		assert!(ProviderUnbondingPeriod::get() > longest_settlement);
 	}
 

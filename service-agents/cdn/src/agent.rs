@@ -9,39 +9,34 @@ use std::{
 	collections::HashMap,
 	convert::Infallible,
 	io::{self, Read, Seek, SeekFrom},
-	net::SocketAddr,
 	sync::{Arc, Mutex},
 	time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
-use hyper::{
-	body::Incoming,
-	header, Method, Request, Response, StatusCode,
-};
+use hyper::{body::Incoming, header, Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use interlattice_agent_core::{
-	chain::ChainClient,
 	identity::Identity,
 	lifecycle::Lifecycle,
 	limits::{accept_loop, ConnectionLimits},
-	metrics::Metrics,
 	receipts::{ReceiptDesk, ReceiptRefusal},
 	sessions::{SessionBook, SessionEntry, SessionRefusal},
-	Hold, ReceiptError, ReceiptStore, Settler, StoreError,
+	start::{self, StartError},
+	upkeep::Upkeep,
+	Hold, ReceiptError, ReceiptStore, Settler,
 };
 use interlattice_pq_crypto::SignedUsageReceipt;
 use interlattice_runtime::AccountId;
 use pallet_provider_registry::ServiceKind;
 use pallet_session_escrow::types::max_amount_owed;
-use prometheus::{IntCounter, IntGauge};
 use tokio::{net::TcpListener, sync::Semaphore};
 use tracing::Instrument;
 
 use crate::{
 	config::AgentConfig,
-	content::{parse_hash, ContentError, ContentHash, ContentStore, Object},
+	content::{parse_hash, ContentHash, ContentStore, Object},
 	fills::{body_reader, FetchError, FillMetrics, Fills},
 	metering::{metered_stream, HotObjects, StreamSlot},
 	protocol::{self, parse_range, ErrorBody, Published, RangeRequest, SessionStatus, SignedCapability, TokenGrant},
@@ -51,76 +46,27 @@ use crate::{
 /// Response body type.
 pub type Body = BoxBody<Bytes, io::Error>;
 
-/// Why the agent cannot start.
-#[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-	/// Configuration is incomplete or wrong.
-	#[error("configuration: {0}")]
-	Config(String),
-	/// The chain could not be reached or disagrees with the configuration.
-	#[error(transparent)]
-	Chain(#[from] interlattice_agent_core::ChainError),
-	/// The receipt store cannot be opened.
-	#[error(transparent)]
-	Store(#[from] StoreError),
-	/// The cache cannot be opened.
-	#[error(transparent)]
-	Content(#[from] ContentError),
-	/// The listening socket cannot be bound.
-	#[error("cannot listen on {addr}: {source}")]
-	Listen {
-		/// The address.
-		addr: SocketAddr,
-		/// Why.
-		source: io::Error,
-	},
-}
-
-/// `cdn-agent register`: registers the provider's CDN service as configured, or updates what
-/// differs of what is the CDN's (see `interlattice_agent_core::registration`).
-pub async fn register(config: &AgentConfig) -> Result<String, AgentError> {
-	let identity = Identity::load(&config.provider, true).map_err(AgentError::Config)?;
-	let chain = ChainClient::connect(&config.chain.rpc).await?;
-	interlattice_agent_core::registration::register(&chain, ServiceKind::Cdn, &config.provider, &identity)
-		.await
-		.map_err(AgentError::Config)
-}
-
-/// The dCDN's own counters, next to the core's.
-pub struct CdnMetrics {
-	/// The core's.
-	pub core: Metrics,
-	requests: IntCounter,
-	/// Body bytes served.
-	pub bytes_served: IntCounter,
-	cache_hits: IntCounter,
-	cache_misses: IntCounter,
-	payment_required: IntCounter,
-	cache_objects: IntGauge,
-	cache_bytes: IntGauge,
-	fills: FillMetrics,
-}
-
-impl CdnMetrics {
-	fn new() -> Self {
-		let core = Metrics::new("interlattice_cdn");
-		CdnMetrics {
-			requests: core.counter("requests_total", "HTTP requests received."),
-			bytes_served: core.counter("bytes_served_total", "Body bytes served."),
-			cache_hits: core.counter("cache_hits_total", "Requests answered from the cache."),
-			cache_misses: core.counter("cache_misses_total", "Requests for objects not in the cache."),
-			payment_required: core.counter("payment_required_total", "402 answers."),
-			cache_objects: core.gauge("cache_objects", "Objects in the cache."),
-			cache_bytes: core.gauge("cache_bytes", "Bytes used by the cache."),
-			fills: FillMetrics {
-				mismatches: core.counter(
-					"origin_mismatches_total",
-					"Origin responses refused because their bytes do not match the hash.",
-				),
-				failures: core.counter("origin_failures_total", "Origin fills that failed otherwise (unreachable, not found)."),
-			},
-			core,
-		}
+interlattice_agent_core::service_metrics! {
+	/// The dCDN's metrics: the core's and its own.
+	pub struct CdnMetrics {
+		/// HTTP requests received.
+		requests: IntCounter = "requests_total",
+		/// Body bytes served.
+		bytes_served: IntCounter = "bytes_served_total",
+		/// Requests answered from the cache.
+		cache_hits: IntCounter = "cache_hits_total",
+		/// Requests for objects not in the cache.
+		cache_misses: IntCounter = "cache_misses_total",
+		/// 402 answers.
+		payment_required: IntCounter = "payment_required_total",
+		/// Objects in the cache.
+		cache_objects: IntGauge = "cache_objects",
+		/// Bytes used by the cache.
+		cache_bytes: IntGauge = "cache_bytes",
+		/// Origin responses refused because their bytes do not match the hash.
+		origin_mismatches: IntCounter = "origin_mismatches_total",
+		/// Origin fills that failed otherwise (unreachable, not found).
+		origin_failures: IntCounter = "origin_failures_total",
 	}
 }
 
@@ -153,11 +99,6 @@ fn unix_now() -> u64 {
 	SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Binds the configured address.
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, AgentError> {
-	TcpListener::bind(addr).await.map_err(|source| AgentError::Listen { addr, source })
-}
-
 /// What every request handler shares.
 pub struct Agent {
 	config: AgentConfig,
@@ -165,7 +106,7 @@ pub struct Agent {
 	content: Arc<Mutex<ContentStore>>,
 	fills: Fills,
 	hot: Mutex<HotObjects>,
-	sessions: SessionBook,
+	sessions: Arc<SessionBook>,
 	receipts: Arc<ReceiptDesk>,
 	settler: Settler,
 	tokens: Mutex<Tokens>,
@@ -181,44 +122,34 @@ type Paid = Option<Arc<SessionEntry>>;
 impl Agent {
 	/// Connects to the chain, checks the provider's registration, opens the cache and the
 	/// receipt store.
-	pub async fn new(config: AgentConfig, life: Lifecycle) -> Result<Arc<Self>, AgentError> {
-		let identity = Identity::load(&config.provider, false).map_err(AgentError::Config)?;
+	pub async fn new(config: AgentConfig, life: Lifecycle) -> Result<Arc<Self>, StartError> {
+		let identity = Identity::load(&config.provider, false).map_err(StartError::Config)?;
 		let provider = identity.provider.clone();
-		tracing::info!(rpc = %config.chain.rpc, "connecting to the chain");
-		let chain = ChainClient::connect(&config.chain.rpc).await?;
-		match chain.provider(&provider).await? {
-			None => {
-				return Err(AgentError::Config(format!(
-					"account {provider} is not a registered provider on this chain: run `cdn-agent register` first"
-				)))
-			},
-			Some(p) if !p.services.offers(ServiceKind::Cdn) => {
-				return Err(AgentError::Config(format!(
-					"provider {provider} is registered without the CDN service: run `cdn-agent register` to update it"
-				)))
-			},
-			Some(p) => {
-				let listen = config.http.listen.to_string();
-				let endpoints: Vec<String> = p.endpoints.iter().map(|e| String::from_utf8_lossy(e).into_owned()).collect();
-				if !endpoints.iter().any(|e| e.contains(&listen)) {
-					tracing::warn!(?endpoints, %listen, "no registered endpoint names the listen address; clients may not find this agent");
-				}
-				if !p.active {
-					tracing::warn!("the provider is registered but not active (stake below the minimum?): clients cannot open sessions");
-				}
-			},
-		}
-		let content = ContentStore::open(&config.cache.dir, config.cache.max_bytes)?;
+		let (chain, _) = start::connect_registered(ServiceKind::Cdn, &config, &identity).await?;
+		let content = ContentStore::open(&config.service.cache.dir, config.service.cache.max_bytes)
+			.map_err(StartError::service)?;
 		let (objects, used) = content.usage();
-		tracing::info!(dir = %config.cache.dir.display(), objects, bytes = used, "cache opened");
+		tracing::info!(dir = %config.service.cache.dir.display(), objects, bytes = used, "cache opened");
 		let content = Arc::new(Mutex::new(content));
 		let store = ReceiptStore::open(&config.payment.receipts_dir)?;
 		tracing::info!(dir = %config.payment.receipts_dir.display(), unsettled = store.unsettled().len(), "receipt store opened");
 		let store = Arc::new(Mutex::new(store));
-		let metrics = CdnMetrics::new();
-		let fills = Fills::new(content.clone(), config.origins.urls.clone(), config.cache.max_concurrent_fills, metrics.fills.clone());
-		let sessions = SessionBook::new(chain.clone(), provider.clone(), ServiceKind::Cdn, config.payment.policy(), store.clone());
-		let receipts = ReceiptDesk::new(store.clone(), config.payment.max_receipts_per_second, metrics.core.clone(), &life);
+		let metrics = CdnMetrics::new("interlattice_cdn");
+		let fills = Fills::new(
+			content.clone(),
+			config.service.origins.urls.clone(),
+			config.service.cache.max_concurrent_fills,
+			FillMetrics { mismatches: metrics.origin_mismatches.clone(), failures: metrics.origin_failures.clone() },
+		);
+		let sessions = Arc::new(SessionBook::new(
+			chain.clone(),
+			provider.clone(),
+			ServiceKind::Cdn,
+			config.payment.policy(),
+			store.clone(),
+		));
+		let receipts =
+			ReceiptDesk::new(store.clone(), config.payment.max_receipts_per_second, metrics.core.clone(), &life);
 		let settler = Settler::new(chain, identity.account, store);
 		Ok(Arc::new(Agent {
 			tokens: Mutex::new(Tokens::new(pallet_session_escrow::account_bytes(&provider))),
@@ -242,33 +173,20 @@ impl Agent {
 
 	/// Serves until the agent stops; then lets in-flight requests finish (bounded by the
 	/// grace period) and settles once more.
-	pub async fn serve(self: Arc<Self>, listener: TcpListener) -> Result<(), AgentError> {
-		if let Some(addr) = self.config.metrics.listen {
-			self.metrics.core.serve(addr, &self.life);
-		}
-		let settlement_stop = tokio_util::sync::CancellationToken::new();
-		let settlement = {
-			let metrics = self.metrics.core.clone();
-			let interval = Duration::from_secs(self.config.payment.settle_interval_secs.max(1));
-			tokio::spawn(self.settler.clone().run(interval, settlement_stop.clone(), move |outcome| metrics.count_round(outcome)))
-		};
-		{
+	pub async fn serve(self: Arc<Self>, listener: TcpListener) -> Result<(), StartError> {
+		tracing::info!(listen = %self.config.service.http.listen, "cdn-agent serving");
+		let upkeep = {
 			let me = self.clone();
-			let token = self.life.token.clone();
-			self.life.spawn(async move {
-				let mut tick = tokio::time::interval(Duration::from_secs(5));
-				loop {
-					tokio::select! {
-						_ = tick.tick() => {},
-						_ = token.cancelled() => break,
-					}
-					me.sessions.persist();
-					me.tokens.lock().unwrap_or_else(|p| p.into_inner()).prune(unix_now());
-					me.metrics.core.sessions.set(me.sessions.entries().len() as i64);
-					me.metrics.core.unpaid_bytes.set(me.sessions.unpaid_bytes() as i64);
-				}
-			});
-		}
+			Upkeep::start(
+				&self.life,
+				self.sessions.clone(),
+				self.settler.clone(),
+				&self.metrics.core,
+				self.config.metrics.listen,
+				Duration::from_secs(self.config.payment.settle_interval_secs),
+				move || me.tokens.lock().unwrap_or_else(|p| p.into_inner()).prune(unix_now()),
+			)
+		};
 		let graceful = Arc::new(hyper_util::server::graceful::GracefulShutdown::new());
 		let handshake = Duration::from_secs(self.config.limits.handshake_timeout_secs);
 		let idle = Duration::from_secs(self.config.limits.idle_timeout_secs);
@@ -281,13 +199,15 @@ impl Agent {
 			.keep_alive_interval(Some(idle / 2))
 			.keep_alive_timeout(handshake)
 			.max_concurrent_streams(64);
-		let tls = match &self.config.http.tls {
+		let tls = match &self.config.service.http.tls {
 			Some(t) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
-				crate::tls::server_config(&t.certificate, &t.private_key).map_err(|e| AgentError::Config(e.to_string()))?,
+				crate::tls::server_config(&t.certificate, &t.private_key)
+					.map_err(|e| StartError::Config(e.to_string()))?,
 			))),
 			None => None,
 		};
-		let limits = ConnectionLimits::new(self.config.limits.max_connections, self.config.limits.max_connections_per_ip);
+		let limits =
+			ConnectionLimits::new(self.config.limits.max_connections, self.config.limits.max_connections_per_ip);
 		let me = self.clone();
 		let watcher_source = graceful.clone();
 		accept_loop(listener, limits, self.life.clone(), self.metrics.core.clone(), move |stream, peer, admission| {
@@ -302,14 +222,20 @@ impl Agent {
 			async move {
 				let _admission = admission;
 				let result = match tls {
-					None => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned()).await,
+					None => {
+						watcher
+							.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned())
+							.await
+					},
 					Some(acceptor) => {
 						let stream = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
 							Ok(Ok(s)) => s,
 							Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
 							Err(_) => return tracing::debug!("TLS handshake timed out"),
 						};
-						watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned()).await
+						watcher
+							.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned())
+							.await
 					},
 				};
 				if let Err(e) = result {
@@ -320,7 +246,7 @@ impl Agent {
 		})
 		.await;
 		tracing::info!("shutting down: finishing in-flight requests");
-		let grace = Duration::from_secs(self.config.http.shutdown_grace_secs);
+		let grace = Duration::from_secs(self.config.service.http.shutdown_grace_secs);
 		let graceful = Arc::try_unwrap(graceful).map_err(|_| ()).ok();
 		if let Some(graceful) = graceful {
 			if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
@@ -329,9 +255,7 @@ impl Agent {
 		}
 		self.life.tracker.close();
 		let _ = tokio::time::timeout(grace, self.life.tracker.wait()).await;
-		self.sessions.persist();
-		settlement_stop.cancel();
-		let _ = settlement.await;
+		upkeep.finish().await;
 		tracing::info!("stopped");
 		Ok(())
 	}
@@ -355,11 +279,11 @@ impl Agent {
 				self.get_slice(req, &hash).await
 			},
 			(_, p)
-				if p.starts_with(protocol::CONTENT_PATH) ||
-					p.starts_with(protocol::SLICE_PATH) ||
-					p == protocol::RECEIPTS_PATH ||
-					p == protocol::TOKEN_PATH ||
-					p == protocol::PUBLISH_PATH =>
+				if p.starts_with(protocol::CONTENT_PATH)
+					|| p.starts_with(protocol::SLICE_PATH)
+					|| p == protocol::RECEIPTS_PATH
+					|| p == protocol::TOKEN_PATH
+					|| p == protocol::PUBLISH_PATH =>
 			{
 				let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
 				let allow = if p.starts_with(protocol::CONTENT_PATH) {
@@ -406,7 +330,8 @@ impl Agent {
 		};
 		let key = entry.ledger().terms().client_key.clone();
 		let capability = signed.capability;
-		let valid = tokio::task::spawn_blocking(move || capability.verify(&key, &signed.signature)).await.unwrap_or(false);
+		let valid =
+			tokio::task::spawn_blocking(move || capability.verify(&key, &signed.signature)).await.unwrap_or(false);
 		if !valid {
 			return error(StatusCode::FORBIDDEN, "the capability is not signed by the session's key");
 		}
@@ -425,9 +350,13 @@ impl Agent {
 	async fn session<B>(&self, req: &Request<B>) -> Result<Paid, Response<Body>> {
 		let Some(value) = req.headers().get(header::AUTHORIZATION) else { return Ok(None) };
 		let token = protocol::parse_bearer(value.as_bytes());
-		let session_id = token.and_then(|t| self.tokens.lock().unwrap_or_else(|p| p.into_inner()).session(&t, unix_now()));
+		let session_id =
+			token.and_then(|t| self.tokens.lock().unwrap_or_else(|p| p.into_inner()).session(&t, unix_now()));
 		let Some(session_id) = session_id else {
-			return Err(error(StatusCode::UNAUTHORIZED, format!("unknown or expired token: get one at POST {}", protocol::TOKEN_PATH)));
+			return Err(error(
+				StatusCode::UNAUTHORIZED,
+				format!("unknown or expired token: get one at POST {}", protocol::TOKEN_PATH),
+			));
 		};
 		match self.sessions.get(session_id).await {
 			Ok(e) => Ok(Some(e)),
@@ -445,7 +374,9 @@ impl Agent {
 			served_bytes: l.served_bytes(),
 			paid_bytes: l.latest().bytes,
 			sequence: l.latest().sequence,
-			amount_due: max_amount_owed(&l.terms().prices, l.served_bytes(), l.seconds(now)).unwrap_or(u128::MAX).to_string(),
+			amount_due: max_amount_owed(&l.terms().prices, l.served_bytes(), l.seconds(now))
+				.unwrap_or(u128::MAX)
+				.to_string(),
 			allowance: hold.unwrap_or(0),
 			deposit_exhausted: matches!(hold, Err(Hold::DepositExhausted)),
 		}
@@ -465,7 +396,12 @@ impl Agent {
 	async fn post_receipt(&self, req: Request<Incoming>) -> Response<Body> {
 		let entry = match self.session(&req).await {
 			Ok(Some(s)) => s,
-			Ok(None) => return error(StatusCode::UNAUTHORIZED, format!("a receipt needs the session's bearer token (POST {})", protocol::TOKEN_PATH)),
+			Ok(None) => {
+				return error(
+					StatusCode::UNAUTHORIZED,
+					format!("a receipt needs the session's bearer token (POST {})", protocol::TOKEN_PATH),
+				)
+			},
 			Err(r) => return r,
 		};
 		let body = match http_body_util::Limited::new(req.into_body(), MAX_SIGNED_BODY).collect().await {
@@ -502,7 +438,7 @@ impl Agent {
 			.and_then(|v| v.strip_prefix("Bearer "))
 			.map(str::to_owned);
 		let authorised = token.is_some_and(|t| {
-			self.config.publish.tokens.iter().any(|allowed| constant_time_eq(allowed.as_bytes(), t.as_bytes()))
+			self.config.service.publish.tokens.iter().any(|allowed| constant_time_eq(allowed.as_bytes(), t.as_bytes()))
 		});
 		if !authorised {
 			// Read (and discard) a bounded part of the upload first, so that an ordinary client
@@ -510,9 +446,12 @@ impl Agent {
 			let _ = http_body_util::Limited::new(req.into_body(), 16 << 20).collect().await;
 			return error(StatusCode::UNAUTHORIZED, "publishing needs an authorised bearer token");
 		}
-		let pull = req.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("url="))).map(percent_decode);
+		let pull =
+			req.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("url="))).map(percent_decode);
 		let published = match pull {
-			Some(url) => self.fills.pull(&url, None).await.map_err(|e| (StatusCode::BAD_GATEWAY, format!("pulling {url}: {e}"))),
+			Some(url) => {
+				self.fills.pull(&url, None).await.map_err(|e| (StatusCode::BAD_GATEWAY, format!("pulling {url}: {e}")))
+			},
 			None => self.fills.stage_and_commit(body_reader(req.into_body()), None).await.map_err(|e| match e {
 				FetchError::Busy => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
 				e if e.to_string().contains("exceeds") => (StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
@@ -520,7 +459,9 @@ impl Agent {
 			}),
 		};
 		match published {
-			Ok(object) => json(StatusCode::CREATED, &Published { hash: object.hash.to_hex().to_string(), size: object.size }),
+			Ok(object) => {
+				json(StatusCode::CREATED, &Published { hash: object.hash.to_hex().to_string(), size: object.size })
+			},
 			Err((status, message)) => error(status, message),
 		}
 	}
@@ -545,8 +486,9 @@ impl Agent {
 	/// filled (a paying client learning an object's size), so strangers cannot make the
 	/// agent fetch from its origins for nothing.
 	async fn prepare(&self, req: &Request<Incoming>, hash: &str, head: bool) -> Result<(Object, Paid), Response<Body>> {
-		let hash = parse_hash(hash).ok_or_else(|| error(StatusCode::BAD_REQUEST, "not a BLAKE3 hash (64 hex digits)"))?;
-		let free = self.config.http.public.iter().any(|p| parse_hash(p) == Some(hash));
+		let hash =
+			parse_hash(hash).ok_or_else(|| error(StatusCode::BAD_REQUEST, "not a BLAKE3 hash (64 hex digits)"))?;
+		let free = self.config.service.http.public.iter().any(|p| parse_hash(p) == Some(hash));
 		let session = if free { None } else { self.session(req).await? };
 		if !head && !free && session.is_none() {
 			self.metrics.payment_required.inc();
@@ -580,14 +522,19 @@ impl Agent {
 
 	fn stream_slot(&self, session: &Paid) -> Result<Option<StreamSlot>, Response<Body>> {
 		let Some(s) = session else { return Ok(None) };
-		let limit = self.config.http.max_streams_per_session;
-		let semaphore = self.streams.lock().unwrap_or_else(|p| p.into_inner()).entry(s.id).or_insert_with(|| Arc::new(Semaphore::new(limit))).clone();
+		let limit = self.config.service.http.max_streams_per_session;
+		let semaphore = self
+			.streams
+			.lock()
+			.unwrap_or_else(|p| p.into_inner())
+			.entry(s.id)
+			.or_insert_with(|| Arc::new(Semaphore::new(limit)))
+			.clone();
 		match semaphore.try_acquire_owned() {
 			Ok(permit) => Ok(Some(StreamSlot::new(s.clone(), permit))),
-			Err(_) => Err(error(
-				StatusCode::TOO_MANY_REQUESTS,
-				format!("at most {limit} paid responses at once per session"),
-			)),
+			Err(_) => {
+				Err(error(StatusCode::TOO_MANY_REQUESTS, format!("at most {limit} paid responses at once per session")))
+			},
 		}
 	}
 
@@ -603,9 +550,12 @@ impl Agent {
 			.header(header::CACHE_CONTROL, "public, max-age=31536000, immutable")
 			.header(header::ACCEPT_RANGES, "bytes")
 			.header(header::CONTENT_TYPE, "application/octet-stream");
-		if req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| {
-			v.split(',').any(|t| t.trim() == etag || t.trim() == "*")
-		}) {
+		if req
+			.headers()
+			.get(header::IF_NONE_MATCH)
+			.and_then(|v| v.to_str().ok())
+			.is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+		{
 			return builder.status(StatusCode::NOT_MODIFIED).body(empty()).expect("valid");
 		}
 		let range = parse_range(req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()), object.size);
@@ -675,7 +625,10 @@ impl Agent {
 		};
 		let query = req.uri().query().unwrap_or_default();
 		let param = |name: &str| {
-			query.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('='))).and_then(|v| v.parse::<u64>().ok())
+			query
+				.split('&')
+				.find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+				.and_then(|v| v.parse::<u64>().ok())
 		};
 		let (Some(start), Some(len)) = (param("start"), param("len")) else {
 			return error(StatusCode::BAD_REQUEST, "a slice needs ?start=<offset>&len=<bytes>");
@@ -706,11 +659,15 @@ impl Agent {
 			.expect("valid")
 	}
 
-	fn metered(&self, open: impl FnOnce() -> io::Result<Box<dyn Read + Send>> + Send + 'static, slot: Option<StreamSlot>) -> Body {
+	fn metered(
+		&self,
+		open: impl FnOnce() -> io::Result<Box<dyn Read + Send>> + Send + 'static,
+		slot: Option<StreamSlot>,
+	) -> Body {
 		metered_stream(
 			open,
 			slot,
-			Duration::from_millis(self.config.http.payment_wait_ms),
+			Duration::from_millis(self.config.service.http.payment_wait_ms),
 			self.sessions_clock(),
 			self.metrics.bytes_served.clone(),
 		)

@@ -22,13 +22,13 @@ use hyper_util::{
 	client::legacy::{connect::HttpConnector, Client},
 	rt::TokioExecutor,
 };
-use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt};
-use interlattice_runtime::AccountId;
 use interlattice_agent_core::{
 	chain::{ChainClient, Provider, Session},
 	meter::next_receipt,
 	open_session, session_terms, ChainError, SessionKeys, SessionRequest, SessionTerms,
 };
+use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt};
+use interlattice_runtime::AccountId;
 use pallet_provider_registry::{ProviderFilter, ProviderOrder, ProviderPage, ServiceKind};
 use serde::{Deserialize, Serialize};
 use sp_core::sr25519;
@@ -169,8 +169,9 @@ pub fn http_endpoint(provider: &Provider) -> Option<String> {
 /// The active CDN providers, cheapest first.
 pub async fn cdn_providers(chain: &ChainClient) -> Result<Vec<Provider>, ClientError> {
 	let filter = ProviderFilter::<u128> { service: Some(ServiceKind::Cdn), active_only: true, ..Default::default() };
-	let page: ProviderPage<AccountId, u128, u32> =
-		chain.runtime_call("ProviderRegistryApi_providers", (filter, ProviderOrder::PricePerGibAscending, 0u32, 100u32)).await?;
+	let page: ProviderPage<AccountId, u128, u32> = chain
+		.runtime_call("ProviderRegistryApi_providers", (filter, ProviderOrder::PricePerGibAscending, 0u32, 100u32))
+		.await?;
 	Ok(page.providers)
 }
 
@@ -250,14 +251,11 @@ impl CdnClient {
 		duration_blocks: u32,
 	) -> Result<PaidSession, ClientError> {
 		let chain = self.chain()?;
-		let endpoint = http_endpoint(provider)
-			.ok_or_else(|| ClientError::Other(format!("provider {} registered no http:// endpoint", provider.account)))?;
-		let request = SessionRequest {
-			service: ServiceKind::Cdn,
-			max_prices: provider.prices,
-			deposit,
-			duration_blocks,
-		};
+		let endpoint = http_endpoint(provider).ok_or_else(|| {
+			ClientError::Other(format!("provider {} registered no http:// endpoint", provider.account))
+		})?;
+		let request =
+			SessionRequest { service: ServiceKind::Cdn, max_prices: provider.prices, deposit, duration_blocks };
 		let (session, key) = open_session(chain, account, &self.keys, provider, &request)
 			.await
 			.map_err(|e| ClientError::Other(e.to_string()))?;
@@ -280,7 +278,9 @@ impl CdnClient {
 		let mut record = match fs::read(&record_path) {
 			Ok(bytes) => serde_json::from_slice(&bytes)
 				.map_err(|e| ClientError::Other(format!("{}: {e}", record_path.display())))?,
-			Err(e) if e.kind() == io::ErrorKind::NotFound => SessionRecord { session_id: session.session_id, ..Default::default() },
+			Err(e) if e.kind() == io::ErrorKind::NotFound => {
+				SessionRecord { session_id: session.session_id, ..Default::default() }
+			},
 			Err(e) => return Err(io_err(&record_path)(e)),
 		};
 		// Never below what the chain settled.
@@ -313,7 +313,8 @@ impl CdnClient {
 		session.record.sequence = receipt.sequence;
 		session.record.signed = receipt.bytes;
 		Self::save(session)?;
-		let signature = session.key.sign(&receipt.signing_payload()).map_err(|e| ClientError::Other(format!("{e:?}")))?;
+		let signature =
+			session.key.sign(&receipt.signing_payload()).map_err(|e| ClientError::Other(format!("{e:?}")))?;
 		let body = Bytes::from(serde_json::to_vec(&SignedUsageReceipt { receipt, signature }).expect("serialisable"));
 		for attempt in 0..2 {
 			let token = self.authorize(session).await?;
@@ -344,8 +345,12 @@ impl CdnClient {
 		}
 		let mut nonce = [0u8; 32];
 		getrandom::fill(&mut nonce).map_err(|e| ClientError::Other(format!("no randomness: {e}")))?;
-		let capability =
-			Capability { provider: session.terms.provider, session_id: session.session_id, nonce, expires_at: now + TOKEN_SECS };
+		let capability = Capability {
+			provider: session.terms.provider,
+			session_id: session.session_id,
+			nonce,
+			expires_at: now + TOKEN_SECS,
+		};
 		let signature =
 			session.key.sign(&capability.signing_payload()).map_err(|e| ClientError::Other(format!("{e:?}")))?;
 		let request = Request::post(format!("{}{}", session.endpoint, protocol::TOKEN_PATH))

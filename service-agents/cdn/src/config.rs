@@ -5,17 +5,18 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-pub use interlattice_agent_core::config::{ChainSection, LimitsSection, MetricsSection, PaymentSection, ProviderSection};
+pub use interlattice_agent_core::config::{
+	AgentFile, ChainSection, LimitsSection, MetricsSection, PaymentSection, ProviderSection, ServiceSections,
+};
+use pallet_provider_registry::ServiceKind;
 use serde::Deserialize;
 
-/// Everything the agent is configured with.
+/// The whole file: the shared sections and the dCDN's own.
+pub type AgentConfig = AgentFile<CdnSections>;
+
+/// The dCDN's own sections.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgentConfig {
-	/// `[chain]`.
-	pub chain: ChainSection,
-	/// `[provider]`.
-	pub provider: ProviderSection,
+pub struct CdnSections {
 	/// `[http]`: the server.
 	pub http: HttpSection,
 	/// `[cache]`: the object cache.
@@ -26,14 +27,6 @@ pub struct AgentConfig {
 	/// `[publish]`: who may publish.
 	#[serde(default)]
 	pub publish: PublishSection,
-	/// `[payment]`.
-	pub payment: PaymentSection,
-	/// `[limits]`.
-	#[serde(default)]
-	pub limits: LimitsSection,
-	/// `[metrics]`: a separate Prometheus endpoint (the HTTP port serves `/metrics` too).
-	#[serde(default)]
-	pub metrics: MetricsSection,
 }
 
 /// `[http]`.
@@ -116,19 +109,23 @@ fn default_fills() -> usize {
 	4
 }
 
-impl AgentConfig {
-	/// Parses and checks a configuration file's text.
-	pub fn parse(text: &str) -> Result<Self, String> {
-		let config: AgentConfig = toml::from_str(text).map_err(|e| e.to_string())?;
-		config.payment.check()?;
-		config.limits.check()?;
-		if config.http.max_streams_per_session == 0 || config.cache.max_concurrent_fills == 0 {
+impl ServiceSections for CdnSections {
+	const KIND: ServiceKind = ServiceKind::Cdn;
+	const ABOUT: &'static str = "Serve BLAKE3-addressed content over HTTP, metered and paid through on-chain sessions.";
+	const SECTIONS: &'static [&'static str] = &["http", "cache", "origins", "publish"];
+
+	fn listen(&self) -> SocketAddr {
+		self.http.listen
+	}
+
+	fn check(&self, _: &AgentFile<()>) -> Result<(), String> {
+		if self.http.max_streams_per_session == 0 || self.cache.max_concurrent_fills == 0 {
 			return Err("http.max_streams_per_session and cache.max_concurrent_fills must be at least 1".into());
 		}
-		for hash in &config.http.public {
+		for hash in &self.http.public {
 			crate::content::parse_hash(hash).ok_or_else(|| format!("http.public: {hash:?} is not a BLAKE3 hash"))?;
 		}
-		Ok(config)
+		Ok(())
 	}
 }
 
@@ -138,7 +135,7 @@ mod tests {
 	fn the_example_configuration_parses() {
 		let text = include_str!("../../../configs/cdn-agent.toml");
 		let config = super::AgentConfig::parse(text).expect("configs/cdn-agent.toml is valid");
-		assert_eq!(config.http.listen.port(), 7320);
+		assert_eq!(config.service.http.listen.port(), 7320);
 		assert!(super::AgentConfig::parse("[http]\nlisten = \"127.0.0.1:1\"\nbogus = 1").is_err());
 	}
 }

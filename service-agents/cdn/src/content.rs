@@ -404,7 +404,9 @@ mod tests {
 		assert_eq!(store.usage().0, 3);
 		store.get(&a.hash); // a is now more recent than b
 		let d = put(&mut store, &object(4));
-		assert!(store.contains(&a.hash) && !store.contains(&b.hash) && store.contains(&c.hash) && store.contains(&d.hash));
+		assert!(
+			store.contains(&a.hash) && !store.contains(&b.hash) && store.contains(&c.hash) && store.contains(&d.hash)
+		);
 		assert!(!b.path.exists() && !b.outboard.exists());
 		assert!(store.usage().1 <= 32_000);
 		// Too large for the whole cache.

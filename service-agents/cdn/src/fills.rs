@@ -123,7 +123,11 @@ impl Fills {
 
 	/// Stages what `reader` yields (checked against `expected` if given) within a staging
 	/// reservation, and caches it.
-	pub async fn stage_and_commit(&self, reader: ChannelReader, expected: Option<ContentHash>) -> Result<Object, FetchError> {
+	pub async fn stage_and_commit(
+		&self,
+		reader: ChannelReader,
+		expected: Option<ContentHash>,
+	) -> Result<Object, FetchError> {
 		let _running = self.running.acquire().await.map_err(|_| FetchError::Busy)?;
 		let reserved = self
 			.store()
@@ -133,9 +137,10 @@ impl Fills {
 		let tmp = self.store().tmp_dir();
 		// The staged object plus its outboard (~1/16 more) must fit the reservation.
 		let limit = reserved - reserved / 16;
-		let staged: Result<Staged, ContentError> = tokio::task::spawn_blocking(move || stage(&tmp, reader, expected, limit))
-			.await
-			.unwrap_or_else(|e| Err(ContentError::Source(io::Error::other(e.to_string()))));
+		let staged: Result<Staged, ContentError> =
+			tokio::task::spawn_blocking(move || stage(&tmp, reader, expected, limit))
+				.await
+				.unwrap_or_else(|e| Err(ContentError::Source(io::Error::other(e.to_string()))));
 		let committed = staged.and_then(|s| self.store().commit(s));
 		self.store().end_staging(reserved);
 		match committed {

@@ -137,7 +137,10 @@ pub fn metered_stream(
 					Some(s) => match reserve_or_wait(s, chunk.len() as u64, wait, clock).await {
 						Some(n) => n,
 						None => {
-							tracing::info!(session = s.entry.id, "no receipt within the payment wait; cutting the response");
+							tracing::info!(
+								session = s.entry.id,
+								"no receipt within the payment wait; cutting the response"
+							);
 							let _ = frames_tx.send(Err(io::Error::other("payment required"))).await;
 							return;
 						},

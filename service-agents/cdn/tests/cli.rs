@@ -28,7 +28,8 @@ fn the_agent_refuses_a_settle_interval_longer_than_a_quarter_of_the_window() {
 	assert!(shipped.contains("settle_interval_secs = 10"));
 	let config = dir.path().join("agent.toml");
 	std::fs::write(&config, shipped.replace("settle_interval_secs = 10", "settle_interval_secs = 3600")).unwrap();
-	let out = Command::new(env!("CARGO_BIN_EXE_cdn-agent")).args(["--config", config.to_str().unwrap()]).output().unwrap();
+	let out =
+		Command::new(env!("CARGO_BIN_EXE_cdn-agent")).args(["--config", config.to_str().unwrap()]).output().unwrap();
 	assert!(!out.status.success());
 	let stderr = String::from_utf8_lossy(&out.stderr);
 	assert!(stderr.contains("settle_interval_secs = 3600") && stderr.contains("900"), "{stderr}");

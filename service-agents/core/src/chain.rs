@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use codec::{Decode, Encode};
 use interlattice_runtime::{
-	AccountId, BlockNumber, Nonce, RuntimeCall, RuntimeEvent, SignedPayload, TxExtension,
-	UncheckedExtrinsic, VERSION,
+	AccountId, BlockNumber, Nonce, RuntimeCall, RuntimeEvent, SignedPayload, TxExtension, UncheckedExtrinsic, VERSION,
 };
 use jsonrpsee::{
 	core::{client::ClientT, params::ArrayParams},
@@ -165,7 +164,11 @@ impl ChainClient {
 		self.genesis_hash
 	}
 
-	async fn request<T: serde::de::DeserializeOwned>(&self, method: &str, params: ArrayParams) -> Result<T, ChainError> {
+	async fn request<T: serde::de::DeserializeOwned>(
+		&self,
+		method: &str,
+		params: ArrayParams,
+	) -> Result<T, ChainError> {
 		self.http.request(method, params).await.map_err(|e| match e {
 			jsonrpsee::core::ClientError::Call(e) => ChainError::Refused {
 				method: method.to_string(),
@@ -243,10 +246,9 @@ impl ChainClient {
 			None => Ok(None),
 			Some(s) => {
 				let bytes = self.hex("state_getStorage", &s, 0)?;
-				T::decode(&mut &bytes[..]).map(Some).map_err(|e| ChainError::Malformed {
-					method: "state_getStorage".into(),
-					detail: e.to_string(),
-				})
+				T::decode(&mut &bytes[..])
+					.map(Some)
+					.map_err(|e| ChainError::Malformed { method: "state_getStorage".into(), detail: e.to_string() })
 			},
 		}
 	}
@@ -292,7 +294,12 @@ impl ChainClient {
 	}
 
 	/// Polls the best chain from block `from` for `xt`; returns its block and events.
-	pub async fn wait_for_inclusion(&self, xt: &UncheckedExtrinsic, hash: H256, from: u64) -> Result<Inclusion, ChainError> {
+	pub async fn wait_for_inclusion(
+		&self,
+		xt: &UncheckedExtrinsic,
+		hash: H256,
+		from: u64,
+	) -> Result<Inclusion, ChainError> {
 		let wanted = format!("0x{}", hex::encode(xt.encode()));
 		let deadline = tokio::time::Instant::now() + self.inclusion_timeout;
 		let mut next = from;

@@ -5,12 +5,90 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use interlattice_pq_crypto::keys::MlDsaKeyPair;
-use serde::Deserialize;
+use pallet_provider_registry::ServiceKind;
+use serde::{de::DeserializeOwned, Deserialize};
 
 use crate::ledger::PaymentPolicy;
 
 /// The smallest unit per LAT.
 pub const UNIT: u128 = 1_000_000_000_000;
+
+/// The sections of a service's own (`[tunnel]`, `[http]`, …) in an agent's file.
+pub trait ServiceSections: DeserializeOwned {
+	/// The service.
+	const KIND: ServiceKind;
+	/// What the agent does, for `--help`.
+	const ABOUT: &'static str;
+	/// The names of its top-level tables.
+	const SECTIONS: &'static [&'static str];
+
+	/// Checks the settings, with the shared sections at hand.
+	fn check(&self, file: &AgentFile<()>) -> Result<(), String>;
+
+	/// Where the agent listens (TCP).
+	fn listen(&self) -> SocketAddr;
+}
+
+/// An agent's configuration file: the sections every agent shares and its service's own.
+#[derive(Clone, Debug)]
+pub struct AgentFile<S> {
+	/// `[chain]`.
+	pub chain: ChainSection,
+	/// `[provider]`.
+	pub provider: ProviderSection,
+	/// `[payment]`.
+	pub payment: PaymentSection,
+	/// `[limits]`.
+	pub limits: LimitsSection,
+	/// `[metrics]`.
+	pub metrics: MetricsSection,
+	/// The service's own sections.
+	pub service: S,
+}
+
+/// The shared sections as they are read (other tables are the service's).
+#[derive(Deserialize)]
+struct SharedSections {
+	chain: ChainSection,
+	provider: ProviderSection,
+	payment: PaymentSection,
+	#[serde(default)]
+	limits: LimitsSection,
+	#[serde(default)]
+	metrics: MetricsSection,
+}
+
+const SHARED_SECTIONS: [&str; 5] = ["chain", "provider", "payment", "limits", "metrics"];
+
+impl<S: ServiceSections> AgentFile<S> {
+	/// Parses and checks a file's text. Every key must be known: an unknown table or setting
+	/// is an error naming it (with its line, for settings within a section).
+	pub fn parse(text: &str) -> Result<Self, String> {
+		let tables: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+		if let Some(unknown) =
+			tables.keys().find(|k| !SHARED_SECTIONS.contains(&k.as_str()) && !S::SECTIONS.contains(&k.as_str()))
+		{
+			let mut known: Vec<&str> = SHARED_SECTIONS.iter().chain(S::SECTIONS).copied().collect();
+			known.sort_unstable();
+			return Err(format!("unknown section [{unknown}]; the sections are {}", known.join(", ")));
+		}
+		let shared: SharedSections = toml::from_str(text).map_err(|e| e.to_string())?;
+		let service: S = toml::from_str(text).map_err(|e| e.to_string())?;
+		shared.payment.check()?;
+		shared.limits.check()?;
+		let file = AgentFile {
+			chain: shared.chain,
+			provider: shared.provider,
+			payment: shared.payment,
+			limits: shared.limits,
+			metrics: shared.metrics,
+			service: (),
+		};
+		service.check(&file)?;
+		let AgentFile { chain, provider, payment, limits, metrics, .. } = file;
+		Ok(AgentFile { chain, provider, payment, limits, metrics, service })
+	}
+}
 
 /// `[chain]`: the node the agent talks to.
 #[derive(Clone, Debug, Deserialize)]
@@ -224,6 +302,50 @@ mod tests {
 		assert!(parse_lat("-1").is_err());
 	}
 
+	#[derive(Debug, Deserialize)]
+	struct Demo {
+		demo: DemoSection,
+	}
+
+	#[derive(Debug, Deserialize)]
+	#[serde(deny_unknown_fields)]
+	struct DemoSection {
+		port: u16,
+	}
+
+	impl ServiceSections for Demo {
+		const KIND: ServiceKind = ServiceKind::Cdn;
+		const ABOUT: &'static str = "A demo.";
+		const SECTIONS: &'static [&'static str] = &["demo"];
+
+		fn check(&self, file: &AgentFile<()>) -> Result<(), String> {
+			(self.demo.port as u64 != file.payment.credit_limit_bytes)
+				.then_some(())
+				.ok_or_else(|| "demo.port clashes".into())
+		}
+
+		fn listen(&self) -> SocketAddr {
+			SocketAddr::from(([127, 0, 0, 1], self.demo.port))
+		}
+	}
+
+	#[test]
+	fn an_agent_file_is_its_shared_and_its_service_sections_and_nothing_else() {
+		let text = "[chain]\nrpc = \"http://x\"\n[provider]\n[payment]\nreceipts_dir = \"r\"\n[demo]\nport = 5\n";
+		let file = AgentFile::<Demo>::parse(text).unwrap();
+		assert_eq!(
+			(file.service.demo.port, file.limits.max_connections),
+			(5, LimitsSection::default().max_connections)
+		);
+		let unknown = AgentFile::<Demo>::parse(&format!("{text}[bogus]\n")).unwrap_err();
+		assert!(unknown.contains("unknown section [bogus]"), "{unknown}");
+		let misspelt = AgentFile::<Demo>::parse(&text.replace("port = 5", "port = 5\nprot = 6")).unwrap_err();
+		assert!(misspelt.contains("prot") && misspelt.contains("line 8"), "{misspelt}");
+		assert!(AgentFile::<Demo>::parse(&text.replace("receipts_dir", "credit_limit_bytes = 5\nreceipts_dir"))
+			.unwrap_err()
+			.contains("clashes"));
+	}
+
 	#[test]
 	fn payment_settings_are_checked() {
 		let toml = |extra: &str| format!("receipts_dir = \"r\"\n{extra}");
@@ -231,7 +353,8 @@ mod tests {
 		ok.check().unwrap();
 		let long: PaymentSection = toml::from_str(&toml("settle_interval_secs = 3600")).unwrap();
 		assert!(long.check().unwrap_err().contains("settle_interval_secs = 3600"));
-		let timeouts: PaymentSection = toml::from_str(&toml("receipt_timeout_secs = 60\npayment_timeout_secs = 60")).unwrap();
+		let timeouts: PaymentSection =
+			toml::from_str(&toml("receipt_timeout_secs = 60\npayment_timeout_secs = 60")).unwrap();
 		assert!(timeouts.check().is_err());
 		assert!(toml::from_str::<PaymentSection>(&toml("bogus = 1")).is_err());
 	}

@@ -41,16 +41,17 @@ impl Identity {
 	/// From the environment ([`ACCOUNT_ENV`], [`SERVICE_KEY_ENV`]), else the `[provider]`
 	/// section (`account_file`, then `account`; `service_key`).
 	pub fn load(provider: &ProviderSection, needs_service_key: bool) -> Result<Self, String> {
-		let secret: Zeroizing<String> = match (std::env::var(ACCOUNT_ENV).ok(), &provider.account_file, &provider.account) {
-			(Some(s), _, _) => Zeroizing::new(s),
-			(None, Some(file), _) => read_secret_file(file)?,
-			(None, None, Some(s)) => Zeroizing::new(s.clone()),
-			(None, None, None) => {
-				return Err(format!(
+		let secret: Zeroizing<String> =
+			match (std::env::var(ACCOUNT_ENV).ok(), &provider.account_file, &provider.account) {
+				(Some(s), _, _) => Zeroizing::new(s),
+				(None, Some(file), _) => read_secret_file(file)?,
+				(None, None, Some(s)) => Zeroizing::new(s.clone()),
+				(None, None, None) => {
+					return Err(format!(
 					"no provider account: set {ACCOUNT_ENV}, or provider.account_file (a 0600 file holding the secret URI)"
 				))
-			},
-		};
+				},
+			};
 		let account = sr25519::Pair::from_string(&secret, None)
 			.map_err(|e| format!("the provider account is not a valid sr25519 secret URI: {e:?}"))?;
 		let service_key = match std::env::var(SERVICE_KEY_ENV).ok().or_else(|| provider.service_key.clone()) {

@@ -220,8 +220,8 @@ impl Ledger {
 
 	/// Time-priced and the latest receipt's seconds lag more than the receipt timeout.
 	pub fn is_late(&self, now: Duration) -> bool {
-		self.terms.prices.per_hour > 0 &&
-			self.seconds(now).saturating_sub(self.latest.seconds) > self.policy.receipt_timeout.as_secs()
+		self.terms.prices.per_hour > 0
+			&& self.seconds(now).saturating_sub(self.latest.seconds) > self.policy.receipt_timeout.as_secs()
 	}
 
 	/// Owes something and paid nothing for the payment timeout: drop its connections.
@@ -232,8 +232,8 @@ impl Ledger {
 	/// Whether the on-chain view must be refreshed: it is older than the refresh interval, or
 	/// the credit is used up (a top-up may be waiting on-chain).
 	pub fn needs_refresh(&self, now: Duration) -> bool {
-		now.saturating_sub(self.refreshed_at) >= self.policy.refresh_interval ||
-			matches!(self.allowance(now), Err(Hold::DepositExhausted))
+		now.saturating_sub(self.refreshed_at) >= self.policy.refresh_interval
+			|| matches!(self.allowance(now), Err(Hold::DepositExhausted))
 	}
 
 	/// Takes a fresher on-chain view (a top-up, a settlement, a close).
@@ -435,7 +435,8 @@ mod tests {
 	#[test]
 	fn late_receipts_hold_time_priced_service_and_stalled_sessions_are_dropped() {
 		let client = MlDsaKeyPair::dev("charlie");
-		let mut l = Ledger::new(policy(), terms(&client, u128::MAX / 4, 3_600), open(), None, Served::default(), secs(0));
+		let mut l =
+			Ledger::new(policy(), terms(&client, u128::MAX / 4, 3_600), open(), None, Served::default(), secs(0));
 		l.connect(secs(0));
 		assert!(!l.is_late(secs(60)));
 		assert!(l.is_late(secs(61)));

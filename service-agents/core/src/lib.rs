@@ -9,6 +9,7 @@
 //! - [`settler`]: the settlement loop that drives the store.
 
 pub mod chain;
+pub mod cli;
 pub mod config;
 pub mod identity;
 pub mod keys;
@@ -22,20 +23,23 @@ pub mod receipts;
 pub mod registration;
 pub mod sessions;
 pub mod settler;
+pub mod start;
 pub mod store;
+pub mod upkeep;
 
 pub use chain::{ChainClient, ChainError};
 pub use keys::{PendingKey, SessionKeyError, SessionKeys};
 pub use ledger::{ChainView, Hold, Ledger, PaymentPolicy, Served};
-pub use opening::{open_session, OpenSessionError, SessionRequest};
 pub use meter::{Meter, PaymentRequired, ReceiptError, SessionTerms};
+pub use opening::{open_session, OpenSessionError, SessionRequest};
 pub use settler::{max_settle_interval, SettleError, SettleReport, Settler};
 
 /// The chain's settlement window (the time a provider has to settle after a session ends),
 /// as this build's runtime defines it.
 pub fn settlement_window() -> std::time::Duration {
 	std::time::Duration::from_millis(
-		u64::from(interlattice_runtime::configs::SessionSettlementWindow::get()) * interlattice_runtime::MILLI_SECS_PER_BLOCK,
+		u64::from(interlattice_runtime::configs::SessionSettlementWindow::get())
+			* interlattice_runtime::MILLI_SECS_PER_BLOCK,
 	)
 }
 

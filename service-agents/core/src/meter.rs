@@ -244,7 +244,7 @@ pub fn affordable_bytes(terms: &SessionTerms, seconds: u64) -> u64 {
 	if cost(u64::MAX).is_some_and(|c| c <= terms.deposit) {
 		return u64::MAX;
 	}
-	if !cost(0).is_some_and(|c| c <= terms.deposit) {
+	if cost(0).is_none_or(|c| c > terms.deposit) {
 		return 0;
 	}
 	let (mut lo, mut hi) = (0u64, u64::MAX);
@@ -509,4 +509,3 @@ mod fuzz {
 		}
 	}
 }
-

@@ -4,9 +4,69 @@
 
 use std::net::SocketAddr;
 
+pub use prometheus;
 use prometheus::{Encoder, IntCounter, IntGauge, Opts, Registry, TextEncoder};
 
 use crate::lifecycle::Lifecycle;
+
+/// A metric a service declares with [`service_metrics!`](crate::service_metrics).
+pub trait ServiceMetric: Sized {
+	/// Registers `<prefix>_<name>` on `metrics`' registry.
+	fn register(metrics: &Metrics, name: &str, help: &str) -> Self;
+}
+
+impl ServiceMetric for IntCounter {
+	fn register(metrics: &Metrics, name: &str, help: &str) -> Self {
+		metrics.counter(name, help)
+	}
+}
+
+impl ServiceMetric for IntGauge {
+	fn register(metrics: &Metrics, name: &str, help: &str) -> Self {
+		metrics.gauge(name, help)
+	}
+}
+
+/// Declares a service's metrics: a struct holding the core's [`Metrics`] (`core`) and the
+/// service's own counters and gauges, each registered as `<prefix>_<name>` with its doc
+/// comment as its help text.
+///
+/// ```
+/// interlattice_agent_core::service_metrics! {
+///     /// A demo service's metrics.
+///     pub struct DemoMetrics {
+///         /// Requests answered.
+///         requests: IntCounter = "requests_total",
+///     }
+/// }
+/// let metrics = DemoMetrics::new("demo");
+/// metrics.requests.inc();
+/// assert!(metrics.core.encode().contains("demo_requests_total 1"));
+/// ```
+#[macro_export]
+macro_rules! service_metrics {
+	(
+		$(#[$meta:meta])*
+		$vis:vis struct $name:ident {
+			$( #[doc = $help:literal] $field:ident: $kind:ident = $metric:literal, )*
+		}
+	) => {
+		$(#[$meta])*
+		$vis struct $name {
+			/// The metrics every agent has.
+			pub core: $crate::metrics::Metrics,
+			$( #[doc = $help] pub $field: $crate::metrics::prometheus::$kind, )*
+		}
+
+		impl $name {
+			/// Registers them all, named `<prefix>_…`.
+			pub fn new(prefix: &str) -> Self {
+				let core = $crate::metrics::Metrics::new(prefix);
+				$name { $( $field: $crate::metrics::ServiceMetric::register(&core, $metric, $help.trim()), )* core }
+			}
+		}
+	};
+}
 
 /// The metrics every agent has, named `<prefix>_…` (e.g. `interlattice_vpn_receipts_accepted_total`).
 #[derive(Clone)]
@@ -46,7 +106,8 @@ impl Metrics {
 		let receipts_settled = counter("receipts_settled_total", "Receipts settled on-chain.");
 		let settlement_failures =
 			counter("settlement_failures_total", "Failed settlement rounds and receipts the chain refused.");
-		let connections_refused = counter("connections_refused_total", "Connections refused at accept (connection limits).");
+		let connections_refused =
+			counter("connections_refused_total", "Connections refused at accept (connection limits).");
 		let gauge = |name: &str, help: &str| {
 			let g = IntGauge::with_opts(Opts::new(format!("{prefix}_{name}"), help)).expect("valid metric name; qed");
 			registry.register(Box::new(g.clone())).expect("registered once; qed");
@@ -68,14 +129,16 @@ impl Metrics {
 
 	/// A service counter `<prefix>_<name>`.
 	pub fn counter(&self, name: &str, help: &str) -> IntCounter {
-		let c = IntCounter::with_opts(Opts::new(format!("{}_{name}", self.prefix), help)).expect("valid metric name; qed");
+		let c =
+			IntCounter::with_opts(Opts::new(format!("{}_{name}", self.prefix), help)).expect("valid metric name; qed");
 		self.registry.register(Box::new(c.clone())).expect("a service registers each metric once; qed");
 		c
 	}
 
 	/// A service gauge `<prefix>_<name>`.
 	pub fn gauge(&self, name: &str, help: &str) -> IntGauge {
-		let g = IntGauge::with_opts(Opts::new(format!("{}_{name}", self.prefix), help)).expect("valid metric name; qed");
+		let g =
+			IntGauge::with_opts(Opts::new(format!("{}_{name}", self.prefix), help)).expect("valid metric name; qed");
 		self.registry.register(Box::new(g.clone())).expect("a service registers each metric once; qed");
 		g
 	}

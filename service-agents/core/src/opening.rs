@@ -71,7 +71,9 @@ pub async fn open_session(
 		.events
 		.iter()
 		.find_map(|e| match e {
-			RuntimeEvent::SessionEscrow(pallet_session_escrow::Event::SessionOpened { session_id, .. }) => Some(*session_id),
+			RuntimeEvent::SessionEscrow(pallet_session_escrow::Event::SessionOpened { session_id, .. }) => {
+				Some(*session_id)
+			},
 			_ => None,
 		})
 		.ok_or_else(|| OpenSessionError::NotFound("no SessionOpened event came with it".into()))?;

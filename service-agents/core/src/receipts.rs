@@ -133,8 +133,9 @@ impl ReceiptDesk {
 			.map_err(|_| ReceiptRefusal::NotStored("the agent is stopping".into()))?;
 		match stored.await {
 			Ok(Ok(())) => {},
-			Ok(Err(StoreError::NotNewer { stored, .. })) =>
-				return Err(ReceiptError::NotNewer { latest: stored, got: receipt.sequence }.into()),
+			Ok(Err(StoreError::NotNewer { stored, .. })) => {
+				return Err(ReceiptError::NotNewer { latest: stored, got: receipt.sequence }.into())
+			},
 			Ok(Err(e)) => {
 				tracing::error!(error = %e, "cannot store a receipt");
 				return Err(ReceiptRefusal::NotStored(e.to_string()));
@@ -143,7 +144,12 @@ impl ReceiptDesk {
 		}
 		entry.ledger().accept(receipt, now);
 		entry.paid.notify_waiters();
-		tracing::debug!(session = receipt.session_id, sequence = receipt.sequence, bytes = receipt.bytes, "receipt acknowledged");
+		tracing::debug!(
+			session = receipt.session_id,
+			sequence = receipt.sequence,
+			bytes = receipt.bytes,
+			"receipt acknowledged"
+		);
 		Ok(receipt)
 	}
 }

@@ -95,7 +95,13 @@ pub fn registration_call(
 		let country = country(provider.country.as_deref().ok_or("provider.country is needed to register")?)?;
 		let location = Location {
 			country,
-			region: provider.region.clone().unwrap_or_default().into_bytes().try_into().map_err(|_| "provider.region is too long")?,
+			region: provider
+				.region
+				.clone()
+				.unwrap_or_default()
+				.into_bytes()
+				.try_into()
+				.map_err(|_| "provider.region is too long")?,
 			hosting: provider.hosting.as_deref().map(hosting).transpose()?.unwrap_or(Hosting::Datacenter),
 		};
 		return Ok(Some(RuntimeCall::ProviderRegistry(Call::register_provider {
@@ -120,7 +126,11 @@ pub fn registration_call(
 		.then(|| -> Result<_, String> {
 			Ok(Location {
 				country: country_change.unwrap_or(p.country),
-				region: region_change.map(|r| r.as_bytes().to_vec()).unwrap_or_else(|| p.region.clone()).try_into().map_err(|_| "provider.region is too long")?,
+				region: region_change
+					.map(|r| r.as_bytes().to_vec())
+					.unwrap_or_else(|| p.region.clone())
+					.try_into()
+					.map_err(|_| "provider.region is too long")?,
 				hosting: hosting_change.unwrap_or(p.hosting),
 			})
 		})
@@ -222,7 +232,9 @@ mod tests {
 		let id = identity();
 		let p = registered(Services::Cdn, &["http://198.51.100.7:7320"]);
 		let call = update(registration_call(ServiceKind::Vpn, &section("198.51.100.7:7310"), &id, Some(&p)).unwrap());
-		let pallet_provider_registry::Call::update_provider { services, endpoints, location, prices, service_key } = call else {
+		let pallet_provider_registry::Call::update_provider { services, endpoints, location, prices, service_key } =
+			call
+		else {
 			panic!("an update")
 		};
 		assert_eq!(services, Some(Services::Both));
@@ -231,8 +243,12 @@ mod tests {
 		assert!(location.is_none() && prices.is_none() && service_key.is_none());
 		// Registered as configured: nothing to do, for either agent.
 		let both = registered(Services::Both, &["http://198.51.100.7:7320", "198.51.100.7:7310"]);
-		assert!(registration_call(ServiceKind::Vpn, &section("198.51.100.7:7310"), &id, Some(&both)).unwrap().is_none());
-		assert!(registration_call(ServiceKind::Cdn, &section("http://198.51.100.7:7320"), &id, Some(&both)).unwrap().is_none());
+		assert!(registration_call(ServiceKind::Vpn, &section("198.51.100.7:7310"), &id, Some(&both))
+			.unwrap()
+			.is_none());
+		assert!(registration_call(ServiceKind::Cdn, &section("http://198.51.100.7:7320"), &id, Some(&both))
+			.unwrap()
+			.is_none());
 		// An endpoint of the wrong form is refused.
 		assert!(registration_call(ServiceKind::Cdn, &section("198.51.100.7:7320"), &id, Some(&both)).is_err());
 	}
@@ -251,7 +267,10 @@ mod tests {
 			panic!("an update")
 		};
 		let location = location.unwrap();
-		assert_eq!((location.country, location.region.into_inner(), location.hosting), (*b"NL", b"Berlin".to_vec(), Hosting::Residential));
+		assert_eq!(
+			(location.country, location.region.into_inner(), location.hosting),
+			(*b"NL", b"Berlin".to_vec(), Hosting::Residential)
+		);
 		assert!(endpoints.is_none());
 		// Fields the configuration leaves out are not touched.
 		let mut quiet = section("198.51.100.7:7310");
@@ -264,7 +283,8 @@ mod tests {
 	#[test]
 	fn a_first_registration_needs_everything() {
 		let id = identity();
-		let call = update(registration_call(ServiceKind::Cdn, &section("http://198.51.100.7:7320"), &id, None).unwrap());
+		let call =
+			update(registration_call(ServiceKind::Cdn, &section("http://198.51.100.7:7320"), &id, None).unwrap());
 		assert!(matches!(call, pallet_provider_registry::Call::register_provider { services: Services::Cdn, .. }));
 		let mut missing = section("http://198.51.100.7:7320");
 		missing.stake = None;

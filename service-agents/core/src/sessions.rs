@@ -81,7 +81,15 @@ impl SessionBook {
 		policy: PaymentPolicy,
 		store: Arc<Mutex<ReceiptStore>>,
 	) -> Self {
-		SessionBook { chain, provider, service, policy, store, sessions: Mutex::new(HashMap::new()), epoch: Instant::now() }
+		SessionBook {
+			chain,
+			provider,
+			service,
+			policy,
+			store,
+			sessions: Mutex::new(HashMap::new()),
+			epoch: Instant::now(),
+		}
 	}
 
 	/// The ledgers' clock: time since the book was made.
@@ -186,7 +194,11 @@ impl SessionBook {
 				// Finalized: gone from the chain. No more service, no more receipts.
 				let mut ledger = entry.ledger();
 				let terms = ledger.terms().clone();
-				ledger.refresh(terms, ChainView { best_block: u64::MAX, closing: true, expires_at: 0, settle_until: 0 }, self.now());
+				ledger.refresh(
+					terms,
+					ChainView { best_block: u64::MAX, closing: true, expires_at: 0, settle_until: 0 },
+					self.now(),
+				);
 				Err(SessionRefusal::Ended(entry.id))
 			},
 			Err(e) => Err(e),

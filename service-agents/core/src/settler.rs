@@ -137,7 +137,9 @@ impl Settler {
 		let _turn = self.turn.lock().await;
 		self.round().await?;
 		let latest = self.with_store(|s| Ok(s.session(session_id).map(|r| r.latest.receipt.amount)))?;
-		let Some(session) = self.chain.session(session_id).await? else { return Err(SettleError::NotClosable(session_id)) };
+		let Some(session) = self.chain.session(session_id).await? else {
+			return Err(SettleError::NotClosable(session_id));
+		};
 		if latest.is_some_and(|amount| session.settled < amount) {
 			return Err(SettleError::NotClosable(session_id));
 		}
@@ -185,7 +187,10 @@ impl Settler {
 			match self.submit(batch.to_vec()).await {
 				Ok(r) => report = add(report, r),
 				Err(SettleError::Chain(ChainError::Refused { code: 1010, .. })) if batch.len() > 1 => {
-					tracing::warn!(receipts = batch.len(), "the pool refused a batch; settling its receipts one by one");
+					tracing::warn!(
+						receipts = batch.len(),
+						"the pool refused a batch; settling its receipts one by one"
+					);
 					for one in batch {
 						match self.submit(vec![one.clone()]).await {
 							Ok(r) => report = add(report, r),
@@ -248,7 +253,12 @@ impl Settler {
 					sequence,
 					error,
 				}) => {
-					tracing::error!(session = session_id, sequence, error = describe(&error), "the chain rejected the receipt");
+					tracing::error!(
+						session = session_id,
+						sequence,
+						error = describe(&error),
+						"the chain rejected the receipt"
+					);
 					self.with_store(|st| st.forget(session_id))?;
 					report.rejected += 1;
 				},

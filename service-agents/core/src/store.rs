@@ -89,7 +89,7 @@ pub enum StoreError {
 enum Record {
 	/// The newest receipt of its session.
 	#[codec(index = 0)]
-	Receipt(SignedUsageReceipt),
+	Receipt(Box<SignedUsageReceipt>),
 	/// The chain settled `session_id` up to `sequence`.
 	#[codec(index = 1)]
 	Settled { session_id: u64, sequence: u64 },
@@ -159,12 +159,7 @@ impl ReceiptStore {
 		}
 		let path = dir.join(LOG_FILE);
 		let created = !path.exists();
-		let mut file = OpenOptions::new()
-			.read(true)
-			.append(true)
-			.create(true)
-			.open(&path)
-			.map_err(io_err(&path))?;
+		let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(io_err(&path))?;
 		if created {
 			sync_dir(dir).map_err(io_err(dir))?;
 		}
@@ -241,12 +236,13 @@ impl ReceiptStore {
 		match record {
 			Record::Receipt(r) => {
 				let settled_sequence = self.sessions.get(&r.receipt.session_id).map_or(0, |s| s.settled_sequence);
-				self.sessions.insert(r.receipt.session_id, SessionReceipts { latest: r, settled_sequence });
+				self.sessions.insert(r.receipt.session_id, SessionReceipts { latest: *r, settled_sequence });
 			},
-			Record::Settled { session_id, sequence } =>
+			Record::Settled { session_id, sequence } => {
 				if let Some(s) = self.sessions.get_mut(&session_id) {
 					s.settled_sequence = s.settled_sequence.max(sequence);
-				},
+				}
+			},
 			Record::Served { session_id, bytes, seconds } => {
 				let s = self.served.entry(session_id).or_default();
 				s.bytes = s.bytes.max(bytes);
@@ -296,7 +292,7 @@ impl ReceiptStore {
 				return Err(StoreError::NotNewer { session_id, sequence, stored });
 			}
 		}
-		self.append(Record::Receipt(receipt))
+		self.append(Record::Receipt(Box::new(receipt)))
 	}
 
 	/// Stores several receipts with one write and one `fdatasync` (group commit): each is
@@ -323,7 +319,7 @@ impl ReceiptStore {
 				continue;
 			}
 			newest.insert(session_id, sequence);
-			let record = Record::Receipt(receipt);
+			let record = Record::Receipt(Box::new(receipt));
 			bytes.extend(frame(&record));
 			valid.push((outcomes.len(), record));
 			outcomes.push(Ok(()));
@@ -339,7 +335,8 @@ impl ReceiptStore {
 			}
 			let kind = source.kind();
 			for (i, _) in &valid {
-				outcomes[*i] = Err(StoreError::Io { path: path.clone(), source: io::Error::new(kind, source.to_string()) });
+				outcomes[*i] =
+					Err(StoreError::Io { path: path.clone(), source: io::Error::new(kind, source.to_string()) });
 			}
 			return outcomes;
 		}
@@ -419,7 +416,7 @@ impl ReceiptStore {
 		let mut bytes = Vec::new();
 		let mut records = 0;
 		for s in self.sessions.values() {
-			bytes.extend(frame(&Record::Receipt(s.latest.clone())));
+			bytes.extend(frame(&Record::Receipt(Box::new(s.latest.clone()))));
 			records += 1;
 			if s.settled_sequence > 0 {
 				bytes.extend(frame(&Record::Settled {
@@ -430,7 +427,11 @@ impl ReceiptStore {
 			}
 		}
 		for (session_id, served) in &self.served {
-			bytes.extend(frame(&Record::Served { session_id: *session_id, bytes: served.bytes, seconds: served.seconds }));
+			bytes.extend(frame(&Record::Served {
+				session_id: *session_id,
+				bytes: served.bytes,
+				seconds: served.seconds,
+			}));
 			records += 1;
 		}
 		let mut out = File::create(&tmp).map_err(io_err(&tmp))?;

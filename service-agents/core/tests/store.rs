@@ -3,8 +3,8 @@
 
 use std::{fs::OpenOptions, io::Write};
 
-use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt, UsageReceipt};
 use interlattice_agent_core::{store::LOG_FILE, ReceiptStore, StoreError};
+use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt, UsageReceipt};
 
 fn receipt(key: &MlDsaKeyPair, session_id: u64, sequence: u64) -> SignedUsageReceipt {
 	let receipt = UsageReceipt {

@@ -87,8 +87,7 @@ pub enum Command {
 
 /// The SS58 account of an ML-DSA public key.
 pub fn account_of(public: &MlDsaPublicKey) -> String {
-	AccountId32::from(public.account_id())
-		.to_ss58check_with_version(Ss58AddressFormat::custom(SS58_PREFIX))
+	AccountId32::from(public.account_id()).to_ss58check_with_version(Ss58AddressFormat::custom(SS58_PREFIX))
 }
 
 fn read_input(path: &PathBuf) -> Result<Vec<u8>> {
@@ -166,8 +165,8 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<i32> {
 		},
 		Command::VerifyReceipt { public, signed_receipt } => {
 			let public = public_arg(&public)?;
-			let signed: SignedUsageReceipt = serde_json::from_slice(&read_input(&signed_receipt)?)
-				.context("not a signed usage receipt")?;
+			let signed: SignedUsageReceipt =
+				serde_json::from_slice(&read_input(&signed_receipt)?).context("not a signed usage receipt")?;
 			let valid = signed.verify(&public);
 			writeln!(out, "{}", if valid { "valid" } else { "INVALID" })?;
 			return Ok(if valid { 0 } else { 1 });

@@ -80,9 +80,8 @@ fn sign_and_verify_a_file_and_reject_bad_input() {
 
 	let other = dir.path().join("other");
 	std::fs::write(&other, b"hellO").unwrap();
-	let (r, out) = pq_key(&[
-		"verify", "--public", &public_arg, "--message", other.to_str().unwrap(), "--signature", sig,
-	]);
+	let (r, out) =
+		pq_key(&["verify", "--public", &public_arg, "--message", other.to_str().unwrap(), "--signature", sig]);
 	assert_eq!((r.unwrap(), out.trim()), (1, "INVALID"));
 
 	// Truncated signature and garbage key are errors, not "invalid".
@@ -129,8 +128,13 @@ fn a_signed_message_is_never_a_valid_receipt() {
 	let public_file = dir.path().join("pub");
 	std::fs::write(&public_file, pq_key(&["inspect", "--key", key, "--full"]).1.trim()).unwrap();
 	let (r, _) = pq_key(&[
-		"verify", "--public", &format!("@{}", public_file.display()), "--message", message.to_str().unwrap(),
-		"--signature", sig.trim(),
+		"verify",
+		"--public",
+		&format!("@{}", public_file.display()),
+		"--message",
+		message.to_str().unwrap(),
+		"--signature",
+		sig.trim(),
 	]);
 	assert_eq!(r.unwrap(), 0);
 }

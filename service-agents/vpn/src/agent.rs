@@ -14,16 +14,15 @@ use interlattice_agent_core::{
 	identity::Identity,
 	lifecycle::Lifecycle,
 	limits::{accept_loop, Admission, ConnectionLimits},
-	metrics::Metrics,
 	receipts::ReceiptDesk,
 	sessions::{SessionBook, SessionEntry, SessionRefusal},
-	Hold, ReceiptStore, Settler, StoreError,
+	start::{self, StartError},
+	upkeep::Upkeep,
+	Hold, ReceiptStore, Settler,
 };
 use interlattice_pq_crypto::keys::MlDsaKeyPair;
 use interlattice_runtime::AccountId;
 use pallet_provider_registry::ServiceKind;
-use prometheus::IntCounter;
-use tracing::Instrument;
 use tokio::{
 	io::{AsyncReadExt, AsyncWriteExt},
 	net::{
@@ -32,6 +31,7 @@ use tokio::{
 	},
 	sync::{Notify, OwnedSemaphorePermit, Semaphore},
 };
+use tracing::Instrument;
 
 use crate::{
 	config::{AgentConfig, Pool},
@@ -42,75 +42,26 @@ use crate::{
 	dataplane::{Engine, Peer, PeerConfig, Role},
 	handshake::AgentHandshake,
 	sealed::Sealer,
-	tun::{EgressPolicy, NetError, Tun},
+	tun::{EgressPolicy, Tun},
 };
 
-/// Why the agent cannot start (or register).
-#[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-	/// Configuration is incomplete or wrong.
-	#[error("configuration: {0}")]
-	Config(String),
-	/// The chain could not be reached, refused something, or disagrees with the configuration.
-	#[error(transparent)]
-	Chain(#[from] interlattice_agent_core::ChainError),
-	/// The receipt store cannot be opened.
-	#[error(transparent)]
-	Store(#[from] StoreError),
-	/// The tunnel interface, NAT or sockets cannot be set up.
-	#[error(transparent)]
-	Net(#[from] NetError),
-	/// A socket cannot be bound.
-	#[error("cannot bind {addr}: {source}")]
-	Bind {
-		/// The address.
-		addr: SocketAddr,
-		/// Why.
-		source: std::io::Error,
-	},
-}
-
-/// `vpn-agent register`: registers the provider's VPN service as configured, or updates what
-/// differs of what is the VPN's (see `interlattice_agent_core::registration`).
-pub async fn register(config: &AgentConfig) -> Result<String, AgentError> {
-	let identity = Identity::load(&config.provider, true).map_err(AgentError::Config)?;
-	let chain = ChainClient::connect(&config.chain.rpc).await?;
-	interlattice_agent_core::registration::register(&chain, ServiceKind::Vpn, &config.provider, &identity)
-		.await
-		.map_err(AgentError::Config)
-}
-
-/// The dVPN's own counters, next to the core's.
-struct VpnMetrics {
-	core: Metrics,
-	tunnels: prometheus::IntGauge,
-	sessions_accepted: IntCounter,
-	sessions_refused: IntCounter,
-	bytes_to_clients: IntCounter,
-	bytes_from_clients: IntCounter,
-	bytes_closed_tunnels: IntCounter,
-	packets_dropped_unpaid: IntCounter,
-}
-
-impl VpnMetrics {
-	fn new() -> Self {
-		let core = Metrics::new("interlattice_vpn");
-		VpnMetrics {
-			tunnels: core.gauge("tunnels", "Tunnels up now."),
-			sessions_accepted: core.counter("sessions_accepted_total", "Handshakes completed."),
-			sessions_refused: core.counter(
-				"sessions_refused_total",
-				"Connections refused (bad session, handshake, protocol, busy).",
-			),
-			bytes_to_clients: core.counter("bytes_to_clients_total", "Inner bytes sent to clients."),
-			bytes_from_clients: core.counter("bytes_from_clients_total", "Inner bytes forwarded from clients."),
-			bytes_closed_tunnels: core.counter("bytes_closed_tunnels_total", "Bytes served by tunnels since closed."),
-			packets_dropped_unpaid: core.counter(
-				"packets_dropped_unpaid_total",
-				"Packets held back because the session's credit ran out.",
-			),
-			core,
-		}
+interlattice_agent_core::service_metrics! {
+	/// The dVPN's metrics: the core's and its own.
+	struct VpnMetrics {
+		/// Tunnels up now.
+		tunnels: IntGauge = "tunnels",
+		/// Handshakes completed.
+		sessions_accepted: IntCounter = "sessions_accepted_total",
+		/// Connections refused (bad session, handshake, protocol, busy).
+		sessions_refused: IntCounter = "sessions_refused_total",
+		/// Inner bytes sent to clients.
+		bytes_to_clients: IntCounter = "bytes_to_clients_total",
+		/// Inner bytes forwarded from clients.
+		bytes_from_clients: IntCounter = "bytes_from_clients_total",
+		/// Bytes served by tunnels since closed.
+		bytes_closed_tunnels: IntCounter = "bytes_closed_tunnels_total",
+		/// Packets held back because the session's credit ran out.
+		packets_dropped_unpaid: IntCounter = "packets_dropped_unpaid_total",
 	}
 }
 
@@ -154,11 +105,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 	m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Binds the control listener (before [`Agent::start`], so that a port in use fails early).
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, AgentError> {
-	TcpListener::bind(addr).await.map_err(|source| AgentError::Bind { addr, source })
-}
-
 /// The running agent.
 pub struct Agent {
 	config: AgentConfig,
@@ -169,7 +115,7 @@ pub struct Agent {
 	engine: Engine,
 	free_addresses: Arc<Mutex<Vec<Ipv4Addr>>>,
 	tunnels: Mutex<HashMap<u64, Tunnel>>,
-	sessions: SessionBook,
+	sessions: Arc<SessionBook>,
 	receipts: Arc<ReceiptDesk>,
 	settler: Settler,
 	metrics: VpnMetrics,
@@ -181,64 +127,54 @@ pub struct Agent {
 impl Agent {
 	/// Connects to the chain, checks the registration, opens the receipt store, creates the
 	/// tunnel interface with its egress policy and starts the data plane.
-	pub async fn start(config: AgentConfig, life: Lifecycle) -> Result<Arc<Self>, AgentError> {
-		let Identity { account, provider, service_key } = Identity::load(&config.provider, true).map_err(AgentError::Config)?;
+	pub async fn start(config: AgentConfig, life: Lifecycle) -> Result<Arc<Self>, StartError> {
+		let identity = Identity::load(&config.provider, true).map_err(StartError::Config)?;
+		let pool = config.service.pool().map_err(StartError::Config)?;
+		let (chain, _) = start::connect_registered(ServiceKind::Vpn, &config, &identity).await?;
+		let Identity { account, provider, service_key } = identity;
 		let service_key = service_key.expect("loaded with needs_service_key; qed");
-		let pool = config.pool().map_err(AgentError::Config)?;
-		tracing::info!(rpc = %config.chain.rpc, "connecting to the chain");
-		let chain = ChainClient::connect(&config.chain.rpc).await?;
-		let registered = chain.provider(&provider).await?.ok_or_else(|| {
-			AgentError::Config(format!(
-				"account {provider} is not a registered provider on this chain: run `vpn-agent register` first"
-			))
-		})?;
-		if !registered.services.offers(ServiceKind::Vpn) {
-			return Err(AgentError::Config(format!(
-				"provider {provider} is registered without the VPN service: run `vpn-agent register` to update it"
-			)));
-		}
-		if &registered.service_key != service_key.public() {
-			return Err(AgentError::Config(format!(
-				"the chain holds another service key for provider {provider}: clients would refuse this agent's handshake; run `vpn-agent register` to update it, or configure the registered key"
-			)));
-		}
-		if let Some(endpoint) = &config.provider.endpoint {
-			if !registered.endpoints.iter().any(|e| e == endpoint.as_bytes()) {
-				tracing::warn!(%endpoint, "the registry does not list this endpoint; clients will not find it (run `vpn-agent register`)");
-			}
-		}
-		if !registered.active {
-			tracing::warn!("the provider is registered but not active (stake below the minimum?): clients cannot open sessions");
-		}
 		let store = ReceiptStore::open(&config.payment.receipts_dir)?;
 		tracing::info!(dir = %config.payment.receipts_dir.display(), unsettled = store.unsettled().len(), "receipt store opened");
 		let store = Arc::new(Mutex::new(store));
 
-		let tun = Tun::create(&config.tunnel.interface)?;
-		tun.configure(pool.gateway(), pool.prefix, config.tunnel.mtu)?;
+		let tun = Tun::create(&config.service.tunnel.interface).map_err(StartError::service)?;
+		tun.configure(pool.gateway(), pool.prefix, config.service.tunnel.mtu).map_err(StartError::service)?;
 		let egress = EgressPolicy::install(
-			&config.tunnel.interface,
+			&config.service.tunnel.interface,
 			&pool.to_string(),
 			pool.gateway(),
-			config.tunnel.masquerade,
-			&config.tunnel.egress_allow,
-		)?;
-		let udp_addr = config.wireguard_listen();
-		let udp = std::net::UdpSocket::bind(udp_addr).map_err(|source| AgentError::Bind { addr: udp_addr, source })?;
+			config.service.tunnel.masquerade,
+			&config.service.tunnel.egress_allow,
+		)
+		.map_err(StartError::service)?;
+		let udp_addr = config.service.wireguard_listen();
+		let udp = std::net::UdpSocket::bind(udp_addr).map_err(|source| StartError::Bind { addr: udp_addr, source })?;
 		let mut secret = [0u8; 32];
-		getrandom::fill(&mut secret).map_err(|e| AgentError::Config(format!("no randomness: {e}")))?;
-		let engine = Engine::start(tun, udp, boringtun::x25519::StaticSecret::from(secret), Role::Agent { network: pool.network, prefix: pool.prefix })
-			.map_err(|e| AgentError::Config(format!("cannot start the data plane: {e}")))?;
-		tracing::info!(interface = %config.tunnel.interface, %pool, wireguard = %udp_addr, nat = config.tunnel.masquerade, "tunnel interface up");
+		getrandom::fill(&mut secret).map_err(|e| StartError::Config(format!("no randomness: {e}")))?;
+		let engine = Engine::start(
+			tun,
+			udp,
+			boringtun::x25519::StaticSecret::from(secret),
+			Role::Agent { network: pool.network, prefix: pool.prefix },
+		)
+		.map_err(|e| StartError::Config(format!("cannot start the data plane: {e}")))?;
+		tracing::info!(interface = %config.service.tunnel.interface, %pool, wireguard = %udp_addr, nat = config.service.tunnel.masquerade, "tunnel interface up");
 
-		let metrics = VpnMetrics::new();
-		let sessions = SessionBook::new(chain.clone(), provider.clone(), ServiceKind::Vpn, config.payment.policy(), store.clone());
-		let receipts = ReceiptDesk::new(store.clone(), config.payment.max_receipts_per_second, metrics.core.clone(), &life);
+		let metrics = VpnMetrics::new("interlattice_vpn");
+		let sessions = Arc::new(SessionBook::new(
+			chain.clone(),
+			provider.clone(),
+			ServiceKind::Vpn,
+			config.payment.policy(),
+			store.clone(),
+		));
+		let receipts =
+			ReceiptDesk::new(store.clone(), config.payment.max_receipts_per_second, metrics.core.clone(), &life);
 		let settler = Settler::new(chain.clone(), account, store);
 		let mut free: Vec<Ipv4Addr> = pool.clients().collect();
 		free.reverse();
 		Ok(Arc::new(Agent {
-			slots: Arc::new(Semaphore::new(config.tunnel.max_sessions)),
+			slots: Arc::new(Semaphore::new(config.service.tunnel.max_sessions)),
 			config,
 			pool,
 			chain,
@@ -263,38 +199,19 @@ impl Agent {
 
 	/// Serves control connections until the agent stops; then ends every tunnel, settles once
 	/// more and removes the interface and egress policy (when the agent is dropped).
-	pub async fn serve(self: Arc<Self>, listener: TcpListener) -> Result<(), AgentError> {
-		if let Some(addr) = self.config.metrics.listen {
-			self.metrics.core.serve(addr, &self.life);
-		}
-		// Settlement runs until the connections are done, then settles once more.
-		let settlement_stop = tokio_util::sync::CancellationToken::new();
-		// Its own task (joined below, after the connections): the final round needs the chain
-		// after everything else stopped.
-		let settlement = {
-			let metrics = self.metrics.core.clone();
-			let interval = Duration::from_secs(self.config.payment.settle_interval_secs.max(1));
-			tokio::spawn(self.settler.clone().run(interval, settlement_stop.clone(), move |outcome| metrics.count_round(outcome)))
-		};
-		// Served counts are persisted every few seconds.
-		{
-			let me = self.clone();
-			let token = self.life.token.clone();
-			self.life.spawn(async move {
-				let mut tick = tokio::time::interval(Duration::from_secs(5));
-				loop {
-					tokio::select! {
-						_ = tick.tick() => {},
-						_ = token.cancelled() => break,
-					}
-					me.sessions.persist();
-					me.metrics.core.sessions.set(me.sessions.entries().len() as i64);
-					me.metrics.core.unpaid_bytes.set(me.sessions.unpaid_bytes() as i64);
-				}
-				me.sessions.persist();
-			});
-		}
-		let limits = ConnectionLimits::new(self.config.limits.max_connections, self.config.limits.max_connections_per_ip);
+	pub async fn serve(self: Arc<Self>, listener: TcpListener) -> Result<(), StartError> {
+		tracing::info!(control = %self.config.service.control.listen, endpoint = ?self.config.provider.endpoint, "vpn-agent serving");
+		let upkeep = Upkeep::start(
+			&self.life,
+			self.sessions.clone(),
+			self.settler.clone(),
+			&self.metrics.core,
+			self.config.metrics.listen,
+			Duration::from_secs(self.config.payment.settle_interval_secs),
+			|| {},
+		);
+		let limits =
+			ConnectionLimits::new(self.config.limits.max_connections, self.config.limits.max_connections_per_ip);
 		let me = self.clone();
 		accept_loop(listener, limits, self.life.clone(), self.metrics.core.clone(), move |stream, from, admission| {
 			me.clone().connection(stream, from, admission).instrument(tracing::info_span!("control", %from))
@@ -305,9 +222,7 @@ impl Agent {
 		if tokio::time::timeout(Duration::from_secs(10), self.life.tracker.wait()).await.is_err() {
 			tracing::warn!("some tunnels did not end within 10 s");
 		}
-		self.sessions.persist();
-		settlement_stop.cancel();
-		let _ = settlement.await;
+		upkeep.finish().await;
 		tracing::info!("stopped");
 		Ok(())
 	}
@@ -334,18 +249,23 @@ impl Agent {
 
 	fn params(&self) -> TunnelParams {
 		TunnelParams {
-			wireguard_port: self.config.wireguard_listen().port(),
+			wireguard_port: self.config.service.wireguard_listen().port(),
 			gateway: self.pool.gateway().octets(),
-			mtu: self.config.tunnel.mtu,
-			receipt_interval_bytes: self.config.tunnel.receipt_interval_bytes,
-			receipt_interval_secs: self.config.tunnel.receipt_interval_secs,
+			mtu: self.config.service.tunnel.mtu,
+			receipt_interval_bytes: self.config.service.tunnel.receipt_interval_bytes,
+			receipt_interval_secs: self.config.service.tunnel.receipt_interval_secs,
 			credit_limit_bytes: self.config.payment.credit_limit_bytes,
 		}
 	}
 
 	/// The handshake (nothing is allocated before the client proved the session's key), then
 	/// the tunnel.
-	async fn tunnel(self: Arc<Self>, mut reader: OwnedReadHalf, writer: &mut OwnedWriteHalf, from: SocketAddr) -> Result<(), Refusal> {
+	async fn tunnel(
+		self: Arc<Self>,
+		mut reader: OwnedReadHalf,
+		writer: &mut OwnedWriteHalf,
+		from: SocketAddr,
+	) -> Result<(), Refusal> {
 		let step = Duration::from_secs(self.config.limits.handshake_timeout_secs);
 		let mut preamble = [0u8; PREAMBLE.len()];
 		match tokio::time::timeout(step, reader.read_exact(&mut preamble)).await {
@@ -363,18 +283,26 @@ impl Agent {
 		let session_id = hello.session_id;
 		let entry = self.sessions.get(session_id).await.map_err(|e| match e {
 			SessionRefusal::Unknown(m) => refusal(ErrorCode::UnknownSession, m),
-			SessionRefusal::Ended(_) => refusal(ErrorCode::SessionEnded, format!("session {session_id} is closed or expired")),
+			SessionRefusal::Ended(_) => {
+				refusal(ErrorCode::SessionEnded, format!("session {session_id} is closed or expired"))
+			},
 			SessionRefusal::ChainUnavailable(m) => refusal(ErrorCode::ChainUnavailable, m),
 		})?;
 		let now = self.sessions.now();
 		if matches!(entry.ledger().allowance(now), Err(Hold::DepositExhausted)) {
-			return Err(refusal(ErrorCode::DepositExhausted, format!("session {session_id}'s deposit is used up: top it up")));
+			return Err(refusal(
+				ErrorCode::DepositExhausted,
+				format!("session {session_id}'s deposit is used up: top it up"),
+			));
 		}
 		let client_key = entry.ledger().terms().client_key.clone();
 		let genesis = self.chain.genesis_hash().0;
-		let (state, answer) = AgentHandshake::respond(&hello, genesis, &self.service_key, self.engine.public_key(), self.params())
-			.map_err(|e| refusal(ErrorCode::Handshake, e.to_string()))?;
-		write_message(writer, &AgentMessage::Hello(answer)).await.map_err(|e| refusal(ErrorCode::Protocol, e.to_string()))?;
+		let (state, answer) =
+			AgentHandshake::respond(&hello, genesis, &self.service_key, self.engine.public_key(), self.params())
+				.map_err(|e| refusal(ErrorCode::Handshake, e.to_string()))?;
+		write_message(writer, &AgentMessage::Hello(Box::new(answer)))
+			.await
+			.map_err(|e| refusal(ErrorCode::Protocol, e.to_string()))?;
 		let finish = match tokio::time::timeout(step, read_message::<ClientMessage, _>(&mut reader)).await {
 			Ok(Ok(ClientMessage::Finish(f))) => f,
 			Ok(Ok(_)) => return Err(refusal(ErrorCode::Protocol, "expected the client finish")),
@@ -409,7 +337,8 @@ impl Agent {
 		let lease = match self.lease(session_id) {
 			Ok(lease) => lease,
 			Err((code, message)) => {
-				let _ = write_sealed(writer, &mut sealer, &AgentMessage::Error { code, message: message.clone() }).await;
+				let _ =
+					write_sealed(writer, &mut sealer, &AgentMessage::Error { code, message: message.clone() }).await;
 				self.metrics.sessions_refused.inc();
 				return Err(Refusal { code, message, sent: true });
 			},
@@ -428,7 +357,9 @@ impl Agent {
 			})
 		};
 		let replaced = Arc::new(Notify::new());
-		if let Some(old) = lock(&self.tunnels).insert(session_id, Tunnel { peer: peer.clone(), replaced: replaced.clone(), lease }) {
+		if let Some(old) =
+			lock(&self.tunnels).insert(session_id, Tunnel { peer: peer.clone(), replaced: replaced.clone(), lease })
+		{
 			old.replaced.notify_one();
 			self.engine.remove_peer(&old.peer);
 		}
@@ -453,9 +384,15 @@ impl Agent {
 			}
 			self.metrics.tunnels.set(tunnels.len() as i64);
 		}
-		let served = peer.meter.to_peer.load(std::sync::atomic::Ordering::Relaxed) + peer.meter.from_peer.load(std::sync::atomic::Ordering::Relaxed);
+		let served = peer.meter.to_peer.load(std::sync::atomic::Ordering::Relaxed)
+			+ peer.meter.from_peer.load(std::sync::atomic::Ordering::Relaxed);
 		self.metrics.bytes_closed_tunnels.inc_by(served);
-		tracing::info!(session = session_id, served = peer.meter.served(), paid = entry.ledger().latest().bytes, "tunnel down");
+		tracing::info!(
+			session = session_id,
+			served = peer.meter.served(),
+			paid = entry.ledger().latest().bytes,
+			"tunnel down"
+		);
 		match result {
 			Ok(()) => Ok(()),
 			Err((code, message)) => {
@@ -493,7 +430,7 @@ impl Agent {
 		entry: &Arc<SessionEntry>,
 	) -> Result<(), (ErrorCode, String)> {
 		let session_id = entry.id;
-		let interval = u64::from(self.config.tunnel.receipt_interval_secs);
+		let interval = u64::from(self.config.service.tunnel.receipt_interval_secs);
 		let idle = Duration::from_secs(self.config.limits.idle_timeout_secs);
 		let (mut messages, read_task) = spawn_sealed_reader::<ClientMessage, _>(reader, opener);
 		let mut ticker = tokio::time::interval(Duration::from_secs(1));

@@ -8,13 +8,13 @@ use std::{
 	time::{Duration, Instant},
 };
 
-use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt};
-use interlattice_runtime::{AccountId, RuntimeCall};
 use interlattice_agent_core::{
 	chain::{ChainClient, Provider, Session},
 	meter::next_receipt,
 	open_session, session_terms, ChainError, SessionKeys, SessionRequest,
 };
+use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt};
+use interlattice_runtime::{AccountId, RuntimeCall};
 use pallet_provider_registry::{ProviderFilter, ProviderOrder, ProviderPage, ServiceKind};
 use serde::{Deserialize, Serialize};
 use sp_core::sr25519;
@@ -35,17 +35,6 @@ use crate::{
 /// What can go wrong on the client side.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-	/// Talking to the chain failed.
-	#[error(transparent)]
-	Chain(#[from] ChainError),
-	/// The agent could not be reached or the connection broke.
-	#[error("provider {endpoint}: {message}")]
-	Unreachable {
-		/// The control endpoint.
-		endpoint: String,
-		/// What failed.
-		message: String,
-	},
 	/// The agent refused the tunnel or ended it.
 	#[error("the provider refused: {message} ({code:?})")]
 	Refused {
@@ -54,6 +43,17 @@ pub enum ClientError {
 		/// Its explanation.
 		message: String,
 	},
+	/// The agent could not be reached or the connection broke.
+	#[error("provider {endpoint}: {message}")]
+	Unreachable {
+		/// The control endpoint.
+		endpoint: String,
+		/// What failed.
+		message: String,
+	},
+	/// Talking to the chain failed.
+	#[error(transparent)]
+	Chain(#[from] ChainError),
 	/// The handshake failed (the agent is not who the registry says, or a protocol error).
 	#[error("handshake: {0}")]
 	Handshake(#[from] HandshakeError),
@@ -84,8 +84,9 @@ pub async fn vpn_providers(
 		active_only: true,
 		..Default::default()
 	};
-	let page: ProviderPage<AccountId, u128, u32> =
-		chain.runtime_call("ProviderRegistryApi_providers", (filter, ProviderOrder::PricePerGibAscending, 0u32, 100u32)).await?;
+	let page: ProviderPage<AccountId, u128, u32> = chain
+		.runtime_call("ProviderRegistryApi_providers", (filter, ProviderOrder::PricePerGibAscending, 0u32, 100u32))
+		.await?;
 	Ok(page.providers)
 }
 
@@ -222,9 +223,7 @@ impl VpnClient {
 
 	/// The key that signs `session`'s receipts and handshakes.
 	fn session_key(&self, session: &Session) -> Result<MlDsaKeyPair, ClientError> {
-		self.keys
-			.for_session(session.session_id, &session.client_key)
-			.map_err(|e| ClientError::Other(e.to_string()))
+		self.keys.for_session(session.session_id, &session.client_key).map_err(|e| ClientError::Other(e.to_string()))
 	}
 
 	/// The chain.
@@ -270,7 +269,9 @@ impl VpnClient {
 	}
 
 	fn save_state(&self, state: &SignedState) -> Result<(), ClientError> {
-		let io = |e: std::io::Error| ClientError::Other(format!("cannot save the session state in {}: {e}", self.state_dir.display()));
+		let io = |e: std::io::Error| {
+			ClientError::Other(format!("cannot save the session state in {}: {e}", self.state_dir.display()))
+		};
 		std::fs::create_dir_all(&self.state_dir).map_err(io)?;
 		let path = self.state_path(state.session_id);
 		let tmp = path.with_extension("json.tmp");
@@ -303,13 +304,14 @@ impl VpnClient {
 		let mut secret = [0u8; 32];
 		getrandom::fill(&mut secret).map_err(|e| ClientError::Other(format!("no randomness: {e}")))?;
 		let wg_public = boringtun::x25519::PublicKey::from(&boringtun::x25519::StaticSecret::from(secret));
-		let (state, hello) = ClientHandshake::start(self.chain.genesis_hash().0, session.session_id, *wg_public.as_bytes())?;
+		let (state, hello) =
+			ClientHandshake::start(self.chain.genesis_hash().0, session.session_id, *wg_public.as_bytes())?;
 		let channel = |e: ChannelError| unreachable(e.to_string());
 		writer.write_all(PREAMBLE).await.map_err(|e| unreachable(e.to_string()))?;
 		write_message(&mut writer, &ClientMessage::Hello(hello)).await.map_err(channel)?;
 		let step = Duration::from_secs(30);
 		let answer = match tokio::time::timeout(step, read_message::<AgentMessage, _>(&mut reader)).await {
-			Ok(Ok(AgentMessage::Hello(a))) => a,
+			Ok(Ok(AgentMessage::Hello(a))) => *a,
 			Ok(Ok(AgentMessage::Error { code, message })) => return Err(ClientError::Refused { code, message }),
 			Ok(Ok(other)) => return Err(unreachable(format!("unexpected answer {other:?}"))),
 			Ok(Err(e)) => return Err(channel(e)),
@@ -370,7 +372,8 @@ impl VpnClient {
 			port = connected.params.wireguard_port,
 			allowed = options.routes.join(", "),
 		);
-		write_private(output, config.as_bytes()).map_err(|e| ClientError::Other(format!("{}: {e}", output.display())))?;
+		write_private(output, config.as_bytes())
+			.map_err(|e| ClientError::Other(format!("{}: {e}", output.display())))?;
 		self.pay(session, connected, None, Metering::AgentReported { max_bytes }, options, on_status, stop).await
 	}
 
@@ -400,8 +403,9 @@ impl VpnClient {
 		ip_in(netns, &["address", "add", &format!("{address}/{prefix}"), "dev", name])?;
 		ip_in(netns, &["link", "set", "dev", name, "mtu", &connected.params.mtu.to_string(), "up"])?;
 		let udp = std::net::UdpSocket::bind("0.0.0.0:0").map_err(|e| ClientError::Other(format!("UDP socket: {e}")))?;
-		let engine = Engine::start(tun, udp, boringtun::x25519::StaticSecret::from(connected.wireguard_secret), Role::Client)
-			.map_err(|e| ClientError::Other(format!("data plane: {e}")))?;
+		let engine =
+			Engine::start(tun, udp, boringtun::x25519::StaticSecret::from(connected.wireguard_secret), Role::Client)
+				.map_err(|e| ClientError::Other(format!("data plane: {e}")))?;
 		// Our own count of the session's bytes, never the agent's word (it could inflate what
 		// we sign): the state we saved, or what the chain settled.
 		let base = self.signed_state(session.session_id).bytes.max(session.bytes);
@@ -466,7 +470,10 @@ impl VpnClient {
 		let base_bytes = signed.bytes;
 		let base_seconds = signed.seconds;
 		let started = Instant::now();
-		let interval_bytes = options.receipt_interval_bytes.unwrap_or(params.receipt_interval_bytes).clamp(1, params.receipt_interval_bytes);
+		let interval_bytes = options
+			.receipt_interval_bytes
+			.unwrap_or(params.receipt_interval_bytes)
+			.clamp(1, params.receipt_interval_bytes);
 		let interval_secs = Duration::from_secs(u64::from(params.receipt_interval_secs).max(1));
 		let mut status = Status {
 			session_id: session.session_id,
@@ -515,7 +522,9 @@ impl VpnClient {
 			// that were lost on the way still count for it), or only the agent's (exported).
 			let own = match (&metering, &peer) {
 				(Metering::Own, Some(peer)) => peer.meter.served(),
-				(Metering::AgentReported { max_bytes }, _) => status.agent.served_bytes.min(base_bytes.saturating_add(*max_bytes)),
+				(Metering::AgentReported { max_bytes }, _) => {
+					status.agent.served_bytes.min(base_bytes.saturating_add(*max_bytes))
+				},
 				_ => base_bytes,
 			};
 			let bytes = bytes_to_sign(Usage {
@@ -528,15 +537,24 @@ impl VpnClient {
 			});
 			let seconds = (base_seconds + started.elapsed().as_secs()).max(status.signed.seconds);
 			let due = bytes.saturating_sub(status.signed.bytes) >= interval_bytes
-				|| (last_receipt.elapsed() >= interval_secs && (bytes, seconds) != (status.signed.bytes, status.signed.seconds))
+				|| (last_receipt.elapsed() >= interval_secs
+					&& (bytes, seconds) != (status.signed.bytes, status.signed.seconds))
 				|| (stopping && (bytes, seconds) != (status.signed.bytes, status.signed.seconds))
 				|| (status.agent.blocked && bytes > status.signed.bytes);
 			if due {
 				match next_receipt(&terms, status.signed.sequence, bytes, seconds) {
 					Some(receipt) if receipt.amount <= session.deposit => {
-						let next = SignedState { session_id: session.session_id, sequence: receipt.sequence, bytes, seconds, amount: receipt.amount };
+						let next = SignedState {
+							session_id: session.session_id,
+							sequence: receipt.sequence,
+							bytes,
+							seconds,
+							amount: receipt.amount,
+						};
 						self.save_state(&next)?;
-						let signature = session_key.sign(&receipt.signing_payload()).map_err(|e| ClientError::Other(format!("signing: {e:?}")))?;
+						let signature = session_key
+							.sign(&receipt.signing_payload())
+							.map_err(|e| ClientError::Other(format!("signing: {e:?}")))?;
 						let message = ClientMessage::Receipt(SignedUsageReceipt { receipt, signature });
 						if let Err(e) = write_sealed(&mut writer, &mut sealer, &message).await {
 							break Err(ClientError::Unreachable { endpoint: endpoint.clone(), message: e.to_string() });
@@ -545,9 +563,14 @@ impl VpnClient {
 						status.acknowledged = false;
 						last_receipt = Instant::now();
 					},
-					_ => if !deposit_warned {
-						deposit_warned = true;
-						tracing::warn!(session = session.session_id, "the deposit cannot pay for more: top it up to keep the tunnel");
+					_ => {
+						if !deposit_warned {
+							deposit_warned = true;
+							tracing::warn!(
+								session = session.session_id,
+								"the deposit cannot pay for more: top it up to keep the tunnel"
+							);
+						}
 					},
 				}
 			}
@@ -567,12 +590,22 @@ impl VpnClient {
 					while let Some(m) = messages.recv().await {
 						match m {
 							Ok(AgentMessage::Closed { paid }) => return Ok(Some(paid)),
-							Ok(AgentMessage::Error { code, message }) => return Err(ClientError::Refused { code, message }),
+							Ok(AgentMessage::Error { code, message }) => {
+								return Err(ClientError::Refused { code, message })
+							},
 							Ok(_) => {},
-							Err(e) => return Err(ClientError::Unreachable { endpoint: endpoint.clone(), message: e.to_string() }),
+							Err(e) => {
+								return Err(ClientError::Unreachable {
+									endpoint: endpoint.clone(),
+									message: e.to_string(),
+								})
+							},
 						}
 					}
-					Err(ClientError::Unreachable { endpoint: endpoint.clone(), message: "control channel closed before the session was closed".into() })
+					Err(ClientError::Unreachable {
+						endpoint: endpoint.clone(),
+						message: "control channel closed before the session was closed".into(),
+					})
 				})
 				.await
 				.unwrap_or_else(|_| Err(ClientError::Other("the provider did not close the session in time".into())));
@@ -652,13 +685,29 @@ mod tests {
 
 	#[test]
 	fn a_lying_agent_gets_signed_at_most_the_client_s_count_and_a_tolerance() {
-		let usage = Usage { own: 10 << 20, base: 0, reported: u64::MAX, signed: 4 << 20, tolerance_permille: 20, cap: None };
+		let usage =
+			Usage { own: 10 << 20, base: 0, reported: u64::MAX, signed: 4 << 20, tolerance_permille: 20, cap: None };
 		let tolerance = (10 << 20) * 20 / 1000 + (256 << 10);
 		assert_eq!(bytes_to_sign(usage), (10 << 20) + tolerance, "an agent claiming everything");
-		assert_eq!(bytes_to_sign(Usage { reported: 0, ..usage }), 10 << 20, "an agent claiming nothing: the client's own count");
-		assert_eq!(bytes_to_sign(Usage { reported: (10 << 20) + 1_000, ..usage }), (10 << 20) + 1_000, "lost packets within the tolerance");
+		assert_eq!(
+			bytes_to_sign(Usage { reported: 0, ..usage }),
+			10 << 20,
+			"an agent claiming nothing: the client's own count"
+		);
+		assert_eq!(
+			bytes_to_sign(Usage { reported: (10 << 20) + 1_000, ..usage }),
+			(10 << 20) + 1_000,
+			"lost packets within the tolerance"
+		);
 		// The tolerance grows with this connection's bytes only, not with the session's past.
-		let reconnected = Usage { own: 10 << 20, base: 10 << 20, reported: u64::MAX, signed: 10 << 20, tolerance_permille: 20, cap: None };
+		let reconnected = Usage {
+			own: 10 << 20,
+			base: 10 << 20,
+			reported: u64::MAX,
+			signed: 10 << 20,
+			tolerance_permille: 20,
+			cap: None,
+		};
 		assert_eq!(bytes_to_sign(reconnected), (10 << 20) + (256 << 10));
 	}
 
@@ -668,7 +717,11 @@ mod tests {
 		assert_eq!(bytes_to_sign(usage), 3 << 20);
 		let capped = Usage { own: 8 << 20, signed: 1 << 20, cap: Some(2 << 20), ..usage };
 		assert_eq!(bytes_to_sign(capped), 2 << 20);
-		assert_eq!(bytes_to_sign(Usage { cap: Some(0), ..capped }), 1 << 20, "a cap below what was signed keeps what was signed");
+		assert_eq!(
+			bytes_to_sign(Usage { cap: Some(0), ..capped }),
+			1 << 20,
+			"a cap below what was signed keeps what was signed"
+		);
 	}
 
 	/// Issue 16 item 13: `vpn disconnect` signalled whatever pid its file held, including 0

@@ -6,30 +6,22 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 pub use interlattice_agent_core::config::{
-	parse_lat, ChainSection, LimitsSection, MetricsSection, PaymentSection, ProviderSection, UNIT,
+	parse_lat, AgentFile, ChainSection, LimitsSection, MetricsSection, PaymentSection, ProviderSection,
+	ServiceSections, UNIT,
 };
+use pallet_provider_registry::ServiceKind;
 use serde::Deserialize;
 
-/// The whole file.
+/// The whole file: the shared sections and the dVPN's own.
+pub type AgentConfig = AgentFile<VpnSections>;
+
+/// The dVPN's own sections.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgentConfig {
-	/// `[chain]`.
-	pub chain: ChainSection,
-	/// `[provider]`.
-	pub provider: ProviderSection,
+pub struct VpnSections {
 	/// `[control]`.
 	pub control: ControlSection,
 	/// `[tunnel]`.
 	pub tunnel: TunnelSection,
-	/// `[payment]`.
-	pub payment: PaymentSection,
-	/// `[limits]`.
-	#[serde(default)]
-	pub limits: LimitsSection,
-	/// `[metrics]`.
-	#[serde(default)]
-	pub metrics: MetricsSection,
 }
 
 /// `[control]`.
@@ -132,30 +124,40 @@ impl std::fmt::Display for Pool {
 	}
 }
 
-impl AgentConfig {
-	/// Parses and checks the file's text.
-	pub fn parse(text: &str) -> Result<Self, String> {
-		let config: AgentConfig = toml::from_str(text).map_err(|e| e.to_string())?;
-		config.pool()?;
-		config.payment.check()?;
-		config.limits.check()?;
-		if config.tunnel.receipt_interval_bytes == 0 || config.tunnel.receipt_interval_bytes > config.payment.credit_limit_bytes {
+impl ServiceSections for VpnSections {
+	const KIND: ServiceKind = ServiceKind::Vpn;
+	const ABOUT: &'static str =
+		"Serve WireGuard tunnels with a post-quantum handshake, metered and paid through on-chain sessions.";
+	const SECTIONS: &'static [&'static str] = &["control", "tunnel"];
+
+	fn listen(&self) -> SocketAddr {
+		self.control.listen
+	}
+
+	fn check(&self, file: &AgentFile<()>) -> Result<(), String> {
+		self.pool()?;
+		let tunnel = &self.tunnel;
+		if tunnel.receipt_interval_bytes == 0 || tunnel.receipt_interval_bytes > file.payment.credit_limit_bytes {
 			return Err("tunnel.receipt_interval_bytes must be between 1 and payment.credit_limit_bytes".into());
 		}
-		if config.tunnel.receipt_interval_secs == 0 || u64::from(config.tunnel.receipt_interval_secs) >= config.payment.receipt_timeout_secs {
+		if tunnel.receipt_interval_secs == 0
+			|| u64::from(tunnel.receipt_interval_secs) >= file.payment.receipt_timeout_secs
+		{
 			return Err("tunnel.receipt_interval_secs must be at least 1 and below payment.receipt_timeout_secs".into());
 		}
-		if config.tunnel.mtu < 576 {
+		if tunnel.mtu < 576 {
 			return Err("tunnel.mtu must be at least 576".into());
 		}
-		for network in &config.tunnel.egress_allow {
+		for network in &tunnel.egress_allow {
 			network
 				.parse::<ipnet::Ipv4Net>()
 				.map_err(|e| format!("tunnel.egress_allow: {network:?} is not an IPv4 network: {e}"))?;
 		}
-		Ok(config)
+		Ok(())
 	}
+}
 
+impl VpnSections {
 	/// The address pool.
 	pub fn pool(&self) -> Result<Pool, String> {
 		Pool::parse(&self.tunnel.pool)
@@ -188,6 +190,6 @@ mod tests {
 		let text = include_str!("../../../configs/vpn-agent.toml");
 		let config = AgentConfig::parse(text).unwrap();
 		assert_eq!(config.provider.endpoint.as_deref(), Some("127.0.0.1:7310"));
-		assert_eq!(config.wireguard_listen(), config.control.listen);
+		assert_eq!(config.service.wireguard_listen(), config.service.control.listen);
 	}
 }

@@ -95,8 +95,8 @@ pub struct UsageReport {
 /// Agent → client.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub enum AgentMessage {
-	/// Handshake message 2.
-	Hello(AgentHello),
+	/// Handshake message 2 (boxed: 4.5 KB, the other messages are small).
+	Hello(Box<AgentHello>),
 	/// The handshake completed and the session has a place: the WireGuard peer is installed
 	/// with the client's tunnel address (the tunnel's parameters came signed in the agent's
 	/// hello). The first sealed frame; the agent allocates the address only after the client
@@ -201,7 +201,9 @@ pub mod io {
 	/// Reads messages on a task of their own (a half-read frame survives the caller's
 	/// `select!`), until the connection ends or the receiver is dropped; the last item is the
 	/// error that ended it.
-	pub fn spawn_reader<M, R>(mut reader: R) -> (tokio::sync::mpsc::Receiver<Result<M, ChannelError>>, tokio::task::JoinHandle<()>)
+	pub fn spawn_reader<M, R>(
+		mut reader: R,
+	) -> (tokio::sync::mpsc::Receiver<Result<M, ChannelError>>, tokio::task::JoinHandle<()>)
 	where
 		M: Decode + Send + 'static,
 		R: AsyncRead + Unpin + Send + 'static,
@@ -220,7 +222,10 @@ pub mod io {
 	}
 
 	/// Writes one message.
-	pub async fn write_message<M: Encode, W: AsyncWrite + Unpin>(writer: &mut W, message: &M) -> Result<(), ChannelError> {
+	pub async fn write_message<M: Encode, W: AsyncWrite + Unpin>(
+		writer: &mut W,
+		message: &M,
+	) -> Result<(), ChannelError> {
 		writer.write_all(&encode_frame(message)).await?;
 		writer.flush().await?;
 		Ok(())
@@ -305,7 +310,7 @@ mod tests {
 	fn the_largest_message_fits_a_frame() {
 		use crate::handshake::{AgentHelloBody, KEM_CIPHERTEXT_LEN};
 		use interlattice_pq_crypto::MlDsaSignature;
-		let hello = AgentMessage::Hello(AgentHello {
+		let hello = AgentMessage::Hello(Box::new(AgentHello {
 			body: AgentHelloBody {
 				agent_nonce: [0; 32],
 				kem_ciphertext: [0; KEM_CIPHERTEXT_LEN],
@@ -320,7 +325,7 @@ mod tests {
 				},
 			},
 			signature: MlDsaSignature([0; 3309]),
-		});
+		}));
 		assert!(encode_frame(&hello).len() - 4 <= MAX_FRAME);
 	}
 }
@@ -366,4 +371,3 @@ mod fuzz {
 		}
 	}
 }
-

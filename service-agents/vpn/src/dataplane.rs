@@ -277,7 +277,11 @@ impl Engine {
 			address: config.address,
 			index,
 			public_key: config.public_key,
-			meter: PeerMeter { served: AtomicU64::new(config.served_bytes), limit: AtomicU64::new(config.limit), ..Default::default() },
+			meter: PeerMeter {
+				served: AtomicU64::new(config.served_bytes),
+				limit: AtomicU64::new(config.limit),
+				..Default::default()
+			},
 			handshake_at: Mutex::new(None),
 		});
 		{
@@ -412,7 +416,14 @@ fn network_to_tun(shared: &Shared) {
 	while !shared.stop.load(Relaxed) {
 		let (n, from) = match shared.udp.recv_from(&mut datagram) {
 			Ok(r) => r,
-			Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => continue,
+			Err(e)
+				if matches!(
+					e.kind(),
+					io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+				) =>
+			{
+				continue
+			},
 			Err(e) => {
 				// ICMP errors (port unreachable) surface here on Linux; they are not fatal.
 				tracing::trace!(error = %e, "UDP receive failed");
@@ -494,7 +505,9 @@ fn forward_to_tun(shared: &Shared, peer: &Peer, packet: &[u8], source: Ipv4Addr)
 			return;
 		}
 		if let Some(IpAddr::V4(destination)) = Tunn::dst_address(packet) {
-			if shared.in_pool(destination) && shared.peers.read().unwrap_or_else(|p| p.into_inner()).by_address.contains_key(&destination) {
+			if shared.in_pool(destination)
+				&& shared.peers.read().unwrap_or_else(|p| p.into_inner()).by_address.contains_key(&destination)
+			{
 				shared.stats.isolated_packets.fetch_add(1, Relaxed);
 				return;
 			}
@@ -527,7 +540,8 @@ fn timers(shared: &Shared) {
 			}
 			let since = tunn.time_since_last_handshake();
 			drop(tunn);
-			*peer.handshake_at.lock().unwrap_or_else(|p| p.into_inner()) = since.and_then(|d| Instant::now().checked_sub(d));
+			*peer.handshake_at.lock().unwrap_or_else(|p| p.into_inner()) =
+				since.and_then(|d| Instant::now().checked_sub(d));
 		}
 	}
 }

@@ -371,7 +371,10 @@ mod tests {
 			let agent_side = agent.complete(&finish, k.session.public()).unwrap();
 			assert_eq!(client_side.preshared_key, agent_side.preshared_key);
 			assert_eq!(client_side.transcript_hash, agent_side.transcript_hash);
-			assert_eq!((client_side.peer_wireguard_public_key, agent_side.peer_wireguard_public_key), ([2; 32], [1; 32]));
+			assert_eq!(
+				(client_side.peer_wireguard_public_key, agent_side.peer_wireguard_public_key),
+				([2; 32], [1; 32])
+			);
 			assert_eq!((client_side.params.clone(), agent_side.params.clone()), (params(), params()));
 			assert_eq!(client_side.control, agent_side.control, "the same control-channel keys");
 			assert_ne!(*client_side.control.client_to_agent, *client_side.control.agent_to_client);
@@ -386,7 +389,10 @@ mod tests {
 		let impostor = MlDsaKeyPair::dev("dave");
 		let (client, hello) = ClientHandshake::start(GENESIS, 7, [1; 32]).unwrap();
 		let (_, answer) = AgentHandshake::respond(&hello, GENESIS, &impostor, [2; 32], params()).unwrap();
-		assert_eq!(client.finish(&answer, k.service.public(), &k.session).err(), Some(HandshakeError::BadAgentSignature));
+		assert_eq!(
+			client.finish(&answer, k.service.public(), &k.session).err(),
+			Some(HandshakeError::BadAgentSignature)
+		);
 	}
 
 	#[test]
@@ -399,7 +405,10 @@ mod tests {
 		let mut swapped = hello.clone();
 		swapped.kem_public_key = mitm_hello.kem_public_key;
 		let (_, answer) = AgentHandshake::respond(&swapped, GENESIS, &k.service, [2; 32], params()).unwrap();
-		assert_eq!(client.finish(&answer, k.service.public(), &k.session).err(), Some(HandshakeError::BadAgentSignature));
+		assert_eq!(
+			client.finish(&answer, k.service.public(), &k.session).err(),
+			Some(HandshakeError::BadAgentSignature)
+		);
 
 		// A changed ciphertext, WireGuard key or tunnel parameter (e.g. a receipt every byte) in
 		// the agent's answer.
@@ -412,7 +421,10 @@ mod tests {
 				2 => answer.body.params.receipt_interval_bytes = 1,
 				_ => answer.body.params.wireguard_port = 1,
 			}
-			assert_eq!(client.finish(&answer, k.service.public(), &k.session).err(), Some(HandshakeError::BadAgentSignature));
+			assert_eq!(
+				client.finish(&answer, k.service.public(), &k.session).err(),
+				Some(HandshakeError::BadAgentSignature)
+			);
 		}
 	}
 
@@ -431,7 +443,10 @@ mod tests {
 		let (_, answer) = AgentHandshake::respond(&hello, GENESIS, &k.service, [2; 32], params()).unwrap();
 		let (recorded_finish, _) = client.finish(&answer, k.service.public(), &k.session).unwrap();
 		let (agent, _) = AgentHandshake::respond(&hello, GENESIS, &k.service, [2; 32], params()).unwrap();
-		assert_eq!(agent.complete(&recorded_finish, k.session.public()).err(), Some(HandshakeError::BadClientSignature));
+		assert_eq!(
+			agent.complete(&recorded_finish, k.session.public()).err(),
+			Some(HandshakeError::BadClientSignature)
+		);
 	}
 
 	#[test]
@@ -444,7 +459,10 @@ mod tests {
 			AgentHandshake::respond(&old, GENESIS, &k.service, [2; 32], params()).err().map(|e| e.to_string()),
 			Some(HandshakeError::UnsupportedVersion(0).to_string())
 		);
-		assert!(matches!(AgentHandshake::respond(&hello, [8; 32], &k.service, [2; 32], params()), Err(HandshakeError::WrongChain)));
+		assert!(matches!(
+			AgentHandshake::respond(&hello, [8; 32], &k.service, [2; 32], params()),
+			Err(HandshakeError::WrongChain)
+		));
 		let mut bad_key = hello.clone();
 		bad_key.kem_public_key = [0xff; KEM_PUBLIC_KEY_LEN];
 		assert!(matches!(

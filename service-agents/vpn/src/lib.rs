@@ -19,8 +19,4 @@ pub mod handshake;
 pub mod sealed;
 pub mod tun;
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `default`).
-pub fn init_logging(default: &str) {
-	let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-	let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
-}
+pub use interlattice_agent_core::cli::init_logging;

@@ -85,16 +85,32 @@ pub struct Opener {
 /// The client's and the agent's ends of a channel.
 pub fn client_end(keys: &ControlKeys) -> (Sealer, Opener) {
 	(
-		Sealer { cipher: ChaCha20Poly1305::new(Key::from_slice(&keys.client_to_agent[..])), aad: CLIENT_TO_AGENT_INFO, counter: 0 },
-		Opener { cipher: ChaCha20Poly1305::new(Key::from_slice(&keys.agent_to_client[..])), aad: AGENT_TO_CLIENT_INFO, counter: 0 },
+		Sealer {
+			cipher: ChaCha20Poly1305::new(Key::from_slice(&keys.client_to_agent[..])),
+			aad: CLIENT_TO_AGENT_INFO,
+			counter: 0,
+		},
+		Opener {
+			cipher: ChaCha20Poly1305::new(Key::from_slice(&keys.agent_to_client[..])),
+			aad: AGENT_TO_CLIENT_INFO,
+			counter: 0,
+		},
 	)
 }
 
 /// The agent's end (see [`client_end`]).
 pub fn agent_end(keys: &ControlKeys) -> (Sealer, Opener) {
 	(
-		Sealer { cipher: ChaCha20Poly1305::new(Key::from_slice(&keys.agent_to_client[..])), aad: AGENT_TO_CLIENT_INFO, counter: 0 },
-		Opener { cipher: ChaCha20Poly1305::new(Key::from_slice(&keys.client_to_agent[..])), aad: CLIENT_TO_AGENT_INFO, counter: 0 },
+		Sealer {
+			cipher: ChaCha20Poly1305::new(Key::from_slice(&keys.agent_to_client[..])),
+			aad: AGENT_TO_CLIENT_INFO,
+			counter: 0,
+		},
+		Opener {
+			cipher: ChaCha20Poly1305::new(Key::from_slice(&keys.client_to_agent[..])),
+			aad: CLIENT_TO_AGENT_INFO,
+			counter: 0,
+		},
 	)
 }
 
@@ -223,4 +239,3 @@ mod fuzz {
 		}
 	}
 }
-

@@ -56,10 +56,16 @@ struct IfReq {
 impl Tun {
 	/// Creates the interface `name` (at most 15 bytes).
 	pub fn create(name: &str) -> Result<Self, NetError> {
-		if name.is_empty() || name.len() >= IFNAMSIZ || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+		if name.is_empty()
+			|| name.len() >= IFNAMSIZ
+			|| !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+		{
 			return Err(NetError::Create {
 				name: name.into(),
-				source: io::Error::new(io::ErrorKind::InvalidInput, "an interface name is 1–15 letters, digits, '-' or '_'"),
+				source: io::Error::new(
+					io::ErrorKind::InvalidInput,
+					"an interface name is 1–15 letters, digits, '-' or '_'",
+				),
 			});
 		}
 		let file = OpenOptions::new()
@@ -190,7 +196,14 @@ pub struct EgressPolicy {
 }
 
 /// The nftables script of an [`EgressPolicy`].
-pub fn egress_script(table: &str, interface: &str, pool: &str, gateway: Ipv4Addr, masquerade: bool, allow: &[String]) -> String {
+pub fn egress_script(
+	table: &str,
+	interface: &str,
+	pool: &str,
+	gateway: Ipv4Addr,
+	masquerade: bool,
+	allow: &[String],
+) -> String {
 	let blocked = BLOCKED_DESTINATIONS.join(", ");
 	let mut forward = String::new();
 	if !allow.is_empty() {
@@ -220,10 +233,8 @@ impl EgressPolicy {
 	) -> Result<Self, NetError> {
 		const FORWARDING: &str = "/proc/sys/net/ipv4/ip_forward";
 		let forwarding_was = std::fs::read(FORWARDING).ok();
-		std::fs::write(FORWARDING, b"1").map_err(|e| NetError::Command {
-			command: format!("echo 1 > {FORWARDING}"),
-			message: e.to_string(),
-		})?;
+		std::fs::write(FORWARDING, b"1")
+			.map_err(|e| NetError::Command { command: format!("echo 1 > {FORWARDING}"), message: e.to_string() })?;
 		let table = format!("interlattice_{}", interface.replace('-', "_"));
 		// A table left by a crashed agent is replaced, not duplicated.
 		let _ = run("nft", &["delete", "table", "ip", &table]);
@@ -234,16 +245,24 @@ impl EgressPolicy {
 			.stdout(std::process::Stdio::null())
 			.stderr(std::process::Stdio::piped())
 			.spawn()
-			.map_err(|e| NetError::Command { command: "nft -f -".into(), message: format!("{e} (is nftables installed? run scripts/setup.sh)") })?;
+			.map_err(|e| NetError::Command {
+				command: "nft -f -".into(),
+				message: format!("{e} (is nftables installed? run scripts/setup.sh)"),
+			})?;
 		if let Some(mut stdin) = child.stdin.take() {
 			use std::io::Write as _;
 			stdin
 				.write_all(script.as_bytes())
 				.map_err(|e| NetError::Command { command: "nft -f -".into(), message: e.to_string() })?;
 		}
-		let out = child.wait_with_output().map_err(|e| NetError::Command { command: "nft -f -".into(), message: e.to_string() })?;
+		let out = child
+			.wait_with_output()
+			.map_err(|e| NetError::Command { command: "nft -f -".into(), message: e.to_string() })?;
 		if !out.status.success() {
-			return Err(NetError::Command { command: "nft -f -".into(), message: String::from_utf8_lossy(&out.stderr).trim().to_string() });
+			return Err(NetError::Command {
+				command: "nft -f -".into(),
+				message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+			});
 		}
 		Ok(EgressPolicy { table, forwarding_was })
 	}

@@ -1,51 +1,9 @@
 //! `cdn-agent`: the dCDN provider agent. See `configs/cdn-agent.toml` and the README.
 
-use std::path::PathBuf;
-
-use anyhow::Context;
-use clap::{Parser, Subcommand};
-use interlattice_cdn::{agent, config::AgentConfig};
-
-/// Serve BLAKE3-addressed content over HTTP, metered and paid through on-chain sessions.
-#[derive(Parser)]
-#[command(version)]
-struct Cli {
-	/// The configuration file (TOML; see configs/cdn-agent.toml).
-	#[arg(long, short)]
-	config: PathBuf,
-	#[command(subcommand)]
-	command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-	/// Serve content (the default).
-	Run,
-	/// Register the provider's CDN service on-chain as configured (bonding `provider.stake`),
-	/// or update what differs from the registry.
-	Register,
-}
+use interlattice_cdn::agent::Agent;
 
 fn main() -> anyhow::Result<()> {
-	interlattice_pq_crypto::cpu::check()?;
-	interlattice_cdn::init_logging("info");
-	let cli = Cli::parse();
-	let text = std::fs::read_to_string(&cli.config).with_context(|| format!("reading {}", cli.config.display()))?;
-	let config = AgentConfig::parse(&text).map_err(anyhow::Error::msg).with_context(|| format!("in {}", cli.config.display()))?;
-	tokio::runtime::Runtime::new()?.block_on(async move {
-		match cli.command.unwrap_or(Command::Run) {
-			Command::Register => {
-				let outcome = agent::register(&config).await?;
-				tracing::info!("{outcome}");
-			},
-			Command::Run => {
-				let listener = agent::bind(config.http.listen).await?;
-				let life = interlattice_agent_core::lifecycle::Lifecycle::on_signals();
-				let agent = agent::Agent::new(config.clone(), life).await?;
-				tracing::info!(listen = %config.http.listen, "cdn-agent serving");
-				agent.serve(listener).await?;
-			},
-		}
-		Ok(())
+	interlattice_agent_core::cli::agent_main(|config, life, listener| async move {
+		Agent::new(config, life).await?.serve(listener).await
 	})
 }

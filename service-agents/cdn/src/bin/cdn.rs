@@ -4,11 +4,11 @@ use std::{io::Write, path::PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use interlattice_agent_core::chain::ChainClient;
 use interlattice_cdn::{
 	client::{cdn_providers, http_endpoint, CdnClient},
 	content::parse_hash,
 };
-use interlattice_agent_core::chain::ChainClient;
 use sp_core::{crypto::Ss58Codec, Pair};
 
 const UNIT: u128 = 1_000_000_000_000;
@@ -110,7 +110,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 	let mut out = std::io::stdout();
 	match cli.command {
 		Command::Publish { file, endpoint, token } => {
-			let published = trusting(CdnClient::offline(&cli.state_dir), &cli.ca)?.publish(endpoint.trim_end_matches('/'), &token, &file).await?;
+			let published = trusting(CdnClient::offline(&cli.state_dir), &cli.ca)?
+				.publish(endpoint.trim_end_matches('/'), &token, &file)
+				.await?;
 			writeln!(out, "{}", published.hash)?;
 			eprintln!("published {} ({} bytes)", file.display(), published.size);
 		},
@@ -130,7 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 		},
 		Command::Providers => {
 			let chain = ChainClient::connect(&cli.rpc).await?;
-			writeln!(out, "{:<50} {:<7} {:>16} {:>18}  {}", "ACCOUNT", "COUNTRY", "PRICE/GiB", "STAKE", "ENDPOINT")?;
+			writeln!(out, "{:<50} {:<7} {:>16} {:>18}  ENDPOINT", "ACCOUNT", "COUNTRY", "PRICE/GiB", "STAKE")?;
 			for p in cdn_providers(&chain).await? {
 				writeln!(
 					out,
@@ -152,7 +154,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 			let find = |p: &String| {
 				providers
 					.iter()
-					.find(|x| x.account.to_ss58check_with_version(interlattice_runtime::SS58_PREFIX.into()) == *p || x.account.to_string() == *p)
+					.find(|x| {
+						x.account.to_ss58check_with_version(interlattice_runtime::SS58_PREFIX.into()) == *p
+							|| x.account.to_string() == *p
+					})
 					.cloned()
 					.with_context(|| format!("no active CDN provider {p}"))
 			};
@@ -182,7 +187,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 						client.resume_session(&s, endpoint)?
 					},
 					None => {
-						eprintln!("opening a session with {} ({}), deposit {}…", p.account, endpoint, lat(deposit * UNIT));
+						eprintln!(
+							"opening a session with {} ({}), deposit {}…",
+							p.account,
+							endpoint,
+							lat(deposit * UNIT)
+						);
 						let mut s = client.open_session(&payer, p, deposit * UNIT, duration).await?;
 						s.endpoint = endpoint.clone();
 						s

@@ -128,7 +128,9 @@ fn ss58(account: &interlattice_runtime::AccountId) -> String {
 fn country(code: &Option<String>) -> anyhow::Result<Option<[u8; 2]>> {
 	match code {
 		None => Ok(None),
-		Some(c) if c.len() == 2 => Ok(Some([c.as_bytes()[0].to_ascii_uppercase(), c.as_bytes()[1].to_ascii_uppercase()])),
+		Some(c) if c.len() == 2 => {
+			Ok(Some([c.as_bytes()[0].to_ascii_uppercase(), c.as_bytes()[1].to_ascii_uppercase()]))
+		},
 		Some(c) => bail!("--country {c:?} must be a two-letter code"),
 	}
 }
@@ -174,7 +176,12 @@ async fn prepare(cli: &Cli, select: &Select) -> anyhow::Result<(VpnClient, sp_co
 			};
 			let Some(chosen) = chosen else { bail!("no active VPN provider matches (see `vpn providers`)") };
 			let deposit = parse_lat(&select.deposit).map_err(anyhow::Error::msg)?;
-			eprintln!("opening a session with {} ({}), deposit {}…", ss58(&chosen.account), String::from_utf8_lossy(&chosen.country), lat(deposit));
+			eprintln!(
+				"opening a session with {} ({}), deposit {}…",
+				ss58(&chosen.account),
+				String::from_utf8_lossy(&chosen.country),
+				lat(deposit)
+			);
 			let s = client.open_session(&payer, &chosen, max_prices, deposit, select.duration).await?;
 			(s, Some(chosen))
 		},
@@ -204,7 +211,13 @@ fn status_line(s: &Status) {
 	);
 }
 
-async fn finish(client: &VpnClient, payer: &sp_core::sr25519::Pair, session: &Session, select: &Select, result: Result<Summary, interlattice_vpn::client::ClientError>) -> anyhow::Result<()> {
+async fn finish(
+	client: &VpnClient,
+	payer: &sp_core::sr25519::Pair,
+	session: &Session,
+	select: &Select,
+	result: Result<Summary, interlattice_vpn::client::ClientError>,
+) -> anyhow::Result<()> {
 	eprintln!();
 	let mut out = std::io::stdout();
 	match result {
@@ -233,7 +246,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 		Command::Providers { country: c, max_price_per_gib } => {
 			let chain = ChainClient::connect(&cli.rpc).await?;
 			let max = max_price_per_gib.as_deref().map(parse_lat).transpose().map_err(anyhow::Error::msg)?;
-			writeln!(out, "{:<50} {:<7} {:>16} {:>16} {:>20}  {}", "ACCOUNT", "COUNTRY", "PRICE/GiB", "PRICE/HOUR", "STAKE", "ENDPOINT")?;
+			writeln!(
+				out,
+				"{:<50} {:<7} {:>16} {:>16} {:>20}  ENDPOINT",
+				"ACCOUNT", "COUNTRY", "PRICE/GiB", "PRICE/HOUR", "STAKE"
+			)?;
 			for p in vpn_providers(&chain, country(c)?, max).await? {
 				writeln!(
 					out,
@@ -249,7 +266,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 		},
 		Command::Connect { select, interface, netns, stop_paying_after_bytes } => {
 			let (client, payer, session, endpoint) = prepare(&cli, select).await?;
-			std::fs::create_dir_all(&cli.state_dir).with_context(|| format!("cannot create {}", cli.state_dir.display()))?;
+			std::fs::create_dir_all(&cli.state_dir)
+				.with_context(|| format!("cannot create {}", cli.state_dir.display()))?;
 			let pid_file = cli.state_dir.join("vpn-connect.pid");
 			std::fs::write(&pid_file, std::process::id().to_string())
 				.with_context(|| format!("cannot write {}", pid_file.display()))?;
@@ -271,9 +289,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 		},
 		Command::ExportConfig { select, output, max_mib } => {
 			let (client, payer, session, endpoint) = prepare(&cli, select).await?;
-			let options = ConnectOptions { routes: select.routes.clone(), close_at_end: !select.keep_session, ..Default::default() };
+			let options = ConnectOptions {
+				routes: select.routes.clone(),
+				close_at_end: !select.keep_session,
+				..Default::default()
+			};
 			eprintln!("writing {}; keep this running while the tunnel is in use", output.display());
-			let result = client.export_config(&session, &endpoint, output, &options, max_mib << 20, status_line, stop_signal()).await;
+			let result = client
+				.export_config(&session, &endpoint, output, &options, max_mib << 20, status_line, stop_signal())
+				.await;
 			finish(&client, &payer, &session, select, result).await?;
 		},
 		Command::Close { session, account } => {
@@ -301,7 +325,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 			let running = || {
 				std::fs::read_to_string(format!("/proc/{pid}/stat"))
 					.ok()
-					.and_then(|s| s.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()).map(|state| state != "Z"))
+					.and_then(|s| {
+						s.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()).map(|state| state != "Z")
+					})
 					.unwrap_or(false)
 			};
 			while running() {
