@@ -11,7 +11,7 @@ use crate::{AccountId, BalancesConfig, ProviderRegistryConfig, RuntimeGenesisCon
 use alloc::{string::String, vec, vec::Vec};
 use frame_support::build_struct_json_patch;
 use interlattice_pq_crypto::{dev_keys, MlDsaPublicKey};
-use pallet_provider_registry::Services;
+use pallet_provider_registry::{GenesisProvider, Hosting, Services};
 use serde_json::Value;
 use sp_consensus_aura::sr25519::AuthorityId as AuraId;
 use sp_consensus_grandpa::AuthorityId as GrandpaId;
@@ -35,19 +35,24 @@ pub const DEV_PROVIDER_STAKE: u128 = 10_000 * UNIT;
 /// keys (`interlattice_pq_crypto::dev_keys`): Charlie serves the VPN from Germany (0.5 LAT per
 /// GiB, 0.1 LAT per hour), Dave the CDN from the Netherlands (0.2 LAT per GiB).
 fn bootstrap_providers() -> ProviderRegistryConfig {
-	let provider =
-		|who: Sr25519Keyring, key: &[u8; 1952], services, endpoint: &str, country: &str, per_gib, per_hour| {
-			(
-				who.to_account_id(),
-				services,
-				vec![String::from(endpoint)],
-				String::from(country),
-				per_gib,
-				per_hour,
-				MlDsaPublicKey(*key),
-				DEV_PROVIDER_STAKE,
-			)
-		};
+	let provider = |who: Sr25519Keyring,
+	                key: &[u8; 1952],
+	                services,
+	                endpoint: &str,
+	                country: &str,
+	                price_per_gib,
+	                price_per_hour| GenesisProvider {
+		account: who.to_account_id(),
+		services,
+		endpoints: vec![String::from(endpoint)],
+		country: String::from(country),
+		region: String::new(),
+		hosting: Hosting::Datacenter,
+		price_per_gib,
+		price_per_hour,
+		service_key: MlDsaPublicKey(*key),
+		stake: DEV_PROVIDER_STAKE,
+	};
 	ProviderRegistryConfig {
 		providers: vec![
 			provider(
@@ -184,7 +189,7 @@ mod tests {
 			let patch: Value = serde_json::from_slice(&get_preset(&name).unwrap()).unwrap();
 			let providers = patch["providerRegistry"]["providers"].as_array().expect("providers");
 			assert_eq!(providers.len(), 2, "{name:?}");
-			let key = |i: usize| serde_json::from_value::<MlDsaPublicKey>(providers[i][6].clone()).unwrap();
+			let key = |i: usize| serde_json::from_value::<MlDsaPublicKey>(providers[i]["serviceKey"].clone()).unwrap();
 			assert_eq!(Some(key(0)), dev_keys::dev_public_key("charlie"));
 			assert_eq!(Some(key(1)), dev_keys::dev_public_key("dave"));
 		}

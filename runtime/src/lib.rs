@@ -110,7 +110,7 @@ pub const VERSION: RuntimeVersion = RuntimeVersion {
 	spec_name: alloc::borrow::Cow::Borrowed("interlattice"),
 	impl_name: alloc::borrow::Cow::Borrowed("interlattice-node"),
 	authoring_version: 1,
-	spec_version: 104,
+	spec_version: 105,
 	impl_version: 1,
 	apis: apis::RUNTIME_API_VERSIONS,
 	transaction_version: 3,
@@ -210,7 +210,9 @@ mod runtime {
 	pub type ProviderRegistry = pallet_provider_registry;
 
 	/// No calls, no storage: measures ML-DSA-65 verification for the weights of pallets
-	/// that verify receipts.
+	/// that verify receipts. Only in benchmarking builds: the production runtime has no
+	/// pallet at index 9.
+	#[cfg(feature = "runtime-benchmarks")]
 	#[runtime::pallet_index(9)]
 	pub type PqWeights = pallet_pq_weights;
 

@@ -96,16 +96,16 @@ pub fn registry_spec(n: usize, dir: &Path) -> PathBuf {
 		let mut seed = [0u8; 32];
 		seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
 		let key = interlattice_pq_crypto::keys::MlDsaKeyPair::from_seed(seed).public().clone();
-		patch["providerRegistry"]["providers"].as_array_mut().unwrap().push(json!([
-			who,
-			services,
-			[format!("198.51.100.{}:{}", i % 250, 7000 + i % 1000)],
-			REGISTRY_COUNTRIES[i % REGISTRY_COUNTRIES.len()],
-			(100 + (i as u128 * 7919) % 900) * MILLI_UNIT,
-			(i as u128 % 11) * 10 * MILLI_UNIT,
-			key,
-			stake,
-		]));
+		patch["providerRegistry"]["providers"].as_array_mut().unwrap().push(json!({
+			"account": who,
+			"services": services,
+			"endpoints": [format!("198.51.100.{}:{}", i % 250, 7000 + i % 1000)],
+			"country": REGISTRY_COUNTRIES[i % REGISTRY_COUNTRIES.len()],
+			"pricePerGib": (100 + (i as u128 * 7919) % 900) * MILLI_UNIT,
+			"pricePerHour": (i as u128 % 11) * 10 * MILLI_UNIT,
+			"serviceKey": key,
+			"stake": stake,
+		}));
 	}
 	eprintln!("[spec] {n} providers with real ML-DSA-65 keys generated in {:.1?}", started.elapsed());
 	let path = raw_spec_with(dir, "registry", patch, || {});

@@ -363,6 +363,27 @@ fn a_paid_tunnel_carries_traffic_settles_exactly_and_refuses_bad_clients() {
 	// …while the gateway answers pings and the internet host still serves.
 	let ping = w.client_ns.command("ping").args(["-c", "1", "-W", "2", "10.77.0.1"]).output().unwrap();
 	assert!(ping.status.success(), "{}", stderr(&ping));
+	// Issue 16 item 12: nothing goes around the full tunnel: no IPv6 (the link to the agent has
+	// IPv6 addresses too), no DNS to a resolver on the local network (10.99.1.5 plays it).
+	w.client_ns.ip(&["-6", "addr", "add", "fd99:1::2/64", "dev", "eth0", "nodad"]);
+	w.agent_ns.ip(&["-6", "addr", "add", "fd99:1::1/64", "dev", "eth0", "nodad"]);
+	w.agent_ns.ip(&["addr", "add", "10.99.1.5/24", "dev", "eth0"]);
+	let resolver = w.agent_ns.enter(|| std::net::UdpSocket::bind("10.99.1.5:53").unwrap());
+	resolver.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+	let leaks = || {
+		let ipv6 = w
+			.client_ns
+			.command("ping")
+			.args(["-6", "-c", "1", "-W", "2", "fd99:1::1"])
+			.output()
+			.unwrap()
+			.status
+			.success();
+		let _ = w.client_ns.command("bash").args(["-c", "echo lookup > /dev/udp/10.99.1.5/53"]).output();
+		let dns = resolver.recv(&mut [0u8; 64]).is_ok();
+		(ipv6, dns)
+	};
+	assert_eq!(leaks(), (false, false), "IPv6 and DNS around the tunnel are blocked while it is up");
 
 	// Garbage on the control port: a clear protocol error, and the tunnel keeps working.
 	let mut garbage = w.client_ns.enter(|| TcpStream::connect("10.99.1.1:7310").unwrap());
@@ -430,6 +451,11 @@ fn a_paid_tunnel_carries_traffic_settles_exactly_and_refuses_bad_clients() {
 	);
 	assert!(client.wait(Duration::from_secs(120)).success(), "{}", client.log());
 	assert!(client.log().contains(&format!("session {session} closed by the provider")), "{}", client.log());
+	assert_eq!(
+		leaks(),
+		(true, true),
+		"with the tunnel down, IPv6 and the local resolver work again (the guard is gone)"
+	);
 	let served = w.metric("interlattice_vpn_bytes_closed_tunnels_total");
 	let ((bytes, seconds, settled), closed) = outcome(&w.escrow_events(session));
 	assert!(bytes >= 2 * w.file.len() as u64, "two downloads were paid: {bytes}");

@@ -61,10 +61,6 @@ pub mod pallet {
 
 	#[pallet::config]
 	pub trait Config: frame_system::Config {
-		/// The overarching event type.
-		#[allow(deprecated)]
-		type RuntimeEvent: From<Event<Self>> + IsType<<Self as frame_system::Config>::RuntimeEvent>;
-
 		/// The currency stakes are held in.
 		type Currency: Inspect<Self::AccountId>
 			+ InspectHold<Self::AccountId, Reason = Self::RuntimeHoldReason>
@@ -246,38 +242,30 @@ pub mod pallet {
 	#[pallet::genesis_config]
 	#[derive(frame_support::DefaultNoBound)]
 	pub struct GenesisConfig<T: Config> {
-		/// Bootstrap providers for development networks: account, services, endpoints (UTF-8
-		/// strings), country code, price per GiB, price per hour, ML-DSA-65 service key, stake.
-		#[allow(clippy::type_complexity)]
-		pub providers: alloc::vec::Vec<(
-			T::AccountId,
-			Services,
-			alloc::vec::Vec<alloc::string::String>,
-			alloc::string::String,
-			BalanceOf<T>,
-			BalanceOf<T>,
-			MlDsaPublicKey,
-			BalanceOf<T>,
-		)>,
+		/// Bootstrap providers for development and test networks.
+		pub providers: alloc::vec::Vec<GenesisProvider<T::AccountId, BalanceOf<T>>>,
 	}
 
 	#[pallet::genesis_build]
 	impl<T: Config> BuildGenesisConfig for GenesisConfig<T> {
 		fn build(&self) {
-			for (who, services, endpoints, country, per_gib, per_hour, key, stake) in &self.providers {
-				let endpoints: alloc::vec::Vec<EndpointOf<T>> = endpoints
+			for provider in &self.providers {
+				let endpoints: alloc::vec::Vec<EndpointOf<T>> = provider
+					.endpoints
 					.iter()
 					.map(|e| e.as_bytes().to_vec().try_into().expect("genesis endpoint too long"))
 					.collect();
-				let country: [u8; 2] = country.as_bytes().try_into().expect("genesis country must be 2 letters");
+				let country: [u8; 2] =
+					provider.country.as_bytes().try_into().expect("genesis country must be 2 letters");
+				let region = provider.region.as_bytes().to_vec().try_into().expect("genesis region too long");
 				Pallet::<T>::do_register(
-					who.clone(),
-					*services,
+					provider.account.clone(),
+					provider.services,
 					endpoints.try_into().expect("too many genesis endpoints"),
-					Location { country, region: Default::default(), hosting: Hosting::Datacenter },
-					Prices { per_gib: *per_gib, per_hour: *per_hour },
-					key.clone(),
-					*stake,
+					Location { country, region, hosting: provider.hosting },
+					Prices { per_gib: provider.price_per_gib, per_hour: provider.price_per_hour },
+					provider.service_key.clone(),
+					provider.stake,
 				)
 				.expect("genesis provider must be valid and its account funded");
 			}

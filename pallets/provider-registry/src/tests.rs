@@ -426,15 +426,44 @@ fn genesis_config_registers_bootstrap_providers() {
 		.assimilate_storage(&mut storage)
 		.unwrap();
 	crate::GenesisConfig::<Test> {
-		providers: vec![(ALICE, Services::Vpn, vec!["127.0.0.1:51820".into()], "NL".into(), 10, 1, key(3), MIN_STAKE)],
+		providers: vec![GenesisProvider {
+			account: ALICE,
+			services: Services::Vpn,
+			endpoints: vec!["127.0.0.1:51820".into()],
+			country: "NL".into(),
+			region: "Amsterdam".into(),
+			hosting: Hosting::Residential,
+			price_per_gib: 10,
+			price_per_hour: 1,
+			service_key: key(3),
+			stake: MIN_STAKE,
+		}],
 	}
 	.assimilate_storage(&mut storage)
 	.unwrap();
 	sp_io::TestExternalities::new(storage).execute_with(|| {
 		assert!(Registry::is_active(&ALICE));
 		assert_eq!(held(ALICE), MIN_STAKE);
+		let record = Providers::<Test>::get(ALICE).unwrap();
+		assert_eq!(&record.location.region[..], b"Amsterdam");
+		assert_eq!(record.location.hosting, Hosting::Residential);
+		assert_eq!(record.prices, Prices { per_gib: 10, per_hour: 1 });
 		Registry::do_try_state().unwrap();
 	});
+}
+
+#[test]
+fn a_genesis_provider_reads_from_a_chain_spec_with_defaults_and_refuses_unknown_fields() {
+	let key_hex = format!("0x{}", "03".repeat(1952));
+	let json = format!(
+		r#"{{"account":1,"services":"Both","endpoints":["x:1"],"country":"DE","pricePerGib":5,"pricePerHour":0,"serviceKey":"{key_hex}","stake":100}}"#
+	);
+	let provider: GenesisProvider<u64, u128> = serde_json::from_str(&json).unwrap();
+	assert_eq!(provider.region, "");
+	assert_eq!(provider.hosting, Hosting::Datacenter);
+	assert_eq!(provider.service_key, key(3));
+	let typo = json.replace("pricePerGib", "pricePerGiB");
+	assert!(serde_json::from_str::<GenesisProvider<u64, u128>>(&typo).is_err());
 }
 
 #[test]

@@ -117,11 +117,13 @@ pub struct Location<MaxRegionLen: Get<u32>> {
 	DecodeWithMemTracking,
 	MaxEncodedLen,
 	TypeInfo,
+	Default,
 	serde::Serialize,
 	serde::Deserialize,
 )]
 pub enum Hosting {
 	/// A data centre or cloud.
+	#[default]
 	Datacenter,
 	/// A residential connection (harder to block by address range).
 	Residential,
@@ -205,4 +207,36 @@ pub struct ProviderSummary<Balance> {
 	pub service_key: MlDsaPublicKey,
 	/// Whether it is active (registered with at least the minimum stake).
 	pub active: bool,
+}
+
+/// A provider registered at genesis (development and test networks), as a chain spec writes it:
+/// `{"account": …, "services": "Vpn", "endpoints": ["…"], "country": "DE", "pricePerGib": …,
+/// "pricePerHour": …, "serviceKey": "0x…", "stake": …}`, with `region` (default empty) and
+/// `hosting` (default `Datacenter`) optional.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GenesisProvider<AccountId, Balance> {
+	/// The provider's account; genesis must endow it with at least `stake` plus the existential
+	/// deposit.
+	pub account: AccountId,
+	/// The services it offers.
+	pub services: Services,
+	/// Its endpoints, as text.
+	pub endpoints: alloc::vec::Vec<alloc::string::String>,
+	/// ISO 3166-1 alpha-2 country code, upper case.
+	pub country: alloc::string::String,
+	/// Region or city (may be empty).
+	#[serde(default)]
+	pub region: alloc::string::String,
+	/// Whether its servers are in a data centre or on residential lines.
+	#[serde(default)]
+	pub hosting: Hosting,
+	/// Price per GiB transferred.
+	pub price_per_gib: Balance,
+	/// Price per hour of session.
+	pub price_per_hour: Balance,
+	/// Its ML-DSA-65 service key (receipts are signed to it).
+	pub service_key: MlDsaPublicKey,
+	/// Stake held from its account.
+	pub stake: Balance,
 }

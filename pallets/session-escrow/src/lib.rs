@@ -46,10 +46,6 @@ pub mod pallet {
 
 	#[pallet::config]
 	pub trait Config: frame_system::Config {
-		/// The overarching event type.
-		#[allow(deprecated)]
-		type RuntimeEvent: From<Event<Self>> + IsType<<Self as frame_system::Config>::RuntimeEvent>;
-
 		/// The currency deposits are held in. Its balance is `u128`, the width of a receipt's
 		/// amount.
 		type Currency: Inspect<Self::AccountId, Balance = u128>

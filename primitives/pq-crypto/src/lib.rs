@@ -23,6 +23,8 @@ extern crate alloc;
 pub mod dev_keys;
 pub mod receipt;
 pub mod runtime_api;
+#[cfg(feature = "serde")]
+pub mod serde_helpers;
 mod types;
 
 #[cfg(all(feature = "std", not(substrate_runtime)))]

@@ -26,17 +26,17 @@ pub const RECEIPT_PAYLOAD_LEN: usize = 29 + 32 + 32 + 8 + 32 + 8 + 8 + 8 + 16;
 #[cfg_attr(feature = "serde", serde(rename_all = "camelCase", deny_unknown_fields))]
 pub struct UsageReceipt {
 	/// Genesis hash of the chain the session lives on: a receipt never crosses chains.
-	#[cfg_attr(feature = "serde", serde(with = "bytes32_as_hex"))]
+	#[cfg_attr(feature = "serde", serde(with = "crate::serde_helpers::bytes32_as_hex"))]
 	pub genesis_hash: [u8; 32],
 	/// The provider's account id (32 bytes): who may be paid with this receipt.
-	#[cfg_attr(feature = "serde", serde(with = "bytes32_as_hex"))]
+	#[cfg_attr(feature = "serde", serde(with = "crate::serde_helpers::bytes32_as_hex"))]
 	pub provider: [u8; 32],
 	/// The on-chain session this receipt is for.
 	pub session_id: u64,
 	/// The session's nonce, fixed by the chain when the session opened: binds the receipt
 	/// to this one opening (not to another session that got the same id on another chain
 	/// with the same genesis, or on another fork).
-	#[cfg_attr(feature = "serde", serde(with = "bytes32_as_hex"))]
+	#[cfg_attr(feature = "serde", serde(with = "crate::serde_helpers::bytes32_as_hex"))]
 	pub session_nonce: [u8; 32],
 	/// Counts the client's receipts of the session (1, 2, …): orders them for the client and
 	/// the agent. The chain does not use it: the amount decides.
@@ -46,7 +46,7 @@ pub struct UsageReceipt {
 	/// Seconds of service so far, where the service is priced by time (else 0).
 	pub seconds: u64,
 	/// Amount owed so far for this session, in the native token's smallest unit.
-	#[cfg_attr(feature = "serde", serde(with = "amount_as_string"))]
+	#[cfg_attr(feature = "serde", serde(with = "crate::serde_helpers::amount_as_string"))]
 	pub amount: u128,
 }
 
@@ -82,32 +82,5 @@ impl SignedUsageReceipt {
 	/// Whether the signature is valid for `signer`.
 	pub fn verify(&self, signer: &MlDsaPublicKey) -> bool {
 		self.receipt.verify(signer, &self.signature)
-	}
-}
-
-/// 32-byte hashes as 0x-prefixed hex in JSON.
-#[cfg(feature = "serde")]
-mod bytes32_as_hex {
-	use alloc::string::String;
-	pub fn serialize<S: serde::Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-		s.serialize_str(&crate::types::to_hex(v))
-	}
-	pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
-		let s = <String as serde::Deserialize>::deserialize(d)?;
-		let bytes = crate::types::from_hex(&s).map_err(serde::de::Error::custom)?;
-		<[u8; 32]>::try_from(&bytes[..]).map_err(|_| serde::de::Error::custom("expected 32 bytes"))
-	}
-}
-
-/// u128 amounts as decimal strings in JSON: JavaScript numbers lose precision above 2^53.
-#[cfg(feature = "serde")]
-mod amount_as_string {
-	use alloc::string::{String, ToString};
-	pub fn serialize<S: serde::Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
-		s.serialize_str(&v.to_string())
-	}
-	pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
-		let s = <String as serde::Deserialize>::deserialize(d)?;
-		s.parse().map_err(serde::de::Error::custom)
 	}
 }

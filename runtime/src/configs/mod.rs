@@ -143,7 +143,6 @@ parameter_types! {
 }
 
 impl pallet_provider_registry::Config for Runtime {
-	type RuntimeEvent = RuntimeEvent;
 	type Currency = Balances;
 	type RuntimeHoldReason = RuntimeHoldReason;
 	type MinStake = ProviderMinStake;
@@ -158,6 +157,7 @@ impl pallet_provider_registry::Config for Runtime {
 	type WeightInfo = crate::weights::pallet_provider_registry::WeightInfo<Runtime>;
 }
 
+#[cfg(feature = "runtime-benchmarks")]
 impl pallet_pq_weights::Config for Runtime {}
 
 parameter_types! {
@@ -176,7 +176,6 @@ parameter_types! {
 }
 
 impl pallet_session_escrow::Config for Runtime {
-	type RuntimeEvent = RuntimeEvent;
 	type Currency = Balances;
 	type RuntimeHoldReason = RuntimeHoldReason;
 	type Registry = crate::ProviderRegistry;

@@ -30,12 +30,12 @@ pub const PUBLISH_PATH: &str = "/publish";
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Capability {
 	/// The provider's account id (32 bytes, hex in JSON).
-	#[serde(with = "hex32")]
+	#[serde(with = "interlattice_pq_crypto::serde_helpers::bytes32_as_hex")]
 	pub provider: [u8; 32],
 	/// The session paying.
 	pub session_id: u64,
 	/// Fresh random bytes (hex in JSON).
-	#[serde(with = "hex32")]
+	#[serde(with = "interlattice_pq_crypto::serde_helpers::bytes32_as_hex")]
 	pub nonce: [u8; 32],
 	/// Unix time (seconds) after which it is refused; at most [`MAX_CAPABILITY_SECS`] ahead.
 	pub expires_at: u64,
@@ -74,17 +74,6 @@ pub struct TokenGrant {
 	pub token: String,
 	/// Unix time (seconds) the token expires.
 	pub expires_at: u64,
-}
-
-mod hex32 {
-	pub fn serialize<S: serde::Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-		s.serialize_str(&format!("0x{}", hex::encode(v)))
-	}
-	pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
-		let s = <String as serde::Deserialize>::deserialize(d)?;
-		let bytes = hex::decode(s.trim_start_matches("0x")).map_err(serde::de::Error::custom)?;
-		<[u8; 32]>::try_from(&bytes[..]).map_err(|_| serde::de::Error::custom("expected 32 bytes"))
-	}
 }
 
 /// The token in an `Authorization: Bearer <64 hex digits>` header value, if it is one.

@@ -29,7 +29,7 @@ use crate::{
 	},
 	dataplane::{Engine, Peer, PeerConfig, Role},
 	handshake::{ClientHandshake, Established, HandshakeError},
-	tun::{ip_in, HostRoute, NetError, Tun},
+	tun::{ip_in, HostRoute, LeakGuard, NetError, Tun},
 };
 
 /// What can go wrong on the client side.
@@ -103,18 +103,8 @@ pub struct SignedState {
 	/// Its seconds.
 	pub seconds: u64,
 	/// Its amount.
-	#[serde(with = "amount_string")]
+	#[serde(with = "interlattice_pq_crypto::serde_helpers::amount_as_string")]
 	pub amount: u128,
-}
-
-mod amount_string {
-	use serde::{Deserialize, Deserializer, Serializer};
-	pub fn serialize<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
-		s.serialize_str(&v.to_string())
-	}
-	pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
-		String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
-	}
 }
 
 /// Where the usage the client pays for is counted.
@@ -133,7 +123,8 @@ pub enum Metering {
 pub struct ConnectOptions {
 	/// The TUN interface to create.
 	pub interface: String,
-	/// Routes into the tunnel (`0.0.0.0/0`: everything, except the agent itself).
+	/// Routes into the tunnel (`0.0.0.0/0`: everything, except the agent itself; then IPv6 and
+	/// DNS outside the tunnel are blocked while it is up, see [`LeakGuard`]).
 	pub routes: Vec<String>,
 	/// Pay at least this often in bytes (default: the agent's ask).
 	pub receipt_interval_bytes: Option<u64>,
@@ -418,7 +409,7 @@ impl VpnClient {
 			served_bytes: base,
 			limit: u64::MAX,
 		});
-		let mut pinned = None;
+		let (mut pinned, mut guard) = (None, None);
 		for route in &options.routes {
 			if route == "0.0.0.0/0" {
 				// Here the tunnel's own packets must keep their path; in another namespace
@@ -426,6 +417,8 @@ impl VpnClient {
 				if netns.is_none() {
 					pinned = Some(HostRoute::pin(agent_ip)?);
 				}
+				// Nothing around the tunnel: no IPv6, no DNS to the local network.
+				guard = Some(LeakGuard::install(netns, name, agent_ip)?);
 				ip_in(netns, &["route", "add", "0.0.0.0/1", "dev", name])?;
 				ip_in(netns, &["route", "add", "128.0.0.0/1", "dev", name])?;
 			} else {
@@ -435,7 +428,7 @@ impl VpnClient {
 		tracing::info!(session = session.session_id, %address, interface = engine.interface(), "tunnel up");
 		let result = self.pay(session, connected, Some(peer), Metering::Own, options, on_status, stop).await;
 		engine.stop();
-		drop(pinned);
+		drop((pinned, guard));
 		result
 	}
 

@@ -238,32 +238,7 @@ impl EgressPolicy {
 		let table = format!("interlattice_{}", interface.replace('-', "_"));
 		// A table left by a crashed agent is replaced, not duplicated.
 		let _ = run("nft", &["delete", "table", "ip", &table]);
-		let script = egress_script(&table, interface, pool, gateway, masquerade, allow);
-		let mut child = Command::new("nft")
-			.args(["-f", "-"])
-			.stdin(std::process::Stdio::piped())
-			.stdout(std::process::Stdio::null())
-			.stderr(std::process::Stdio::piped())
-			.spawn()
-			.map_err(|e| NetError::Command {
-				command: "nft -f -".into(),
-				message: format!("{e} (is nftables installed? run scripts/setup.sh)"),
-			})?;
-		if let Some(mut stdin) = child.stdin.take() {
-			use std::io::Write as _;
-			stdin
-				.write_all(script.as_bytes())
-				.map_err(|e| NetError::Command { command: "nft -f -".into(), message: e.to_string() })?;
-		}
-		let out = child
-			.wait_with_output()
-			.map_err(|e| NetError::Command { command: "nft -f -".into(), message: e.to_string() })?;
-		if !out.status.success() {
-			return Err(NetError::Command {
-				command: "nft -f -".into(),
-				message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-			});
-		}
+		nft_script(None, &egress_script(&table, interface, pool, gateway, masquerade, allow))?;
 		Ok(EgressPolicy { table, forwarding_was })
 	}
 }
@@ -276,6 +251,80 @@ impl Drop for EgressPolicy {
 		if let Some(was) = &self.forwarding_was {
 			let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", was);
 		}
+	}
+}
+
+/// Runs `nft -f -` with `script` on stdin, in the network namespace `netns` (or here).
+fn nft_script(netns: Option<&str>, script: &str) -> Result<(), NetError> {
+	let mut command = match netns {
+		Some(ns) => {
+			let mut c = Command::new("ip");
+			c.args(["netns", "exec", ns, "nft", "-f", "-"]);
+			c
+		},
+		None => {
+			let mut c = Command::new("nft");
+			c.args(["-f", "-"]);
+			c
+		},
+	};
+	let fail = |message: String| NetError::Command { command: "nft -f -".into(), message };
+	let mut child = command
+		.stdin(std::process::Stdio::piped())
+		.stdout(std::process::Stdio::null())
+		.stderr(std::process::Stdio::piped())
+		.spawn()
+		.map_err(|e| fail(format!("{e} (is nftables installed? run scripts/setup.sh)")))?;
+	if let Some(mut stdin) = child.stdin.take() {
+		use std::io::Write as _;
+		stdin.write_all(script.as_bytes()).map_err(|e| fail(e.to_string()))?;
+	}
+	let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+	if !out.status.success() {
+		return Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+	}
+	Ok(())
+}
+
+/// The nftables script of a [`LeakGuard`].
+pub fn leak_guard_script(table: &str, interface: &str, agent: Ipv4Addr) -> String {
+	format!(
+		"table inet {table} {{\n  chain output {{\n    type filter hook output priority filter; policy accept;\n    oifname \"lo\" accept\n    meta nfproto ipv6 drop\n    ip daddr {agent} accept\n    oifname != \"{interface}\" udp dport 53 drop\n    oifname != \"{interface}\" tcp dport 53 drop\n  }}\n}}\n"
+	)
+}
+
+/// While everything is routed into the tunnel, nothing may go around it: the client's side
+/// of a full tunnel drops IPv6 (the tunnel carries IPv4: IPv6 would leave unprotected) and
+/// DNS to anything but the tunnel (a resolver on the local network, which a censor may run,
+/// would see every name looked up; use one reachable through the tunnel). The agent's own
+/// address stays reachable (the tunnel's packets go there, whatever its port). An nftables
+/// table `interlattice_client_<interface>`, in the tunnel's namespace, removed when dropped.
+pub struct LeakGuard {
+	table: String,
+	netns: Option<String>,
+}
+
+impl LeakGuard {
+	/// Installs the guard for the tunnel `interface` to `agent`, in `netns` (or here).
+	pub fn install(netns: Option<&str>, interface: &str, agent: Ipv4Addr) -> Result<Self, NetError> {
+		let table = format!("interlattice_client_{}", interface.replace('-', "_"));
+		let guard = LeakGuard { table, netns: netns.map(str::to_owned) };
+		guard.remove();
+		nft_script(netns, &leak_guard_script(&guard.table, interface, agent))?;
+		Ok(guard)
+	}
+
+	fn remove(&self) {
+		let _ = match &self.netns {
+			Some(ns) => run("ip", &["netns", "exec", ns, "nft", "delete", "table", "inet", &self.table]),
+			None => run("nft", &["delete", "table", "inet", &self.table]),
+		};
+	}
+}
+
+impl Drop for LeakGuard {
+	fn drop(&mut self) {
+		self.remove();
 	}
 }
 
@@ -302,5 +351,40 @@ impl HostRoute {
 impl Drop for HostRoute {
 	fn drop(&mut self) {
 		let _ = ip(&["route", "del", &format!("{}/32", self.destination)]);
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	/// The nftables scripts the agent and the client install are valid: `nft -c` parses and
+	/// checks them against the kernel without applying them (root, as the suite runs).
+	#[test]
+	fn the_nftables_scripts_are_valid() {
+		let scripts = [
+			egress_script(
+				"interlattice_t",
+				"ilvpn9",
+				"10.77.0.0/24",
+				Ipv4Addr::new(10, 77, 0, 1),
+				true,
+				&["10.99.2.0/24".into()],
+			),
+			egress_script("interlattice_t", "ilvpn9", "10.77.0.0/24", Ipv4Addr::new(10, 77, 0, 1), false, &[]),
+			leak_guard_script("interlattice_client_t", "ilvpnc9", Ipv4Addr::new(192, 0, 2, 1)),
+		];
+		for script in scripts {
+			let mut child = Command::new("nft")
+				.args(["-c", "-f", "-"])
+				.stdin(std::process::Stdio::piped())
+				.stderr(std::process::Stdio::piped())
+				.spawn()
+				.expect("nft is installed (scripts/setup.sh)");
+			use std::io::Write as _;
+			child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+			let out = child.wait_with_output().unwrap();
+			assert!(out.status.success(), "{script}\n{} (needs root)", String::from_utf8_lossy(&out.stderr));
+		}
 	}
 }
