@@ -15,8 +15,9 @@ use crate::{
 	runtime_error, BlockingQueries,
 };
 
-/// The session escrow's JSON-RPC methods.
-#[rpc(server, namespace = "escrow")]
+/// The session escrow's JSON-RPC methods. Rust callers use the generated
+/// `EscrowApiClient` over any jsonrpsee client (HTTP or WebSocket).
+#[rpc(client, server, namespace = "escrow")]
 pub trait EscrowApi<BlockHash> {
 	/// One session not yet finalized, by id (decimal string or number); `null` if unknown
 	/// or finalized.

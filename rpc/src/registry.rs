@@ -15,8 +15,9 @@ use crate::{
 	runtime_error, BlockingQueries,
 };
 
-/// The provider registry's JSON-RPC methods.
-#[rpc(server, namespace = "registry")]
+/// The provider registry's JSON-RPC methods. Rust callers use the generated
+/// `RegistryApiClient` over any jsonrpsee client (HTTP or WebSocket).
+#[rpc(client, server, namespace = "registry")]
 pub trait RegistryApi<BlockHash> {
 	/// Providers matching `query` (all fields optional), one page of them, in order.
 	#[method(name = "providers")]

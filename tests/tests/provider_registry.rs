@@ -176,4 +176,37 @@ fn providers_register_with_real_extrinsics_and_the_registry_rpc_lists_them() {
 			["account"],
 		ss58(Charlie)
 	);
+	the_generated_rpc_client_reads_the_same(&node);
+}
+
+/// A Rust caller uses the clients jsonrpsee generates from our RPC traits
+/// (`interlattice_rpc::{registry::RegistryApiClient, escrow::EscrowApiClient}`) and reads what
+/// the raw JSON says, with errors as typed values.
+fn the_generated_rpc_client_reads_the_same(node: &Node) {
+	use interlattice_rpc::{
+		escrow::EscrowApiClient,
+		json::{Counter, ProviderQuery, ServicesJson},
+		registry::RegistryApiClient,
+	};
+	type Hash = sp_core::H256;
+	let client = jsonrpsee::http_client::HttpClientBuilder::default()
+		.build(format!("http://127.0.0.1:{}", node.config.rpc_port))
+		.unwrap();
+	tokio::runtime::Runtime::new().unwrap().block_on(async {
+		let query = ProviderQuery { country: Some("de".into()), ..Default::default() };
+		let page = RegistryApiClient::<Hash>::providers(&client, Some(query.clone()), None).await.unwrap();
+		let raw = node.rpc.call("registry_providers", json!([query])).unwrap();
+		assert_eq!(serde_json::to_value(&page).unwrap(), raw);
+		assert!(page.providers.iter().any(|p| p.account == ss58(Charlie) && p.services == ServicesJson::Vpn));
+		let charlie = RegistryApiClient::<Hash>::provider(&client, ss58(Charlie), None).await.unwrap().unwrap();
+		assert_eq!(charlie.country, "DE");
+		let stats = RegistryApiClient::<Hash>::stats(&client, None).await.unwrap();
+		assert_eq!(serde_json::to_value(&stats).unwrap(), node.rpc.call("registry_stats", json!([])).unwrap());
+		match RegistryApiClient::<Hash>::provider(&client, "not-an-account".into(), None).await {
+			Err(jsonrpsee::core::ClientError::Call(e)) => assert_eq!(e.code(), -32602, "{e}"),
+			other => panic!("expected invalid params, got {other:?}"),
+		}
+		assert_eq!(EscrowApiClient::<Hash>::session(&client, Counter(u64::MAX), None).await.unwrap(), None);
+		assert!(EscrowApiClient::<Hash>::client_sessions(&client, ss58(Eve), None).await.unwrap().is_empty());
+	});
 }

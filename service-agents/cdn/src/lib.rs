@@ -12,14 +12,19 @@
 //! - [`client`]: the client library (providers, sessions, verified downloads, receipts).
 //! - [`tls`]: rustls with the hybrid post-quantum key exchange X25519MLKEM768.
 
+#[cfg(feature = "agent")]
 pub mod agent;
 pub mod client;
+#[cfg(feature = "agent")]
 pub mod config;
 pub mod content;
+#[cfg(feature = "agent")]
 pub mod fills;
+#[cfg(feature = "agent")]
 pub mod metering;
 pub mod protocol;
 pub mod tls;
+#[cfg(feature = "agent")]
 pub mod tokens;
 
 pub use interlattice_agent_core::cli::init_logging;

@@ -10,8 +10,7 @@ use serde::{de::DeserializeOwned, Deserialize};
 
 use crate::ledger::PaymentPolicy;
 
-/// The smallest unit per LAT.
-pub const UNIT: u128 = 1_000_000_000_000;
+pub use crate::lat::{parse_lat, UNIT};
 
 /// The sections of a service's own (`[tunnel]`, `[http]`, …) in an agent's file.
 pub trait ServiceSections: DeserializeOwned {
@@ -260,22 +259,6 @@ impl LimitsSection {
 	}
 }
 
-/// Parses a LAT amount with up to 12 decimals ("0.5", "10000").
-pub fn parse_lat(s: &str) -> Result<u128, String> {
-	let s = s.trim();
-	let (whole, fraction) = s.split_once('.').unwrap_or((s, ""));
-	if whole.is_empty() && fraction.is_empty() || fraction.len() > 12 {
-		return Err(format!("{s:?} is not a LAT amount (at most 12 decimals)"));
-	}
-	let digits = |d: &str| d.is_empty() || d.bytes().all(|b| b.is_ascii_digit());
-	if !digits(whole) || !digits(fraction) {
-		return Err(format!("{s:?} is not a LAT amount"));
-	}
-	let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| format!("{s:?} is too large"))? };
-	let fraction: u128 = format!("{fraction:0<12}").parse().map_err(|_| format!("{s:?} is not a LAT amount"))?;
-	whole.checked_mul(UNIT).and_then(|w| w.checked_add(fraction)).ok_or_else(|| format!("{s:?} is too large"))
-}
-
 /// Loads an ML-DSA-65 service key: `dev:<name>` or a seed file (mode 0600).
 pub fn load_service_key(spec: &str) -> Result<MlDsaKeyPair, String> {
 	if let Some(name) = spec.strip_prefix("dev:") {
@@ -290,17 +273,6 @@ pub fn load_service_key(spec: &str) -> Result<MlDsaKeyPair, String> {
 #[cfg(test)]
 mod tests {
 	use super::*;
-
-	#[test]
-	fn lat_amounts() {
-		assert_eq!(parse_lat("0.5"), Ok(UNIT / 2));
-		assert_eq!(parse_lat("10000"), Ok(10_000 * UNIT));
-		assert_eq!(parse_lat("0.000000000001"), Ok(1));
-		assert!(parse_lat("0.0000000000001").is_err());
-		assert!(parse_lat("1e3").is_err());
-		assert!(parse_lat("").is_err());
-		assert!(parse_lat("-1").is_err());
-	}
 
 	#[derive(Debug, Deserialize)]
 	struct Demo {

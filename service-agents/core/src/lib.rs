@@ -7,33 +7,52 @@
 //!   on-chain exactly once.
 //! - [`chain`]: the chain client (JSON-RPC over HTTP, the runtime's own types).
 //! - [`settler`]: the settlement loop that drives the store.
+//!
+//! Clients build it without default features: the chain client, session keys, opening a
+//! session and the meter's receipt arithmetic, without the agents' skeleton (feature `agent`:
+//! configuration files, the receipt store, settlement, limits, metrics, the command line).
 
+/// Items only the provider agents need (feature `agent`).
+macro_rules! agent_only {
+	($($item:item)*) => { $( #[cfg(feature = "agent")] $item )* };
+}
+
+// What clients and agents share.
 pub mod chain;
 pub mod cli;
-pub mod config;
-pub mod identity;
 pub mod keys;
-pub mod ledger;
+pub mod lat;
 pub mod lifecycle;
-pub mod limits;
 pub mod meter;
-pub mod metrics;
 pub mod opening;
-pub mod receipts;
-pub mod registration;
-pub mod sessions;
-pub mod settler;
-pub mod start;
-pub mod store;
-pub mod upkeep;
 
 pub use chain::{ChainClient, ChainError};
 pub use keys::{PendingKey, SessionKeyError, SessionKeys};
-pub use ledger::{ChainView, Hold, Ledger, PaymentPolicy, Served};
 pub use meter::{Meter, PaymentRequired, ReceiptError, SessionTerms};
 pub use opening::{open_session, OpenSessionError, SessionRequest};
-pub use settler::{max_settle_interval, SettleError, SettleReport, Settler};
 
+// The agents' skeleton. (`metrics` is declared outside the macro: it exports a macro by path.)
+#[cfg(feature = "agent")]
+pub mod metrics;
+agent_only! {
+	pub mod config;
+	pub mod identity;
+	pub mod ledger;
+	pub mod limits;
+	pub mod receipts;
+	pub mod registration;
+	pub mod sessions;
+	pub mod settler;
+	pub mod start;
+	pub mod store;
+	pub mod upkeep;
+
+	pub use ledger::{ChainView, Hold, Ledger, PaymentPolicy, Served};
+	pub use settler::{max_settle_interval, SettleError, SettleReport, Settler};
+	pub use store::{ReceiptStore, SessionReceipts, StoreError};
+}
+
+#[cfg(feature = "agent")]
 /// The chain's settlement window (the time a provider has to settle after a session ends),
 /// as this build's runtime defines it.
 pub fn settlement_window() -> std::time::Duration {
@@ -43,6 +62,7 @@ pub fn settlement_window() -> std::time::Duration {
 	)
 }
 
+#[cfg(feature = "agent")]
 /// Refuses a settle interval longer than a quarter of the settlement window: receipts could
 /// reach the end of their session's window before a round submits them.
 pub fn check_settle_interval(secs: u64) -> Result<(), String> {
@@ -56,7 +76,6 @@ pub fn check_settle_interval(secs: u64) -> Result<(), String> {
 	}
 	Ok(())
 }
-pub use store::{ReceiptStore, SessionReceipts, StoreError};
 
 /// The terms of an on-chain session, as the meter needs them.
 pub fn session_terms(session: &chain::Session, genesis_hash: [u8; 32]) -> SessionTerms {

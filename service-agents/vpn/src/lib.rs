@@ -10,8 +10,10 @@
 //! - [`agent`]: the provider agent; [`client`]: the client library. [`config`]: the agent's
 //!   configuration file.
 
+#[cfg(feature = "agent")]
 pub mod agent;
 pub mod client;
+#[cfg(feature = "agent")]
 pub mod config;
 pub mod control;
 pub mod dataplane;

@@ -4,14 +4,15 @@ use std::{io::Write, path::PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use interlattice_agent_core::chain::ChainClient;
+use interlattice_agent_core::{
+	chain::ChainClient,
+	lat::{format_lat as lat, UNIT},
+};
 use interlattice_cdn::{
 	client::{cdn_providers, http_endpoint, CdnClient},
 	content::parse_hash,
 };
 use sp_core::{crypto::Ss58Codec, Pair};
-
-const UNIT: u128 = 1_000_000_000_000;
 
 /// Find dCDN providers, fetch verified content paying per byte, publish content.
 #[derive(Parser)]
@@ -86,10 +87,6 @@ enum Command {
 		#[arg(long, env = "INTERLATTICE_PUBLISH_TOKEN")]
 		token: String,
 	},
-}
-
-fn lat(amount: u128) -> String {
-	format!("{}.{:06} LAT", amount / UNIT, (amount % UNIT) / 1_000_000)
 }
 
 fn trusting(client: CdnClient, ca: &Option<PathBuf>) -> anyhow::Result<CdnClient> {

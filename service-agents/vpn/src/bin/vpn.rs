@@ -5,11 +5,11 @@ use std::{io::Write, path::PathBuf, time::Duration};
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use interlattice_agent_core::chain::{ChainClient, Provider, Session};
-use interlattice_vpn::{
-	client::{control_endpoint, vpn_providers, ConnectOptions, Status, Summary, VpnClient},
-	config::{parse_lat, UNIT},
+use interlattice_agent_core::{
+	chain::{ChainClient, Provider, Session},
+	lat::{format_lat as lat, parse_lat},
 };
+use interlattice_vpn::client::{control_endpoint, vpn_providers, ConnectOptions, Status, Summary, VpnClient};
 use sp_core::{crypto::Ss58Codec, Pair};
 
 /// Find dVPN providers, open a paid post-quantum WireGuard tunnel, close it.
@@ -115,10 +115,6 @@ enum Command {
 		#[arg(long, default_value_t = 1024)]
 		max_mib: u64,
 	},
-}
-
-fn lat(amount: u128) -> String {
-	format!("{}.{:06} LAT", amount / UNIT, (amount % UNIT) / 1_000_000)
 }
 
 fn ss58(account: &interlattice_runtime::AccountId) -> String {
