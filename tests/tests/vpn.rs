@@ -723,7 +723,15 @@ fn a_full_agent_refuses_new_sessions_but_not_a_reconnect_and_a_client_can_close(
 	assert!(first.log().contains("this tunnel was replaced"), "{}", first.log());
 	assert!(first.log().contains(&format!("vpn connect --session {session}")), "{}", first.log());
 
-	assert!(w.vpn("alice", &["disconnect"]).status.success());
+	let disconnect = w.vpn("alice", &["disconnect"]);
+	assert!(
+		disconnect.status.success(),
+		"{}\nsecond client:\n{}\nfirst client:\n{}\nagent:\n{}",
+		stderr(&disconnect),
+		second.log(),
+		first.log(),
+		agent.log()
+	);
 	assert!(second.wait(Duration::from_secs(120)).success(), "{}", second.log());
 	let ((bytes, _, settled), closed) = outcome(&w.escrow_events(session));
 	assert!(bytes >= 2 * w.file.len() as u64, "both tunnels' bytes are paid: {bytes}");

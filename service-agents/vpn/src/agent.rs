@@ -138,7 +138,7 @@ impl Agent {
 		let store = Arc::new(Mutex::new(store));
 
 		let tun = Tun::create(&config.service.tunnel.interface).map_err(StartError::service)?;
-		tun.configure(pool.gateway(), pool.prefix, config.service.tunnel.mtu).map_err(StartError::service)?;
+		tun.configure(None, pool.gateway(), pool.prefix, config.service.tunnel.mtu).map_err(StartError::service)?;
 		let egress = EgressPolicy::install(
 			&config.service.tunnel.interface,
 			&pool.to_string(),

@@ -29,7 +29,8 @@ use crate::{
 	},
 	dataplane::{Engine, Peer, PeerConfig, Role},
 	handshake::{ClientHandshake, Established, HandshakeError},
-	tun::{ip_in, HostRoute, LeakGuard, NetError, Tun},
+	netlink::add_route,
+	tun::{HostRoute, LeakGuard, NetError, Tun},
 };
 
 /// What can go wrong on the client side.
@@ -391,8 +392,7 @@ impl VpnClient {
 			tun.move_to(ns)?;
 		}
 		let name = options.interface.as_str();
-		ip_in(netns, &["address", "add", &format!("{address}/{prefix}"), "dev", name])?;
-		ip_in(netns, &["link", "set", "dev", name, "mtu", &connected.params.mtu.to_string(), "up"])?;
+		tun.configure(netns, address, prefix, connected.params.mtu)?;
 		let udp = std::net::UdpSocket::bind("0.0.0.0:0").map_err(|e| ClientError::Other(format!("UDP socket: {e}")))?;
 		let engine =
 			Engine::start(tun, udp, boringtun::x25519::StaticSecret::from(connected.wireguard_secret), Role::Client)
@@ -419,10 +419,14 @@ impl VpnClient {
 				}
 				// Nothing around the tunnel: no IPv6, no DNS to the local network.
 				guard = Some(LeakGuard::install(netns, name, agent_ip)?);
-				ip_in(netns, &["route", "add", "0.0.0.0/1", "dev", name])?;
-				ip_in(netns, &["route", "add", "128.0.0.0/1", "dev", name])?;
+				add_route(netns, Ipv4Addr::new(0, 0, 0, 0), 1, None, name)?;
+				add_route(netns, Ipv4Addr::new(128, 0, 0, 0), 1, None, name)?;
 			} else {
-				ip_in(netns, &["route", "add", route, "dev", name])?;
+				let network: ipnet::Ipv4Net = route.parse().map_err(|_| NetError::Command {
+					command: format!("route {route} into the tunnel"),
+					message: "not an IPv4 network (e.g. 10.0.0.0/8)".into(),
+				})?;
+				add_route(netns, network.network(), network.prefix_len(), None, name)?;
 			}
 		}
 		tracing::info!(session = session.session_id, %address, interface = engine.interface(), "tunnel up");

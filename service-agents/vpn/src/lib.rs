@@ -18,6 +18,7 @@ pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod handshake;
+pub mod netlink;
 pub mod sealed;
 pub mod tun;
 

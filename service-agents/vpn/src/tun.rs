@@ -1,7 +1,9 @@
-//! A Linux TUN device (layer 3, no packet information header) and the `ip`/`nft` commands
-//! that configure addresses, routes and NAT. The device disappears when it is dropped, and
+//! A Linux TUN device (layer 3, no packet information header), its configuration (over
+//! rtnetlink, [`crate::netlink`]) and the nftables rules of the agent and the client (`nft -f
+//! -`). The device disappears when it is dropped, and
 //! with it every address and route on it.
 
+use crate::netlink;
 use std::{
 	fs::{File, OpenOptions},
 	io::{self, Read, Write},
@@ -90,16 +92,16 @@ impl Tun {
 		&self.name
 	}
 
-	/// Gives the interface `address/prefix` and `mtu`, and brings it up.
-	pub fn configure(&self, address: Ipv4Addr, prefix: u8, mtu: u16) -> Result<(), NetError> {
-		ip(&["address", "add", &format!("{address}/{prefix}"), "dev", &self.name])?;
-		ip(&["link", "set", "dev", &self.name, "mtu", &mtu.to_string(), "up"])
+	/// Gives the interface `address/prefix` and `mtu` and brings it up, in the network
+	/// namespace it is in (`netns`, after [`Tun::move_to`], or this process's).
+	pub fn configure(&self, netns: Option<&str>, address: Ipv4Addr, prefix: u8, mtu: u16) -> Result<(), NetError> {
+		netlink::configure_link(netns, &self.name, address, prefix, mtu)
 	}
 
 	/// Moves the interface into the network namespace `netns` (`ip netns` name). This process
-	/// keeps reading and writing its packets; configure it with [`ip_in`] from then on.
+	/// keeps reading and writing its packets.
 	pub fn move_to(&self, netns: &str) -> Result<(), NetError> {
-		ip(&["link", "set", "dev", &self.name, "netns", netns])
+		netlink::move_link(&self.name, netns)
 	}
 
 	/// Waits up to `timeout` for a packet to read; `Ok(false)` on timeout.
@@ -142,31 +144,6 @@ fn run(program: &str, args: &[&str]) -> Result<String, NetError> {
 		return Err(NetError::Command { command, message: String::from_utf8_lossy(&out.stderr).trim().to_string() });
 	}
 	Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Runs `ip ARGS`.
-pub fn ip(args: &[&str]) -> Result<(), NetError> {
-	run("ip", args).map(|_| ())
-}
-
-/// Runs `ip ARGS` in the network namespace `netns`, or here if `None`.
-pub fn ip_in(netns: Option<&str>, args: &[&str]) -> Result<(), NetError> {
-	match netns {
-		Some(ns) => ip(&[&["-n", ns], args].concat()),
-		None => ip(args),
-	}
-}
-
-/// How the host currently reaches `destination`: the `via` gateway (if any) and the device.
-pub fn route_to(destination: Ipv4Addr) -> Result<(Option<Ipv4Addr>, String), NetError> {
-	let out = run("ip", &["-o", "-4", "route", "get", &destination.to_string()])?;
-	let words: Vec<&str> = out.split_whitespace().collect();
-	let after = |key: &str| words.iter().position(|w| *w == key).and_then(|i| words.get(i + 1)).copied();
-	let device = after("dev").ok_or_else(|| NetError::Command {
-		command: format!("ip route get {destination}"),
-		message: format!("no device in {out:?}"),
-	})?;
-	Ok((after("via").and_then(|v| v.parse().ok()), device.to_string()))
 }
 
 /// Destinations a tunnel never reaches unless the provider allows them (`tunnel.egress_allow`):
@@ -337,20 +314,16 @@ impl HostRoute {
 	/// Pins `destination` to the path the host uses for it now (so that routing everything
 	/// else into a tunnel does not capture the tunnel's own packets).
 	pub fn pin(destination: Ipv4Addr) -> Result<Self, NetError> {
-		let (via, device) = route_to(destination)?;
-		let target = format!("{destination}/32");
-		let _ = ip(&["route", "del", &target]);
-		match via {
-			Some(gw) => ip(&["route", "add", &target, "via", &gw.to_string(), "dev", &device])?,
-			None => ip(&["route", "add", &target, "dev", &device])?,
-		}
+		let (via, device) = netlink::route_to(destination)?;
+		let _ = netlink::delete_route(destination, 32);
+		netlink::add_route(None, destination, 32, via, &device)?;
 		Ok(HostRoute { destination })
 	}
 }
 
 impl Drop for HostRoute {
 	fn drop(&mut self) {
-		let _ = ip(&["route", "del", &format!("{}/32", self.destination)]);
+		let _ = netlink::delete_route(self.destination, 32);
 	}
 }
 
