@@ -12,7 +12,9 @@
 //! chain pays Eve for the metered bytes and refunds Alice the rest. Also: a client that stops
 //! paying is cut off after the credit limit and the provider is paid what was signed; bad
 //! sessions and garbage are refused while other tunnels keep working; an agent SIGKILLed mid
-//! session restarts without losing an acknowledged receipt.
+//! session restarts without losing an acknowledged receipt. Behind a censor (a router
+//! namespace that drops WireGuard and the plain control channel by signature, then all UDP),
+//! the HTTPS transport carries a paid tunnel and the censor's probes see a web site.
 
 use std::{
 	io::Read,
@@ -90,6 +92,8 @@ struct World {
 	file: Vec<u8>,
 	// Namespaces last: processes inside them end first.
 	client_ns: Netns,
+	/// A router between the client and the agent (`world_behind_a_censor`).
+	censor_ns: Option<Netns>,
 	agent_ns: Netns,
 	_internet_ns: Netns,
 }
@@ -99,6 +103,16 @@ fn data(len: usize, seed: u8) -> Vec<u8> {
 }
 
 fn world() -> World {
+	world_with(false)
+}
+
+/// The client reaches the agent through a third namespace, a router that can censor:
+/// client 10.99.3.2 ── 10.99.3.1 censor 10.99.1.2 ── 10.99.1.1 agent.
+fn world_behind_a_censor() -> World {
+	world_with(true)
+}
+
+fn world_with(censor: bool) -> World {
 	let dir = tempfile::tempdir().unwrap();
 	let node = Node::start_dev(&dir.path().join("node"));
 	let rpc_port = node.config.rpc_port;
@@ -108,7 +122,19 @@ fn world() -> World {
 	let agent_ns = Netns::new("agent");
 	let client_ns = Netns::new("client");
 	let internet_ns = Netns::new("inet");
-	link(&client_ns, "eth0", "10.99.1.2/24", &agent_ns, "eth0", "10.99.1.1/24");
+	let censor_ns = censor.then(|| {
+		let censor_ns = Netns::new("censor");
+		link(&client_ns, "eth0", "10.99.3.2/24", &censor_ns, "eth0", "10.99.3.1/24");
+		link(&censor_ns, "eth1", "10.99.1.2/24", &agent_ns, "eth0", "10.99.1.1/24");
+		client_ns.ip(&["route", "add", "default", "via", "10.99.3.1"]);
+		agent_ns.ip(&["route", "add", "10.99.3.0/24", "via", "10.99.1.2"]);
+		let forwarding = censor_ns.command("sysctl").args(["-qw", "net.ipv4.ip_forward=1"]).status().unwrap();
+		assert!(forwarding.success());
+		censor_ns
+	});
+	if censor_ns.is_none() {
+		link(&client_ns, "eth0", "10.99.1.2/24", &agent_ns, "eth0", "10.99.1.1/24");
+	}
 	link(&agent_ns, "eth1", "10.99.2.1/24", &internet_ns, "eth0", "10.99.2.2/24");
 	agent_ns.relay_loopback(rpc_port);
 	client_ns.relay_loopback(rpc_port);
@@ -164,12 +190,36 @@ fn world() -> World {
 		peers,
 		file,
 		client_ns,
+		censor_ns,
 		agent_ns,
 		_internet_ns: internet_ns,
 	}
 }
 
 impl World {
+	/// Renews tunnel keys every `interval` seconds and ends tunnels whose key is `max_age` old.
+	fn set_rekey(&self, interval: u64, max_age: u64) {
+		let text = std::fs::read_to_string(&self.agent_config).unwrap();
+		assert!(text.contains("rekey_interval_secs = 120\nmax_key_age_secs = 180"), "the shipped config changed");
+		let text = text.replace(
+			"rekey_interval_secs = 120\nmax_key_age_secs = 180",
+			&format!("rekey_interval_secs = {interval}\nmax_key_age_secs = {max_age}"),
+		);
+		std::fs::write(&self.agent_config, text).unwrap();
+	}
+
+	/// `vpn disconnect` for `state`'s running `vpn connect`, `client`; checks that the session
+	/// closed paying exactly its last settled receipt and refunding the rest of its 1 LAT, and
+	/// returns that receipt's bytes. `context`: more logs to show on failure.
+	fn disconnect_and_close(&self, state: &str, client: &mut Process, session: u64, context: &str) -> u64 {
+		let disconnect = self.vpn(state, &["disconnect"]);
+		assert!(disconnect.status.success(), "{}\nclient:\n{}\n{context}", stderr(&disconnect), client.log());
+		assert!(client.wait(Duration::from_secs(120)).success(), "{}\n{context}", client.log());
+		let ((bytes, _, settled), closed) = outcome(&self.escrow_events(session));
+		assert_eq!(closed, Some((settled, UNIT - settled)));
+		bytes
+	}
+
 	fn register(&self) -> Output {
 		self.agent_ns
 			.command(workspace_binary("vpn-agent").to_str().unwrap())
@@ -481,11 +531,8 @@ fn a_paid_tunnel_carries_traffic_settles_exactly_and_refuses_bad_clients() {
 	assert!((body.len() as u64) < (1 << 20) + CREDIT + (512 << 10), "got {} bytes unpaid", body.len());
 	assert!(w.metric("interlattice_vpn_packets_dropped_unpaid_total") > 0);
 	assert!(w.metric("interlattice_vpn_unpaid_bytes") >= CREDIT / 2, "the held session's unpaid bytes are exported");
-	assert!(w.vpn("alice3", &["disconnect"]).status.success());
-	assert!(stingy.wait(Duration::from_secs(120)).success(), "{}", stingy.log());
-	let ((bytes, _, settled), closed) = outcome(&w.escrow_events(stingy_session));
+	let bytes = w.disconnect_and_close("alice3", &mut stingy, stingy_session, "");
 	assert!(bytes <= 1 << 20, "paid for {bytes} bytes");
-	assert_eq!(closed, Some((settled, UNIT - settled)));
 
 	agent.signal("-TERM");
 	assert!(agent.wait(Duration::from_secs(30)).success(), "{}", agent.log());
@@ -551,18 +598,17 @@ fn an_agent_killed_mid_session_restarts_without_losing_receipts() {
 	);
 	let (ok, body) = w.fetch(60);
 	assert!(ok && body == w.file);
-	assert!(w.vpn("alice", &["disconnect"]).status.success());
-	assert!(again.wait(Duration::from_secs(120)).success(), "{}", again.log());
-	let ((bytes, _, settled), closed) = outcome(&w.escrow_events(session));
+	let bytes = w.disconnect_and_close("alice", &mut again, session, "");
 	assert!(bytes >= 2 * w.file.len() as u64, "both tunnels' bytes are paid: {bytes}");
-	assert_eq!(closed, Some((settled, UNIT - settled)));
 }
 
 #[test]
 fn an_exported_configuration_works_with_wireguard_go_and_is_paid_for() {
 	let w = world();
+	w.set_rekey(6, 20);
 	assert!(w.register().status.success());
-	let _agent = w.start_agent("1");
+	let agent = w.start_agent("1");
+	let interface = format!("wgx{}", std::process::id() % 100_000);
 	let eve = Eve.to_account_id().to_ss58check_with_version(interlattice_runtime::SS58_PREFIX.into());
 	let conf = w.dir.path().join("wg-export.conf");
 	let mut command = w.client_ns.command(workspace_binary("vpn").to_str().unwrap());
@@ -578,6 +624,8 @@ fn an_exported_configuration_works_with_wireguard_go_and_is_paid_for() {
 		"10.99.2.0/24",
 		"-o",
 		conf.to_str().unwrap(),
+		"--apply-to",
+		&interface,
 	]);
 	let mut exporter = Process::start(command, w.dir.path().join("export.log"));
 	let text = wait_for(Duration::from_secs(60), "the exported configuration", || {
@@ -604,7 +652,6 @@ fn an_exported_configuration_works_with_wireguard_go_and_is_paid_for() {
 
 	// wireguard-go (the Debian package) carries the tunnel from the exported file: wg(8) takes
 	// the file without wg-quick's Address and MTU lines, which we apply with ip(8).
-	let interface = format!("wgx{}", std::process::id() % 100_000);
 	let address = text.lines().find_map(|l| l.strip_prefix("Address = ")).unwrap().to_string();
 	let plain: String =
 		text.lines().filter(|l| !l.starts_with("Address") && !l.starts_with("MTU")).map(|l| format!("{l}\n")).collect();
@@ -635,6 +682,19 @@ fn an_exported_configuration_works_with_wireguard_go_and_is_paid_for() {
 	w.client_ns.ip(&["route", "add", "10.99.2.0/24", "dev", &interface]);
 	let (ok, body) = w.fetch(60);
 	assert!(ok && body == w.file, "fetched {} bytes through wireguard-go\n{}", body.len(), exporter.log());
+
+	// The agent renews the pre-shared key; the exporter rewrites the file and sets the new key
+	// on wireguard-go's interface, which keeps carrying the tunnel.
+	let psk = |text: &str| text.lines().find(|l| l.starts_with("PresharedKey")).unwrap().to_string();
+	let first = psk(&text);
+	let rekeys = w.metric("interlattice_vpn_rekeys_total");
+	wait_for(Duration::from_secs(30), "two more rekeys and a rewritten file", || {
+		let now = std::fs::read_to_string(&conf).ok()?;
+		(w.metric("interlattice_vpn_rekeys_total") >= rekeys + 2 && psk(&now) != first).then_some(())
+	})
+	.unwrap_or_else(|e| panic!("{e}\n{}\nagent:\n{}", exporter.log(), agent.log()));
+	let (ok, body) = w.fetch(60);
+	assert!(ok && body == w.file, "after the rekeys: {} bytes\n{}\n{}", body.len(), exporter.log(), agent.log());
 
 	// Stopping the exporter pays the agent's count and closes the session; the tunnel ends.
 	std::thread::sleep(Duration::from_secs(2));
@@ -723,19 +783,9 @@ fn a_full_agent_refuses_new_sessions_but_not_a_reconnect_and_a_client_can_close(
 	assert!(first.log().contains("this tunnel was replaced"), "{}", first.log());
 	assert!(first.log().contains(&format!("vpn connect --session {session}")), "{}", first.log());
 
-	let disconnect = w.vpn("alice", &["disconnect"]);
-	assert!(
-		disconnect.status.success(),
-		"{}\nsecond client:\n{}\nfirst client:\n{}\nagent:\n{}",
-		stderr(&disconnect),
-		second.log(),
-		first.log(),
-		agent.log()
-	);
-	assert!(second.wait(Duration::from_secs(120)).success(), "{}", second.log());
-	let ((bytes, _, settled), closed) = outcome(&w.escrow_events(session));
+	let context = format!("first client:\n{}\nagent:\n{}", first.log(), agent.log());
+	let bytes = w.disconnect_and_close("alice", &mut second, session, &context);
 	assert!(bytes >= 2 * w.file.len() as u64, "both tunnels' bytes are paid: {bytes}");
-	assert_eq!(closed, Some((settled, UNIT - settled)));
 
 	// Both of Alice's tunnels are down and their slot is free again: a new session is served.
 	let mut third = w.connect(
@@ -846,4 +896,221 @@ fn a_hostile_client_gets_one_credit_in_all_and_cannot_hold_the_agent_while_an_ho
 	}
 	assert!(w.vpn("bob", &["disconnect"]).status.success());
 	assert!(honest.wait(Duration::from_secs(120)).success(), "{}", honest.log());
+}
+
+/// The censor of issue 18: it drops WireGuard handshakes by their header (type byte and three
+/// zero bytes at the start of a 148- or 92-byte UDP payload) and TCP segments that start with
+/// the plain control channel's preamble.
+const CENSOR_RULES: &str = "table inet censor {
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    udp length 156 @th,64,32 0x01000000 counter drop comment \"wireguard-initiation\"
+    udp length 100 @th,64,32 0x02000000 counter drop comment \"wireguard-response\"
+    tcp dport 7310 @ih,0,128 0x696e7465726c6174746963652d76706e counter drop comment \"preamble\"
+  }
+}
+";
+
+/// Packets a censor rule (by its comment) dropped.
+fn censored(ns: &Netns, rule: &str) -> u64 {
+	let out = ns.command("nft").args(["list", "table", "inet", "censor"]).output().unwrap();
+	let text = String::from_utf8_lossy(&out.stdout).into_owned();
+	text.lines()
+		.find(|l| l.contains(&format!("comment \"{rule}\"")))
+		.and_then(|l| l.split("packets ").nth(1)?.split_whitespace().next()?.parse().ok())
+		.unwrap_or_else(|| panic!("no rule {rule} in {text}"))
+}
+
+/// The payload of the first TCP segment from `from` in a pcap file (Ethernet, IPv4): a
+/// client's first flight.
+fn first_flight(pcap: &[u8], from: [u8; 4]) -> Option<Vec<u8>> {
+	let mut at = 24;
+	while at + 16 <= pcap.len() {
+		let captured = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().ok()?) as usize;
+		let frame = pcap.get(at + 16..at + 16 + captured)?;
+		at += 16 + captured;
+		let ip = frame.get(14..)?;
+		if ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 6 || ip[12..16] != from {
+			continue;
+		}
+		let tcp = &ip[usize::from(ip[0] & 0x0f) * 4..];
+		let payload = tcp.get(usize::from(tcp[12] >> 4) * 4..)?;
+		if !payload.is_empty() {
+			return Some(payload.to_vec());
+		}
+	}
+	None
+}
+
+/// Sends `bytes` to `addr` over TCP from inside `ns` and returns what comes back before the
+/// server closes or is silent for 3 s.
+fn probe_tcp(ns: &Netns, addr: &'static str, bytes: Vec<u8>) -> Vec<u8> {
+	ns.enter(move || {
+		let mut stream = TcpStream::connect(addr).unwrap();
+		stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+		std::io::Write::write_all(&mut stream, &bytes).unwrap();
+		let mut answer = Vec::new();
+		let _ = stream.read_to_end(&mut answer);
+		answer
+	})
+}
+
+/// Issue 18: behind a censor that blocks WireGuard and the plain control channel by their
+/// signatures, and then all UDP, the HTTPS transport carries a paid tunnel; nDPI classifies
+/// every flow of it as TLS; the censor's active probes see an ordinary web server.
+#[test]
+fn behind_a_censor_the_https_transport_carries_a_paid_tunnel_and_probes_see_only_a_web_site() {
+	let w = world_behind_a_censor();
+	let censor = w.censor_ns.as_ref().unwrap();
+	let mut rules = censor.command("nft").args(["-f", "-"]).stdin(Stdio::piped()).spawn().unwrap();
+	std::io::Write::write_all(rules.stdin.as_mut().unwrap(), CENSOR_RULES.as_bytes()).unwrap();
+	drop(rules.stdin.take());
+	assert!(rules.wait().unwrap().success());
+	// Keys renewed every 3 s, none older than 8 s: the rules of issue 18 (120 s, 180 s) at speed.
+	w.set_rekey(3, 8);
+	assert!(w.register().status.success());
+	let mut agent = w.start_agent("1");
+	let eve = Eve.to_account_id().to_ss58check_with_version(interlattice_runtime::SS58_PREFIX.into());
+
+	// The plain transport does not get through: its preamble is dropped.
+	let blocked = w.vpn(
+		"alice",
+		&["connect", "--provider", &eve, "--account", "//Alice", "--deposit", "1", "--route", "10.99.2.0/24"],
+	);
+	let said = stderr(&blocked);
+	assert!(!blocked.status.success(), "{said}");
+	assert!(censored(censor, "preamble") > 0, "the censor dropped the preamble\n{said}");
+	let session = World::session_id(&said);
+
+	// Now all UDP is dropped too; the censor records what passes it (on its side of the agent:
+	// what it dropped, the old preamble's retransmissions among it, never gets there).
+	let drop_udp = censor
+		.command("nft")
+		.args(["add", "rule", "inet", "censor", "forward", "meta", "l4proto", "udp", "drop"])
+		.status();
+	assert!(drop_udp.unwrap().success());
+	let pcap = w.dir.path().join("censor.pcap");
+	let mut capture = censor.command("tcpdump");
+	capture.args(["-i", "eth1", "-U", "-w", pcap.to_str().unwrap(), "host", "10.99.1.1"]);
+	let mut capture = Process::start(capture, w.dir.path().join("tcpdump.log"));
+	wait_for(Duration::from_secs(10), "the capture", || capture.log().contains("listening on").then_some(()))
+		.unwrap_or_else(|e| panic!("{e}: {}", capture.log()));
+
+	// The same session over HTTPS: a tunnel, 12 MiB through it, paid and settled.
+	let mut client = w.connect(
+		"alice",
+		"https",
+		&[
+			"--account",
+			"//Alice",
+			"--session",
+			&session.to_string(),
+			"--endpoint",
+			"10.99.1.1:7310",
+			"--transport",
+			"https",
+			"--route",
+			"10.99.2.0/24",
+		],
+	);
+	for _ in 0..4 {
+		let (ok, body) = w.fetch(60);
+		assert!(ok && body == w.file, "{}\nagent:\n{}", client.log(), agent.log());
+	}
+	// The tunnel's pre-shared key is renewed (a fresh ML-KEM exchange each time) and reaches
+	// both WireGuard peers: traffic still flows after several renewals.
+	wait_for(Duration::from_secs(30), "three rekeys", || {
+		(w.metric("interlattice_vpn_rekeys_total") >= 3).then_some(())
+	})
+	.unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
+	let (ok, body) = w.fetch(60);
+	assert!(ok && body == w.file, "after the rekeys\n{}\nagent:\n{}", client.log(), agent.log());
+	assert!(client.log().contains("connecting over https"), "{}", client.log());
+	let bytes = w.disconnect_and_close("alice", &mut client, session, &agent.log());
+	assert!(bytes >= 5 * w.file.len() as u64, "the tunnel's bytes are paid: {bytes}");
+
+	// A client that keeps its first key (never answers a rekey) loses its tunnel when the
+	// key is older than the agent allows.
+	let mut stale = w.connect(
+		"bob",
+		"stale",
+		&[
+			"--provider",
+			&eve,
+			"--account",
+			"//Bob",
+			"--deposit",
+			"1",
+			"--endpoint",
+			"10.99.1.1:7310",
+			"--transport",
+			"https",
+			"--route",
+			"10.99.2.0/24",
+			"--ignore-rekeys",
+		],
+	);
+	assert!(!stale.wait(Duration::from_secs(60)).success(), "{}", stale.log());
+	assert!(stale.log().contains("KeyExpired"), "{}", stale.log());
+
+	// nDPI sees TLS, nothing else, between the client and the agent.
+	capture.signal("-INT");
+	capture.wait(Duration::from_secs(10));
+	let ndpi = Command::new("ndpiReader").args(["-i", pcap.to_str().unwrap(), "-v", "2"]).output().unwrap();
+	let report = String::from_utf8_lossy(&ndpi.stdout).into_owned();
+	let flows: Vec<&str> = report.lines().filter(|l| l.contains("10.99.1.1") && l.contains("[proto:")).collect();
+	assert!(!flows.is_empty(), "no flows classified:\n{report}");
+	for flow in &flows {
+		assert!(
+			["TLS", "QUIC", "HTTP"]
+				.iter()
+				.any(|p| flow.contains(&format!("/{p}]")) || flow.contains(&format!("/{p}."))),
+			"a flow nDPI does not call TLS, QUIC or HTTP: {flow}\n{report}"
+		);
+		for giveaway in ["WireGuard", "OpenVPN", "Unknown"] {
+			assert!(!flow.contains(giveaway), "{flow}");
+		}
+	}
+
+	// The censor probes the endpoint: with the plain control channel off, it is a web site.
+	agent.signal("-TERM");
+	agent.wait(Duration::from_secs(30));
+	let text = std::fs::read_to_string(&w.agent_config).unwrap();
+	std::fs::write(&w.agent_config, text.replace("plain_control = true", "plain_control = false")).unwrap();
+	let agent = w.start_agent("2");
+	let curl = |args: &[&str]| {
+		let out = censor
+			.command("curl")
+			.args(["-sk", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code} %{http_version}"])
+			.args(args)
+			.output()
+			.unwrap();
+		String::from_utf8_lossy(&out.stdout).into_owned()
+	};
+	assert_eq!(curl(&["https://10.99.1.1:7310/"]), "200 2");
+	assert_eq!(curl(&["-I", "https://10.99.1.1:7310/"]), "200 2");
+	assert_eq!(curl(&["--http1.1", "https://10.99.1.1:7310/"]), "200 1.1");
+	assert_eq!(curl(&["https://10.99.1.1:7310/wp-admin/x7f3k.php"]), "404 2");
+	assert_eq!(curl(&["-X", "POST", "https://10.99.1.1:7310/"]), "405 2");
+	// A replay of the client's first flight gets a fresh TLS handshake, nothing of ours.
+	let flight = first_flight(&std::fs::read(&pcap).unwrap(), [10, 99, 3, 2]).expect("a client hello in the capture");
+	assert_eq!(flight[0], 0x16, "the client's first flight is a TLS handshake");
+	let answer = probe_tcp(censor, "10.99.1.1:7310", flight);
+	assert!(answer.starts_with(&[0x16, 0x03, 0x03]), "a TLS server hello: {answer:02x?}");
+	// Random bytes, the old preamble: what a TLS server says to them, then the close.
+	for garbage in [data(200, 3), b"interlattice-vpn\0\0\0\x08garbage!".to_vec(), b"GET / HTTP/1.1\r\n\r\n".to_vec()] {
+		let answer = probe_tcp(censor, "10.99.1.1:7310", garbage);
+		assert!(answer.is_empty() || answer[0] == 0x15, "a TLS alert or nothing: {answer:02x?}");
+		assert!(!String::from_utf8_lossy(&answer).contains("interlattice"));
+	}
+	// Random bytes on the UDP port: no answer (as from any host without that service).
+	let udp_silent = censor.enter(|| {
+		let socket = std::net::UdpSocket::bind("10.99.1.2:0").unwrap();
+		socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+		socket.send_to(&data(148, 5), "10.99.1.1:7310").unwrap();
+		let mut buf = [0u8; 2048];
+		socket.recv_from(&mut buf).is_err()
+	});
+	assert!(udp_silent);
+	drop(agent);
 }

@@ -23,9 +23,9 @@ use interlattice_agent_core::{
 	limits::{accept_loop, ConnectionLimits},
 	receipts::{ReceiptDesk, ReceiptRefusal},
 	sessions::{SessionBook, SessionEntry, SessionRefusal},
-	start::{self, StartError},
+	start::{self, Payments, StartError},
 	upkeep::Upkeep,
-	Hold, ReceiptError, ReceiptStore, Settler,
+	Hold, ReceiptError, Settler,
 };
 use interlattice_pq_crypto::SignedUsageReceipt;
 use interlattice_runtime::AccountId;
@@ -131,9 +131,6 @@ impl Agent {
 		let (objects, used) = content.usage();
 		tracing::info!(dir = %config.service.cache.dir.display(), objects, bytes = used, "cache opened");
 		let content = Arc::new(Mutex::new(content));
-		let store = ReceiptStore::open(&config.payment.receipts_dir)?;
-		tracing::info!(dir = %config.payment.receipts_dir.display(), unsettled = store.unsettled().len(), "receipt store opened");
-		let store = Arc::new(Mutex::new(store));
 		let metrics = CdnMetrics::new("interlattice_cdn");
 		let fills = Fills::new(
 			content.clone(),
@@ -141,16 +138,15 @@ impl Agent {
 			config.service.cache.max_concurrent_fills,
 			FillMetrics { mismatches: metrics.origin_mismatches.clone(), failures: metrics.origin_failures.clone() },
 		);
-		let sessions = Arc::new(SessionBook::new(
-			chain.clone(),
-			provider.clone(),
+		let Payments { sessions, receipts, settler } = start::payments(
 			ServiceKind::Cdn,
-			config.payment.policy(),
-			store.clone(),
-		));
-		let receipts =
-			ReceiptDesk::new(store.clone(), config.payment.max_receipts_per_second, metrics.core.clone(), &life);
-		let settler = Settler::new(chain, identity.account, store);
+			&config,
+			&chain,
+			provider.clone(),
+			identity.account,
+			&metrics.core,
+			&life,
+		)?;
 		Ok(Arc::new(Agent {
 			tokens: Mutex::new(Tokens::new(pallet_session_escrow::account_bytes(&provider))),
 			config,
@@ -177,15 +173,9 @@ impl Agent {
 		tracing::info!(listen = %self.config.service.http.listen, "cdn-agent serving");
 		let upkeep = {
 			let me = self.clone();
-			Upkeep::start(
-				&self.life,
-				self.sessions.clone(),
-				self.settler.clone(),
-				&self.metrics.core,
-				self.config.metrics.listen,
-				Duration::from_secs(self.config.payment.settle_interval_secs),
-				move || me.tokens.lock().unwrap_or_else(|p| p.into_inner()).prune(unix_now()),
-			)
+			Upkeep::for_agent(&self.config, &self.life, &self.sessions, &self.settler, &self.metrics.core, move || {
+				me.tokens.lock().unwrap_or_else(|p| p.into_inner()).prune(unix_now())
+			})
 		};
 		let graceful = Arc::new(hyper_util::server::graceful::GracefulShutdown::new());
 		let handshake = Duration::from_secs(self.config.limits.handshake_timeout_secs);

@@ -23,7 +23,7 @@ pub mod fills;
 #[cfg(feature = "agent")]
 pub mod metering;
 pub mod protocol;
-pub mod tls;
+pub use interlattice_agent_core::tls;
 #[cfg(feature = "agent")]
 pub mod tokens;
 

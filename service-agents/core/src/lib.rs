@@ -25,6 +25,7 @@ pub mod lat;
 pub mod lifecycle;
 pub mod meter;
 pub mod opening;
+pub mod tls;
 
 pub use chain::{ChainClient, ChainError};
 pub use keys::{PendingKey, SessionKeyError, SessionKeys};

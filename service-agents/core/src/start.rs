@@ -1,16 +1,26 @@
 //! What every agent does before it serves, and what can stop it there: its socket bound, the
 //! chain reached, its registration checked (or made, by `register`).
 
-use std::{io, net::SocketAddr};
+use std::{
+	io,
+	net::SocketAddr,
+	sync::{Arc, Mutex},
+};
 
+use interlattice_runtime::AccountId;
 use pallet_provider_registry::ServiceKind;
+use sp_core::sr25519;
 use tokio::net::TcpListener;
 
 use crate::{
 	chain::{ChainClient, Provider},
 	config::AgentFile,
 	identity::Identity,
-	ChainError, StoreError,
+	lifecycle::Lifecycle,
+	metrics::Metrics,
+	receipts::ReceiptDesk,
+	sessions::SessionBook,
+	ChainError, ReceiptStore, Settler, StoreError,
 };
 
 /// Why an agent cannot start (or register).
@@ -102,4 +112,35 @@ pub async fn connect_registered<S>(
 		);
 	}
 	Ok((chain, registered))
+}
+
+/// What an agent takes payment and settles with, over one receipt store.
+pub struct Payments {
+	/// The sessions the agent serves, checked on-chain, each with its ledger.
+	pub sessions: Arc<SessionBook>,
+	/// Verifies receipts and makes them durable before they are acknowledged.
+	pub receipts: Arc<ReceiptDesk>,
+	/// Settles the stored receipts on-chain, signing as `account`.
+	pub settler: Settler,
+}
+
+/// Opens the receipt store (`[payment] receipts_dir`) and sets up `provider`'s sessions of
+/// `service`, the receipt desk and the settler (which signs with `account`).
+pub fn payments<S>(
+	service: ServiceKind,
+	file: &AgentFile<S>,
+	chain: &ChainClient,
+	provider: AccountId,
+	account: sr25519::Pair,
+	metrics: &Metrics,
+	life: &Lifecycle,
+) -> Result<Payments, StartError> {
+	let store = ReceiptStore::open(&file.payment.receipts_dir)?;
+	tracing::info!(dir = %file.payment.receipts_dir.display(), unsettled = store.unsettled().len(), "receipt store opened");
+	let store = Arc::new(Mutex::new(store));
+	let sessions =
+		Arc::new(SessionBook::new(chain.clone(), provider, service, file.payment.policy(), store.clone()));
+	let receipts = ReceiptDesk::new(store.clone(), file.payment.max_receipts_per_second, metrics.clone(), life);
+	let settler = Settler::new(chain.clone(), account, store);
+	Ok(Payments { sessions, receipts, settler })
 }

@@ -20,6 +20,20 @@ pub struct Upkeep {
 }
 
 impl Upkeep {
+	/// [`Upkeep::start`] with the agent file's settings (`[metrics] listen`, `[payment]
+	/// settle_interval_secs`).
+	pub fn for_agent<S>(
+		file: &crate::config::AgentFile<S>,
+		life: &Lifecycle,
+		sessions: &Arc<SessionBook>,
+		settler: &Settler,
+		metrics: &Metrics,
+		tick: impl Fn() + Send + 'static,
+	) -> Self {
+		let interval = Duration::from_secs(file.payment.settle_interval_secs);
+		Self::start(life, sessions.clone(), settler.clone(), metrics, file.metrics.listen, interval, tick)
+	}
+
 	/// Starts the metrics endpoint on `metrics_listen` (if any), settlement every
 	/// `settle_interval`, and every few seconds the served counts, the gauges and `tick` (the
 	/// service's own upkeep), until `life` is cancelled.

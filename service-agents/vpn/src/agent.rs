@@ -5,10 +5,15 @@
 use std::{
 	collections::HashMap,
 	net::{Ipv4Addr, SocketAddr},
+	path::PathBuf,
 	sync::{Arc, Mutex},
 	time::Duration,
 };
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{body::Incoming, header, Method, Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use interlattice_agent_core::{
 	chain::ChainClient,
 	identity::Identity,
@@ -16,19 +21,16 @@ use interlattice_agent_core::{
 	limits::{accept_loop, Admission, ConnectionLimits},
 	receipts::ReceiptDesk,
 	sessions::{SessionBook, SessionEntry, SessionRefusal},
-	start::{self, StartError},
+	start::{self, Payments, StartError},
 	upkeep::Upkeep,
-	Hold, ReceiptStore, Settler,
+	Hold, Settler,
 };
 use interlattice_pq_crypto::keys::MlDsaKeyPair;
 use interlattice_runtime::AccountId;
 use pallet_provider_registry::ServiceKind;
 use tokio::{
-	io::{AsyncReadExt, AsyncWriteExt},
-	net::{
-		tcp::{OwnedReadHalf, OwnedWriteHalf},
-		TcpListener, TcpStream,
-	},
+	io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+	net::{TcpListener, TcpStream, UdpSocket},
 	sync::{Notify, OwnedSemaphorePermit, Semaphore},
 };
 use tracing::Instrument;
@@ -40,10 +42,31 @@ use crate::{
 		AgentMessage, ClientMessage, ErrorCode, TunnelParams, UsageReport, PREAMBLE,
 	},
 	dataplane::{Engine, Peer, PeerConfig, Role},
-	handshake::AgentHandshake,
+	handshake::{AgentHandshake, HandshakeError, Rekey, RekeyRequest, RekeyResponse},
+	https::{self as transport, EXPORTER_LABEL, UPGRADE_PROTOCOL},
 	sealed::Sealer,
 	tun::{EgressPolicy, Tun},
+	website,
 };
+
+/// The control channel's reading half, whatever carries it (plain TCP or an HTTPS tunnel).
+type ControlReader = Box<dyn AsyncRead + Unpin + Send>;
+/// Its writing half.
+type ControlWriter = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// The HTTPS side of the control port (`[https]`).
+struct HttpsEndpoint {
+	acceptor: tokio_rustls::TlsAcceptor,
+	site: Option<PathBuf>,
+	plain_control: bool,
+}
+
+/// How long after a rekey the agent starts the WireGuard handshake itself, if the client has
+/// not.
+const REKEY_HANDSHAKE_DELAY: Duration = Duration::from_secs(1);
+
+/// The first byte of a TLS connection (a handshake record).
+const TLS_HANDSHAKE: u8 = 0x16;
 
 interlattice_agent_core::service_metrics! {
 	/// The dVPN's metrics: the core's and its own.
@@ -62,6 +85,53 @@ interlattice_agent_core::service_metrics! {
 		bytes_closed_tunnels: IntCounter = "bytes_closed_tunnels_total",
 		/// Packets held back because the session's credit ran out.
 		packets_dropped_unpaid: IntCounter = "packets_dropped_unpaid_total",
+		/// Tunnel keys renewed (post-quantum rekeys completed).
+		rekeys: IntCounter = "rekeys_total",
+	}
+}
+
+/// A tunnel's WireGuard pre-shared key over its life: its generation and age, and the rekey
+/// under way (`docs/vpn-handshake.md`, "Rekeying").
+struct TunnelKeys {
+	current: zeroize::Zeroizing<[u8; 32]>,
+	generation: u64,
+	since: std::time::Instant,
+	pending: Option<Rekey>,
+}
+
+impl TunnelKeys {
+	fn new(current: zeroize::Zeroizing<[u8; 32]>) -> Self {
+		TunnelKeys { current, generation: 0, since: std::time::Instant::now(), pending: None }
+	}
+
+	fn age(&self) -> Duration {
+		self.since.elapsed()
+	}
+
+	/// A rekey request when the key is `interval` old and none is under way.
+	fn due(&mut self, interval: Duration) -> Option<Result<RekeyRequest, HandshakeError>> {
+		if self.pending.is_some() || self.age() < interval {
+			return None;
+		}
+		Some(Rekey::start(self.generation + 1).map(|(rekey, request)| {
+			self.pending = Some(rekey);
+			request
+		}))
+	}
+
+	/// The next key from the client's answer to the rekey under way (`None`: no rekey under
+	/// way, or an answer to another).
+	fn answered(&mut self, response: &RekeyResponse) -> Option<zeroize::Zeroizing<[u8; 32]>> {
+		let rekey = self.pending.take()?;
+		rekey.finish(response, &self.current).ok()
+	}
+
+	/// Makes `next` the current key; its generation.
+	fn install(&mut self, next: zeroize::Zeroizing<[u8; 32]>) -> u64 {
+		self.current = next;
+		self.generation += 1;
+		self.since = std::time::Instant::now();
+		self.generation
 	}
 }
 
@@ -121,7 +191,36 @@ pub struct Agent {
 	metrics: VpnMetrics,
 	slots: Arc<Semaphore>,
 	life: Lifecycle,
+	https: Option<HttpsEndpoint>,
 	_egress: EgressPolicy,
+}
+
+fn https_endpoint(config: &AgentConfig) -> Result<Option<HttpsEndpoint>, StartError> {
+	use interlattice_agent_core::tls;
+	let section = &config.service.https;
+	if !section.enabled {
+		return Ok(None);
+	}
+	let tls = match (&section.certificate, &section.private_key) {
+		(Some(certificate), Some(key)) => tls::server_config(certificate, key),
+		_ => {
+			// A self-signed certificate for the endpoint's host (an IP address or a name).
+			let host = config
+				.provider
+				.endpoint
+				.as_deref()
+				.and_then(|e| e.rsplit_once(':'))
+				.map(|(host, _)| host.trim_matches(['[', ']']).to_string())
+				.unwrap_or_else(|| config.service.control.listen.ip().to_string());
+			tls::self_signed(vec![host]).and_then(|(certs, key)| tls::server_config_with(certs, key))
+		},
+	}
+	.map_err(|e| StartError::Config(format!("https: {e}")))?;
+	Ok(Some(HttpsEndpoint {
+		acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
+		site: section.site.clone(),
+		plain_control: section.plain_control,
+	}))
 }
 
 impl Agent {
@@ -129,14 +228,11 @@ impl Agent {
 	/// tunnel interface with its egress policy and starts the data plane.
 	pub async fn start(config: AgentConfig, life: Lifecycle) -> Result<Arc<Self>, StartError> {
 		let identity = Identity::load(&config.provider, true).map_err(StartError::Config)?;
+		let https = https_endpoint(&config)?;
 		let pool = config.service.pool().map_err(StartError::Config)?;
 		let (chain, _) = start::connect_registered(ServiceKind::Vpn, &config, &identity).await?;
 		let Identity { account, provider, service_key } = identity;
 		let service_key = service_key.expect("loaded with needs_service_key; qed");
-		let store = ReceiptStore::open(&config.payment.receipts_dir)?;
-		tracing::info!(dir = %config.payment.receipts_dir.display(), unsettled = store.unsettled().len(), "receipt store opened");
-		let store = Arc::new(Mutex::new(store));
-
 		let tun = Tun::create(&config.service.tunnel.interface).map_err(StartError::service)?;
 		tun.configure(None, pool.gateway(), pool.prefix, config.service.tunnel.mtu).map_err(StartError::service)?;
 		let egress = EgressPolicy::install(
@@ -161,16 +257,8 @@ impl Agent {
 		tracing::info!(interface = %config.service.tunnel.interface, %pool, wireguard = %udp_addr, nat = config.service.tunnel.masquerade, "tunnel interface up");
 
 		let metrics = VpnMetrics::new("interlattice_vpn");
-		let sessions = Arc::new(SessionBook::new(
-			chain.clone(),
-			provider.clone(),
-			ServiceKind::Vpn,
-			config.payment.policy(),
-			store.clone(),
-		));
-		let receipts =
-			ReceiptDesk::new(store.clone(), config.payment.max_receipts_per_second, metrics.core.clone(), &life);
-		let settler = Settler::new(chain.clone(), account, store);
+		let Payments { sessions, receipts, settler } =
+			start::payments(ServiceKind::Vpn, &config, &chain, provider.clone(), account, &metrics.core, &life)?;
 		let mut free: Vec<Ipv4Addr> = pool.clients().collect();
 		free.reverse();
 		Ok(Arc::new(Agent {
@@ -188,6 +276,7 @@ impl Agent {
 			settler,
 			metrics,
 			life,
+			https,
 			_egress: egress,
 		}))
 	}
@@ -200,16 +289,9 @@ impl Agent {
 	/// Serves control connections until the agent stops; then ends every tunnel, settles once
 	/// more and removes the interface and egress policy (when the agent is dropped).
 	pub async fn serve(self: Arc<Self>, listener: TcpListener) -> Result<(), StartError> {
-		tracing::info!(control = %self.config.service.control.listen, endpoint = ?self.config.provider.endpoint, "vpn-agent serving");
-		let upkeep = Upkeep::start(
-			&self.life,
-			self.sessions.clone(),
-			self.settler.clone(),
-			&self.metrics.core,
-			self.config.metrics.listen,
-			Duration::from_secs(self.config.payment.settle_interval_secs),
-			|| {},
-		);
+		tracing::info!(control = %self.config.service.control.listen, endpoint = ?self.config.provider.endpoint, https = self.https.is_some(), "vpn-agent serving");
+		let upkeep =
+			Upkeep::for_agent(&self.config, &self.life, &self.sessions, &self.settler, &self.metrics.core, || {});
 		let limits =
 			ConnectionLimits::new(self.config.limits.max_connections, self.config.limits.max_connections_per_ip);
 		let me = self.clone();
@@ -227,9 +309,139 @@ impl Agent {
 		Ok(())
 	}
 
-	/// One control connection, from the preamble to the end of its tunnel.
+	/// One connection to the control port: TLS (the HTTPS endpoint) or the plain control
+	/// channel, told apart by the first byte.
 	async fn connection(self: Arc<Self>, stream: TcpStream, from: SocketAddr, _admission: Admission) {
-		let (reader, mut writer) = stream.into_split();
+		if let Some(https) = &self.https {
+			let step = Duration::from_secs(self.config.limits.handshake_timeout_secs);
+			let mut first = [0u8; 1];
+			match tokio::time::timeout(step, stream.peek(&mut first)).await {
+				Ok(Ok(1)) if first[0] == TLS_HANDSHAKE || !https.plain_control => {
+					return self.clone().https_connection(stream, from).await;
+				},
+				Ok(Ok(1)) => {},
+				// Closed, failed, or silent (as a web server, it waits for a client hello).
+				_ => return,
+			}
+		}
+		let (reader, writer) = stream.into_split();
+		self.control_connection(Box::new(reader), Box::new(writer), from).await;
+	}
+
+	/// A TLS connection to the HTTPS endpoint: HTTP/1.1 or HTTP/2; tunnel requests with a
+	/// valid capability get a tunnel, everything else the website.
+	async fn https_connection(self: Arc<Self>, stream: TcpStream, from: SocketAddr) {
+		let Some(https) = &self.https else { return };
+		let step = Duration::from_secs(self.config.limits.handshake_timeout_secs);
+		let tls = match tokio::time::timeout(step, https.acceptor.accept(stream)).await {
+			Ok(Ok(tls)) => tls,
+			Ok(Err(e)) => {
+				tracing::debug!(%from, error = %e, "TLS handshake failed");
+				return;
+			},
+			Err(_) => return,
+		};
+		let mut exporter = [0u8; 32];
+		if let Err(e) = tls.get_ref().1.export_keying_material(&mut exporter, EXPORTER_LABEL, None) {
+			tracing::warn!(%from, error = %e, "no TLS exporter");
+			return;
+		}
+		let me = self.clone();
+		let service = hyper::service::service_fn(move |request| {
+			let me = me.clone();
+			async move { Ok::<_, std::convert::Infallible>(me.https_request(request, exporter, from).await) }
+		});
+		let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+		builder.http2().enable_connect_protocol();
+		let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+		tokio::pin!(connection);
+		tokio::select! {
+			result = connection.as_mut() => {
+				if let Err(e) = result {
+					tracing::debug!(%from, error = %e, "HTTPS connection ended");
+				}
+			},
+			_ = self.life.token.cancelled() => {
+				connection.as_mut().graceful_shutdown();
+				let _ = tokio::time::timeout(Duration::from_secs(5), connection).await;
+			},
+		}
+	}
+
+	/// One HTTPS request: a tunnel (extended CONNECT `connect-udp` with a capability for a
+	/// session of ours, bound to this TLS connection) or the website.
+	async fn https_request(
+		self: Arc<Self>,
+		mut request: Request<Incoming>,
+		exporter: [u8; 32],
+		from: SocketAddr,
+	) -> Response<Full<Bytes>> {
+		let tunnel_request = request.method() == Method::CONNECT
+			&& request.extensions().get::<hyper::ext::Protocol>().is_some_and(|p| p.as_str() == UPGRADE_PROTOCOL);
+		if tunnel_request {
+			if let Some(session_id) = self.check_capability(&request, exporter).await {
+				let upgrade = hyper::upgrade::on(&mut request);
+				let me = self.clone();
+				self.life.tracker.spawn(
+					async move {
+						match upgrade.await {
+							Ok(upgraded) => me.https_tunnel(upgraded, from).await,
+							Err(e) => tracing::debug!(error = %e, "tunnel upgrade failed"),
+						}
+					}
+					.instrument(tracing::info_span!("https-tunnel", %from, session = session_id)),
+				);
+				let mut response = Response::new(Full::new(Bytes::new()));
+				response.headers_mut().insert("capsule-protocol", header::HeaderValue::from_static("?1"));
+				return response;
+			}
+		}
+		let site = self.https.as_ref().and_then(|h| h.site.as_deref());
+		website::answer(request.method(), request.uri().path(), site).await
+	}
+
+	/// The session whose key signed the request's capability for this TLS connection, if it
+	/// is one of this provider's VPN sessions.
+	async fn check_capability(&self, request: &Request<Incoming>, exporter: [u8; 32]) -> Option<u64> {
+		let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+		let (session_id, signature) = transport::parse_authorization(value)?;
+		let entry = self.sessions.get(session_id).await.ok()?;
+		let key = entry.ledger().terms().client_key.clone();
+		let genesis = self.chain.genesis_hash().0;
+		let provider: [u8; 32] = *self.provider.as_ref();
+		let valid = tokio::task::spawn_blocking(move || {
+			transport::verify_capability(&key, genesis, provider, session_id, exporter, &signature)
+		})
+		.await
+		.ok()?;
+		valid.then_some(session_id)
+	}
+
+	/// A tunnel inside an HTTPS stream: the control channel over its control capsules, the
+	/// WireGuard datagrams to and from the data plane over a loopback socket.
+	async fn https_tunnel(self: Arc<Self>, upgraded: hyper::upgrade::Upgraded, from: SocketAddr) {
+		let wireguard = self.config.service.wireguard_listen();
+		let target = if wireguard.ip().is_unspecified() {
+			SocketAddr::new(Ipv4Addr::LOCALHOST.into(), wireguard.port())
+		} else {
+			wireguard
+		};
+		let udp = match UdpSocket::bind(SocketAddr::new(target.ip(), 0)).await {
+			Ok(udp) => udp,
+			Err(e) => {
+				tracing::warn!(error = %e, "no socket for a tunnel's datagrams");
+				return;
+			},
+		};
+		// The relay ends when the control channel's end is dropped, after sending what it
+		// wrote last (a refusal, `Closed`), or when the agent stops.
+		let control = transport::relay(TokioIo::new(upgraded), udp, Some(target), self.life.token.child_token());
+		let (reader, writer) = tokio::io::split(control);
+		self.control_connection(Box::new(reader), Box::new(writer), from).await;
+	}
+
+	/// One control channel, from the preamble to the end of its tunnel.
+	async fn control_connection(self: Arc<Self>, reader: ControlReader, mut writer: ControlWriter, from: SocketAddr) {
 		let result = self.clone().tunnel(reader, &mut writer, from).await;
 		if let Err(Refusal { code, message, sent }) = result {
 			if !matches!(code, ErrorCode::ShuttingDown | ErrorCode::Replaced) {
@@ -262,8 +474,8 @@ impl Agent {
 	/// the tunnel.
 	async fn tunnel(
 		self: Arc<Self>,
-		mut reader: OwnedReadHalf,
-		writer: &mut OwnedWriteHalf,
+		mut reader: ControlReader,
+		writer: &mut ControlWriter,
 		from: SocketAddr,
 	) -> Result<(), Refusal> {
 		let step = Duration::from_secs(self.config.limits.handshake_timeout_secs);
@@ -370,7 +582,10 @@ impl Agent {
 
 		let ready = AgentMessage::Ready { address: address.octets(), prefix: self.pool.prefix };
 		let result = match write_sealed(writer, &mut sealer, &ready).await {
-			Ok(()) => self.payment_loop(reader, writer, &mut sealer, opener, &peer, &replaced, &entry).await,
+			Ok(()) => {
+				let keys = TunnelKeys::new(established.preshared_key.clone());
+				self.payment_loop(reader, writer, &mut sealer, opener, &peer, &replaced, &entry, keys).await
+			},
 			Err(e) => Err((ErrorCode::Protocol, e.to_string())),
 		};
 
@@ -421,13 +636,14 @@ impl Agent {
 	#[allow(clippy::too_many_arguments)]
 	async fn payment_loop(
 		self: &Arc<Self>,
-		reader: OwnedReadHalf,
-		writer: &mut OwnedWriteHalf,
+		reader: ControlReader,
+		writer: &mut ControlWriter,
 		sealer: &mut Sealer,
 		opener: crate::sealed::Opener,
 		peer: &Arc<Peer>,
 		replaced: &Notify,
 		entry: &Arc<SessionEntry>,
+		mut keys: TunnelKeys,
 	) -> Result<(), (ErrorCode, String)> {
 		let session_id = entry.id;
 		let interval = u64::from(self.config.service.tunnel.receipt_interval_secs);
@@ -436,6 +652,8 @@ impl Agent {
 		let mut ticker = tokio::time::interval(Duration::from_secs(1));
 		let mut heard = tokio::time::Instant::now();
 		let (mut to_client, mut from_client, mut dropped) = (0u64, 0u64, 0u64);
+		// When to handshake with the client's new key if it has not (after a rekey).
+		let mut handshake_due: Option<tokio::time::Instant> = None;
 		let token = self.life.token.clone();
 		let outcome = loop {
 			tokio::select! {
@@ -458,6 +676,21 @@ impl Agent {
 									let _ = write_sealed(writer, sealer, &AgentMessage::ReceiptRejected { sequence, reason }).await;
 								},
 							}
+						},
+						Some(Ok(ClientMessage::Rekeyed(response))) => {
+							let Some(next) = keys.answered(&response) else {
+								break Err((ErrorCode::Protocol, "a rekey answer for no rekey under way".into()));
+							};
+							// The client installs the key on `RekeyDone` and handshakes with
+							// it; a client carrying the tunnel elsewhere (an exported
+							// configuration, wireguard-go) may not, so the agent handshakes
+							// itself once the client had a moment to install the key.
+							self.engine.set_preshared_key(peer, *next, false);
+							handshake_due = Some(tokio::time::Instant::now() + REKEY_HANDSHAKE_DELAY);
+							let generation = keys.install(next);
+							self.metrics.rekeys.inc();
+							tracing::debug!(session = session_id, generation, "tunnel rekeyed");
+							let _ = write_sealed(writer, sealer, &AgentMessage::RekeyDone { generation }).await;
 						},
 						Some(Ok(ClientMessage::Close)) => {
 							peer.meter.set_limit(0);
@@ -513,6 +746,22 @@ impl Agent {
 					peer.meter.set_limit(if matches!(hold, Some(Hold::Late)) { peer.meter.served() } else { limit });
 					if write_sealed(writer, sealer, &AgentMessage::Usage(report)).await.is_err() {
 						break Ok(());
+					}
+					if handshake_due.is_some_and(|due| tokio::time::Instant::now() >= due) {
+						handshake_due = None;
+						if peer.last_handshake().is_none() {
+							self.engine.initiate_handshake(peer);
+						}
+					}
+					let tunnel = &self.config.service.tunnel;
+					if keys.age() > Duration::from_secs(tunnel.max_key_age_secs) {
+						break Err((ErrorCode::KeyExpired, format!("the tunnel's key is older than {} s: the client did not rekey", tunnel.max_key_age_secs)));
+					}
+					if let Some(request) = keys.due(Duration::from_secs(tunnel.rekey_interval_secs)) {
+						match request {
+							Ok(request) => { let _ = write_sealed(writer, sealer, &AgentMessage::Rekey(Box::new(request))).await; },
+							Err(e) => tracing::warn!(session = session_id, error = %e, "cannot start a rekey"),
+						}
 					}
 					if heard.elapsed() > idle {
 						break Err((ErrorCode::PaymentTimeout, "the client has been silent for too long".into()));

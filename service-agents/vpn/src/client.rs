@@ -18,7 +18,10 @@ use interlattice_runtime::{AccountId, RuntimeCall};
 use pallet_provider_registry::{ProviderFilter, ProviderOrder, ProviderPage, ServiceKind};
 use serde::{Deserialize, Serialize};
 use sp_core::sr25519;
-use tokio::{io::AsyncWriteExt, net::TcpStream};
+use tokio::{
+	io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+	net::TcpStream,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -28,7 +31,8 @@ use crate::{
 		AgentMessage, ClientMessage, ErrorCode, TunnelParams, UsageReport, PREAMBLE,
 	},
 	dataplane::{Engine, Peer, PeerConfig, Role},
-	handshake::{ClientHandshake, Established, HandshakeError},
+	handshake::{answer_rekey, ClientHandshake, Established, HandshakeError},
+	https::{self, TunnelGuard},
 	netlink::add_route,
 	tun::{HostRoute, LeakGuard, NetError, Tun},
 };
@@ -140,6 +144,43 @@ pub struct ConnectOptions {
 	/// name) instead of this one: that namespace's traffic uses the tunnel while this process,
 	/// its chain connection and its WireGuard socket stay here.
 	pub netns: Option<String>,
+	/// How the tunnel reaches the agent.
+	pub transport: Transport,
+	/// Do not answer the agent's rekeys (to test a provider's enforcement of the key age).
+	pub ignore_rekeys: bool,
+}
+
+/// How a tunnel reaches the agent (`docs/vpn-protocol.md`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Transport {
+	/// The plain control channel over TCP and WireGuard over UDP: the fastest, where nothing
+	/// blocks them.
+	#[default]
+	Udp,
+	/// Both inside HTTP/2 over TLS over TCP (`crate::https`): for networks that block
+	/// WireGuard or UDP; looks like HTTPS to a web site.
+	Https,
+}
+
+impl std::str::FromStr for Transport {
+	type Err = String;
+
+	fn from_str(s: &str) -> Result<Self, String> {
+		match s {
+			"udp" => Ok(Transport::Udp),
+			"https" => Ok(Transport::Https),
+			other => Err(format!("unknown transport {other:?} (udp or https)")),
+		}
+	}
+}
+
+impl std::fmt::Display for Transport {
+	fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+		f.write_str(match self {
+			Transport::Udp => "udp",
+			Transport::Https => "https",
+		})
+	}
 }
 
 impl Default for ConnectOptions {
@@ -152,6 +193,8 @@ impl Default for ConnectOptions {
 			close_at_end: true,
 			stop_paying_after_bytes: None,
 			netns: None,
+			transport: Transport::Udp,
+			ignore_rekeys: false,
 		}
 	}
 }
@@ -175,6 +218,8 @@ pub struct Status {
 	pub deposit: u128,
 	/// Whether the agent acknowledged the last receipt.
 	pub acknowledged: bool,
+	/// Times the tunnel's pre-shared key was renewed (this run).
+	pub rekeys: u64,
 }
 
 /// How a connection ended.
@@ -194,8 +239,12 @@ pub struct VpnClient {
 }
 
 struct Connected {
-	reader: tokio::net::tcp::OwnedReadHalf,
-	writer: tokio::net::tcp::OwnedWriteHalf,
+	reader: Box<dyn AsyncRead + Unpin + Send>,
+	writer: Box<dyn AsyncWrite + Unpin + Send>,
+	/// Where WireGuard datagrams go: the agent's UDP port, or the HTTPS tunnel's local end.
+	wireguard_endpoint: Option<SocketAddr>,
+	/// Keeps the HTTPS tunnel open.
+	_transport: Option<TunnelGuard>,
 	sealer: crate::sealed::Sealer,
 	opener: crate::sealed::Opener,
 	established: Established,
@@ -275,7 +324,12 @@ impl VpnClient {
 		std::fs::rename(&tmp, &path).map_err(io)
 	}
 
-	async fn handshake(&self, session: &Session, endpoint: &str) -> Result<Connected, ClientError> {
+	async fn handshake(
+		&self,
+		session: &Session,
+		endpoint: &str,
+		transport: Transport,
+	) -> Result<Connected, ClientError> {
 		let unreachable = |message: String| ClientError::Unreachable { endpoint: endpoint.to_string(), message };
 		let provider = self
 			.chain
@@ -287,12 +341,34 @@ impl VpnClient {
 			.map_err(|e| unreachable(e.to_string()))?
 			.find(|a| a.is_ipv4())
 			.ok_or_else(|| unreachable("no IPv4 address".into()))?;
-		let stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(agent))
-			.await
-			.map_err(|_| unreachable("connection timed out".into()))?
-			.map_err(|e| unreachable(e.to_string()))?;
-		let _ = stream.set_nodelay(true);
-		let (mut reader, mut writer) = stream.into_split();
+		let (mut reader, mut writer, wireguard_endpoint, guard): (
+			Box<dyn AsyncRead + Unpin + Send>,
+			Box<dyn AsyncWrite + Unpin + Send>,
+			_,
+			_,
+		) = match transport {
+			Transport::Udp => {
+				let stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(agent))
+					.await
+					.map_err(|_| unreachable("connection timed out".into()))?
+					.map_err(|e| unreachable(e.to_string()))?;
+				let _ = stream.set_nodelay(true);
+				let (reader, writer) = stream.into_split();
+				(Box::new(reader), Box::new(writer), None, None)
+			},
+			Transport::Https => {
+				let host = endpoint.rsplit_once(':').map_or(endpoint, |(host, _)| host).trim_matches(['[', ']']);
+				let key = self.session_key(session)?;
+				let (genesis, provider_id, id) =
+					(self.chain.genesis_hash().0, *session.provider.as_ref(), session.session_id);
+				let tunnel =
+					https::open(agent, host, |exporter| https::authorization(&key, genesis, provider_id, id, exporter))
+						.await
+						.map_err(|e| unreachable(format!("HTTPS transport: {e}")))?;
+				let (reader, writer) = tokio::io::split(tunnel.control);
+				(Box::new(reader), Box::new(writer), Some(tunnel.datagrams), Some(tunnel.guard))
+			},
+		};
 		let mut secret = [0u8; 32];
 		getrandom::fill(&mut secret).map_err(|e| ClientError::Other(format!("no randomness: {e}")))?;
 		let wg_public = boringtun::x25519::PublicKey::from(&boringtun::x25519::StaticSecret::from(secret));
@@ -332,41 +408,80 @@ impl VpnClient {
 			},
 		};
 		let params = established.params.clone();
-		Ok(Connected { reader, writer, sealer, opener, established, params, tunnel, agent, wireguard_secret: secret })
+		Ok(Connected {
+			reader,
+			writer,
+			wireguard_endpoint,
+			_transport: guard,
+			sealer,
+			opener,
+			established,
+			params,
+			tunnel,
+			agent,
+			wireguard_secret: secret,
+		})
 	}
 
 	/// Handshakes with the agent at `endpoint` for `session` and writes a standard `wg-quick`
 	/// configuration for the tunnel to `output`; then pays for the agent's reported usage until
-	/// `stop` (the tunnel lives as long as this control connection).
+	/// `stop` (the tunnel lives as long as this control connection). When the agent renews the
+	/// tunnel's pre-shared key, the file is written again and, with `apply_to`, the new key
+	/// is set on that WireGuard interface (`wg set`).
+	#[allow(clippy::too_many_arguments)]
 	pub async fn export_config(
 		&self,
 		session: &Session,
 		endpoint: &str,
 		output: &Path,
+		apply_to: Option<&str>,
 		options: &ConnectOptions,
 		max_bytes: u64,
 		on_status: impl FnMut(&Status),
 		stop: CancellationToken,
 	) -> Result<Summary, ClientError> {
-		let connected = self.handshake(session, endpoint).await?;
+		// A wg-quick configuration speaks plain WireGuard over UDP.
+		let connected = self.handshake(session, endpoint, Transport::Udp).await?;
 		let (address, prefix) = connected.tunnel;
 		let b64 = |k: &[u8]| base64_encode(k);
-		let config = format!(
-			"# Interlattice dVPN session {session} with {provider}\n# Valid while `vpn export-config` keeps running (it pays for the tunnel).\n[Interface]\nPrivateKey = {private}\nAddress = {address}/{prefix}\nMTU = {mtu}\n\n[Peer]\nPublicKey = {public}\nPresharedKey = {psk}\nEndpoint = {ip}:{port}\nAllowedIPs = {allowed}\nPersistentKeepalive = 25\n",
-			session = session.session_id,
-			provider = session.provider,
-			private = b64(&connected.wireguard_secret),
-			address = Ipv4Addr::from(address),
-			mtu = connected.params.mtu,
-			public = b64(&connected.established.peer_wireguard_public_key),
-			psk = b64(connected.established.preshared_key.as_ref()),
-			ip = connected.agent.ip(),
-			port = connected.params.wireguard_port,
-			allowed = options.routes.join(", "),
+		let (secret, agent_public, ip, port, mtu) = (
+			connected.wireguard_secret,
+			connected.established.peer_wireguard_public_key,
+			connected.agent.ip(),
+			connected.params.wireguard_port,
+			connected.params.mtu,
 		);
-		write_private(output, config.as_bytes())
-			.map_err(|e| ClientError::Other(format!("{}: {e}", output.display())))?;
-		self.pay(session, connected, None, Metering::AgentReported { max_bytes }, options, on_status, stop).await
+		let config = |preshared_key: &[u8; 32]| {
+			format!(
+				"# Interlattice dVPN session {session} with {provider}\n# Valid while `vpn export-config` keeps running (it pays for the tunnel and renews its key).\n[Interface]\nPrivateKey = {private}\nAddress = {address}/{prefix}\nMTU = {mtu}\n\n[Peer]\nPublicKey = {public}\nPresharedKey = {psk}\nEndpoint = {ip}:{port}\nAllowedIPs = {allowed}\nPersistentKeepalive = 25\n",
+				session = session.session_id,
+				provider = session.provider,
+				private = b64(&secret),
+				address = Ipv4Addr::from(address),
+				public = b64(&agent_public),
+				psk = b64(preshared_key),
+				allowed = options.routes.join(", "),
+			)
+		};
+		let write = |text: String| {
+			write_private(output, text.as_bytes()).map_err(|e| ClientError::Other(format!("{}: {e}", output.display())))
+		};
+		write(config(&connected.established.preshared_key))?;
+		let rewritten = std::cell::RefCell::new(Ok(()));
+		let agent_key = b64(&agent_public);
+		let install = |key: &[u8; 32]| {
+			*rewritten.borrow_mut() = write(config(key));
+			if let Some(interface) = apply_to {
+				if let Err(e) = set_wireguard_psk(interface, &agent_key, key, output) {
+					tracing::warn!(%interface, error = %e, "cannot set the renewed key");
+				}
+			}
+		};
+		let result = self
+			.pay(session, connected, None, Metering::AgentReported { max_bytes }, options, on_status, install, stop)
+			.await;
+		rewritten.into_inner()?;
+		result
 	}
 
 	/// Connects to the agent at `endpoint` for `session`: handshake, tunnel interface and
@@ -379,7 +494,7 @@ impl VpnClient {
 		on_status: impl FnMut(&Status),
 		stop: CancellationToken,
 	) -> Result<Summary, ClientError> {
-		let connected = self.handshake(session, endpoint).await?;
+		let connected = self.handshake(session, endpoint, options.transport).await?;
 		let (address, prefix) = connected.tunnel;
 		let address = Ipv4Addr::from(address);
 		let agent_ip = match connected.agent.ip() {
@@ -404,7 +519,11 @@ impl VpnClient {
 			public_key: connected.established.peer_wireguard_public_key,
 			preshared_key: *connected.established.preshared_key,
 			address: Ipv4Addr::from(connected.params.gateway),
-			endpoint: Some(SocketAddr::new(agent_ip.into(), connected.params.wireguard_port)),
+			endpoint: Some(
+				connected
+					.wireguard_endpoint
+					.unwrap_or_else(|| SocketAddr::new(agent_ip.into(), connected.params.wireguard_port)),
+			),
 			keepalive: Some(25),
 			served_bytes: base,
 			limit: u64::MAX,
@@ -429,8 +548,10 @@ impl VpnClient {
 				add_route(netns, network.network(), network.prefix_len(), None, name)?;
 			}
 		}
-		tracing::info!(session = session.session_id, %address, interface = engine.interface(), "tunnel up");
-		let result = self.pay(session, connected, Some(peer), Metering::Own, options, on_status, stop).await;
+		tracing::info!(session = session.session_id, %address, interface = engine.interface(), transport = %options.transport, "tunnel up");
+		let install = |key: &[u8; 32]| engine.set_preshared_key(&peer, *key, true);
+		let result =
+			self.pay(session, connected, Some(peer.clone()), Metering::Own, options, on_status, install, stop).await;
 		engine.stop();
 		drop((pinned, guard));
 		result
@@ -445,9 +566,23 @@ impl VpnClient {
 		metering: Metering,
 		options: &ConnectOptions,
 		mut on_status: impl FnMut(&Status),
+		mut install_key: impl FnMut(&[u8; 32]),
 		stop: CancellationToken,
 	) -> Result<Summary, ClientError> {
-		let Connected { reader, mut writer, mut sealer, opener, params, tunnel, .. } = connected;
+		let Connected {
+			reader,
+			mut writer,
+			mut sealer,
+			opener,
+			params,
+			tunnel,
+			established,
+			_transport: _keep_open,
+			..
+		} = connected;
+		// The tunnel's pre-shared key, renewed when the agent asks (`docs/vpn-handshake.md`).
+		let mut current_key = established.preshared_key.clone();
+		let mut next_key: Option<(u64, zeroize::Zeroizing<[u8; 32]>)> = None;
 		let endpoint = session.provider.to_string();
 		let terms = session_terms(session, self.chain.genesis_hash().0);
 		let session_key = self.session_key(session)?;
@@ -502,6 +637,26 @@ impl VpnClient {
 						},
 						Some(Ok(AgentMessage::Closed { paid })) => break Ok(Some(paid)),
 						Some(Ok(AgentMessage::Error { code, message })) => break Err(ClientError::Refused { code, message }),
+						Some(Ok(AgentMessage::Rekey(request))) if !options.ignore_rekeys => {
+							match answer_rekey(&request, &current_key) {
+								Ok((response, key)) => {
+									next_key = Some((request.generation, key));
+									let answer = ClientMessage::Rekeyed(Box::new(response));
+									if let Err(e) = write_sealed(&mut writer, &mut sealer, &answer).await {
+										break Err(ClientError::Unreachable { endpoint: endpoint.clone(), message: e.to_string() });
+									}
+								},
+								Err(e) => tracing::warn!(error = %e, "cannot answer the agent's rekey"),
+							}
+						},
+						Some(Ok(AgentMessage::RekeyDone { generation })) => {
+							if let Some((_, key)) = next_key.take().filter(|(g, _)| *g == generation) {
+								install_key(&key);
+								current_key = key;
+								status.rekeys += 1;
+								tracing::debug!(generation, "tunnel rekeyed");
+							}
+						},
 						Some(Ok(_)) => {},
 						Some(Err(e)) => break Err(ClientError::Unreachable { endpoint: endpoint.clone(), message: e.to_string() }),
 						None => break Err(ClientError::Unreachable { endpoint: endpoint.clone(), message: "control channel closed".into() }),
@@ -629,6 +784,24 @@ pub fn connect_pid(text: &str, program: &Path) -> Option<i32> {
 	// A rebuilt binary shows as "path (deleted)" for processes started before.
 	let exe = PathBuf::from(exe.to_string_lossy().trim_end_matches(" (deleted)"));
 	(exe == ours).then_some(pid)
+}
+
+/// `wg set INTERFACE peer PEER preshared-key FILE`, with the key in a private file beside
+/// `config`.
+fn set_wireguard_psk(interface: &str, peer: &str, key: &[u8; 32], config: &Path) -> Result<(), String> {
+	let file = config.with_extension("psk");
+	write_private(&file, format!("{}\n", base64_encode(key)).as_bytes()).map_err(|e| e.to_string())?;
+	let out = std::process::Command::new("wg")
+		.args(["set", interface, "peer", peer, "preshared-key"])
+		.arg(&file)
+		.output()
+		.map_err(|e| format!("wg: {e}"));
+	let _ = std::fs::remove_file(&file);
+	let out = out?;
+	if !out.status.success() {
+		return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+	}
+	Ok(())
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -1,9 +1,12 @@
 //! The dVPN agent's configuration file (TOML; every setting is explained in
 //! `configs/vpn-agent.toml`): the sections every agent shares (`interlattice-agent-core`'s
 //! `[chain]`, `[provider]`, `[payment]`, `[limits]`, `[metrics]`) and the dVPN's own
-//! `[control]` and `[tunnel]`.
+//! `[control]`, `[tunnel]` and `[https]`.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::{
+	net::{Ipv4Addr, SocketAddr},
+	path::PathBuf,
+};
 
 pub use interlattice_agent_core::config::{
 	parse_lat, AgentFile, ChainSection, LimitsSection, MetricsSection, PaymentSection, ProviderSection,
@@ -22,6 +25,38 @@ pub struct VpnSections {
 	pub control: ControlSection,
 	/// `[tunnel]`.
 	pub tunnel: TunnelSection,
+	/// `[https]` (optional: the defaults serve HTTPS).
+	#[serde(default)]
+	pub https: HttpsSection,
+}
+
+/// `[https]`: the control port also speaks HTTPS, carrying tunnels for clients behind a
+/// censor (`crate::https`) and showing a plain website to everyone else.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpsSection {
+	/// Serve HTTPS on the control port.
+	#[serde(default = "yes")]
+	pub enabled: bool,
+	/// The certificate chain (PEM, leaf first); default: a self-signed certificate made at
+	/// start for the endpoint's host.
+	pub certificate: Option<PathBuf>,
+	/// Its private key (PEM).
+	pub private_key: Option<PathBuf>,
+	/// A directory of static files shown to everyone without a tunnel capability; default: a
+	/// one-page placeholder site.
+	pub site: Option<PathBuf>,
+	/// Also accept the plain control channel (its preamble) on the port: for clients that
+	/// do not need camouflage. Turn it off where the endpoint must look like a web server
+	/// only.
+	#[serde(default = "yes")]
+	pub plain_control: bool,
+}
+
+impl Default for HttpsSection {
+	fn default() -> Self {
+		HttpsSection { enabled: true, certificate: None, private_key: None, site: None, plain_control: true }
+	}
 }
 
 /// `[control]`.
@@ -62,6 +97,14 @@ pub struct TunnelSection {
 	/// ...and at least every this many seconds.
 	#[serde(default = "default_receipt_secs")]
 	pub receipt_interval_secs: u32,
+	/// The agent renews a tunnel's WireGuard pre-shared key (a fresh ML-KEM exchange inside
+	/// the control channel) this often, seconds; at most 120.
+	#[serde(default = "default_rekey_secs")]
+	pub rekey_interval_secs: u64,
+	/// A tunnel whose key is older than this (its client did not answer a rekey) is ended,
+	/// seconds; above `rekey_interval_secs`, at most 180.
+	#[serde(default = "default_key_age_secs")]
+	pub max_key_age_secs: u64,
 }
 
 fn default_interface() -> String {
@@ -81,6 +124,16 @@ fn default_receipt_bytes() -> u64 {
 }
 fn default_receipt_secs() -> u32 {
 	10
+}
+/// The longest rekey interval (Rosenpass rekeys every 120 s).
+pub const MAX_REKEY_INTERVAL_SECS: u64 = 120;
+/// The oldest a tunnel's pre-shared key may be (Rosenpass refuses keys older than 180 s).
+pub const MAX_KEY_AGE_SECS: u64 = 180;
+fn default_rekey_secs() -> u64 {
+	MAX_REKEY_INTERVAL_SECS
+}
+fn default_key_age_secs() -> u64 {
+	MAX_KEY_AGE_SECS
 }
 
 /// An IPv4 pool.
@@ -128,7 +181,7 @@ impl ServiceSections for VpnSections {
 	const KIND: ServiceKind = ServiceKind::Vpn;
 	const ABOUT: &'static str =
 		"Serve WireGuard tunnels with a post-quantum handshake, metered and paid through on-chain sessions.";
-	const SECTIONS: &'static [&'static str] = &["control", "tunnel"];
+	const SECTIONS: &'static [&'static str] = &["control", "tunnel", "https"];
 
 	fn listen(&self) -> SocketAddr {
 		self.control.listen
@@ -145,8 +198,28 @@ impl ServiceSections for VpnSections {
 		{
 			return Err("tunnel.receipt_interval_secs must be at least 1 and below payment.receipt_timeout_secs".into());
 		}
+		if tunnel.rekey_interval_secs == 0 || tunnel.rekey_interval_secs > MAX_REKEY_INTERVAL_SECS {
+			return Err(format!("tunnel.rekey_interval_secs must be between 1 and {MAX_REKEY_INTERVAL_SECS}"));
+		}
+		if tunnel.max_key_age_secs <= tunnel.rekey_interval_secs || tunnel.max_key_age_secs > MAX_KEY_AGE_SECS {
+			return Err(format!(
+				"tunnel.max_key_age_secs must be above tunnel.rekey_interval_secs and at most {MAX_KEY_AGE_SECS}"
+			));
+		}
 		if tunnel.mtu < 576 {
 			return Err("tunnel.mtu must be at least 576".into());
+		}
+		let https = &self.https;
+		if https.certificate.is_some() != https.private_key.is_some() {
+			return Err("https.certificate and https.private_key go together".into());
+		}
+		if let Some(site) = &https.site {
+			if !site.is_dir() {
+				return Err(format!("https.site: {} is not a directory", site.display()));
+			}
+		}
+		if !https.enabled && !https.plain_control {
+			return Err("https.enabled and https.plain_control are both off: no client could connect".into());
 		}
 		for network in &tunnel.egress_allow {
 			network

@@ -11,7 +11,7 @@
 use codec::{Decode, Encode};
 use interlattice_pq_crypto::SignedUsageReceipt;
 
-use crate::handshake::{AgentHello, ClientFinish, ClientHello};
+use crate::handshake::{AgentHello, ClientFinish, ClientHello, RekeyRequest, RekeyResponse};
 
 /// What a client sends first: identifies the protocol and its version, so that anything else
 /// (an HTTP request, a port scan) is recognised at once and refused with a clear error.
@@ -31,6 +31,8 @@ pub enum ClientMessage {
 	/// The client is done: the agent settles the session's last receipt and closes the session
 	/// on-chain (refunding the rest of the deposit at once), then ends the connection.
 	Close,
+	/// The answer to [`AgentMessage::Rekey`] (boxed: 1 KB, the other messages are small).
+	Rekeyed(Box<RekeyResponse>),
 }
 
 /// Why the agent refuses or ends a tunnel.
@@ -56,6 +58,8 @@ pub enum ErrorCode {
 	Replaced,
 	/// No receipt arrived for too long.
 	PaymentTimeout,
+	/// The client did not answer a rekey before the tunnel's key grew too old.
+	KeyExpired,
 }
 
 /// How the tunnel is set up, sent once the handshake completed.
@@ -132,6 +136,15 @@ pub enum AgentMessage {
 		code: ErrorCode,
 		/// A sentence for a person.
 		message: String,
+	},
+	/// A new WireGuard pre-shared key, please (`docs/vpn-handshake.md`, "Rekeying"): the
+	/// client answers [`ClientMessage::Rekeyed`] (boxed: 1.2 KB).
+	Rekey(Box<RekeyRequest>),
+	/// The agent's WireGuard now holds the new pre-shared key of `generation`: the client
+	/// installs it too and handshakes with it.
+	RekeyDone {
+		/// The generation installed.
+		generation: u64,
 	},
 }
 

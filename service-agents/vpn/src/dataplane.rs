@@ -129,6 +129,7 @@ pub struct Peer {
 	address: Ipv4Addr,
 	index: u32,
 	public_key: [u8; 32],
+	keepalive: Option<u16>,
 	/// Its counters.
 	pub meter: PeerMeter,
 	handshake_at: Mutex<Option<Instant>>,
@@ -277,6 +278,7 @@ impl Engine {
 			address: config.address,
 			index,
 			public_key: config.public_key,
+			keepalive: config.keepalive,
 			meter: PeerMeter {
 				served: AtomicU64::new(config.served_bytes),
 				limit: AtomicU64::new(config.limit),
@@ -306,6 +308,36 @@ impl Engine {
 			}
 		}
 		peer
+	}
+
+	/// Gives `peer` a new pre-shared key. WireGuard's state with it starts over (boringtun
+	/// cannot change the key of a live session): the next packet either way makes a new
+	/// handshake, mixing the new key; with `initiate`, that handshake starts now. Packets in
+	/// flight under the old session are dropped.
+	pub fn set_preshared_key(&self, peer: &Peer, preshared_key: [u8; 32], initiate: bool) {
+		let tunn = Tunn::new(
+			self.shared.private.clone(),
+			x25519::PublicKey::from(peer.public_key),
+			Some(preshared_key),
+			peer.keepalive,
+			peer.index,
+			Some(self.shared.limiter.clone()),
+		);
+		*peer.tunn.lock().unwrap_or_else(|p| p.into_inner()) = tunn;
+		*peer.handshake_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
+		if initiate {
+			self.initiate_handshake(peer);
+		}
+	}
+
+	/// Starts a WireGuard handshake with `peer` now, if its endpoint is known.
+	pub fn initiate_handshake(&self, peer: &Peer) {
+		let Some(endpoint) = peer.endpoint() else { return };
+		let mut buf = vec![0u8; 256];
+		let mut tunn = peer.tunn.lock().unwrap_or_else(|p| p.into_inner());
+		if let TunnResult::WriteToNetwork(packet) = tunn.format_handshake_initiation(&mut buf, false) {
+			let _ = self.shared.udp.send_to(packet, endpoint);
+		}
 	}
 
 	/// Removes `peer`; its traffic stops at once.

@@ -117,6 +117,14 @@ pub enum HandshakeError {
 	/// Signing failed.
 	#[error("signing failed")]
 	Signing,
+	/// A rekey answer for another rekey than the one under way.
+	#[error("rekey answer for generation {got}, expected {expected}")]
+	WrongGeneration {
+		/// The generation the agent asked for.
+		expected: u64,
+		/// The generation answered.
+		got: u64,
+	},
 }
 
 /// The outcome both sides agree on.
@@ -330,6 +338,87 @@ impl AgentHandshake {
 	}
 }
 
+/// HKDF `info` prefix of a rekeyed WireGuard pre-shared key (followed by the generation).
+pub const REKEY_INFO: &[u8] = b"interlattice/vpn/wireguard-psk/rekey/v1";
+
+/// Agent → client inside the sealed control channel: a fresh ML-KEM-768 encapsulation key
+/// for the next pre-shared key (generation 1, 2, …; the handshake's key is generation 0).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct RekeyRequest {
+	/// Which pre-shared key this makes.
+	pub generation: u64,
+	/// The agent's ephemeral ML-KEM-768 encapsulation key.
+	pub kem_public_key: [u8; KEM_PUBLIC_KEY_LEN],
+}
+
+/// Client → agent: the ciphertext of a fresh secret to the agent's key.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct RekeyResponse {
+	/// The generation of the request answered.
+	pub generation: u64,
+	/// ML-KEM-768 ciphertext.
+	pub kem_ciphertext: [u8; KEM_CIPHERTEXT_LEN],
+}
+
+/// `PSK_{n} = HKDF-SHA256(salt = PSK_{n-1}, ikm = ML-KEM shared secret, info = REKEY_INFO ‖
+/// n as u64 LE)`: each key depends on every secret before it and a fresh ML-KEM secret, so
+/// a key that leaks reveals neither the earlier ones nor, after the next rekey, the later ones.
+fn rekeyed(current: &[u8; 32], shared_secret: &[u8], generation: u64) -> Zeroizing<[u8; 32]> {
+	let mut info = REKEY_INFO.to_vec();
+	info.extend_from_slice(&generation.to_le_bytes());
+	derive(current, shared_secret, &info)
+}
+
+/// The agent's side of one rekey: the ephemeral ML-KEM key pair, until the client answers.
+pub struct Rekey {
+	generation: u64,
+	kem_private: Zeroizing<Vec<u8>>,
+}
+
+impl Rekey {
+	/// Starts rekey `generation` (the agent rekeys every two minutes at most: see
+	/// `docs/vpn-handshake.md`).
+	pub fn start(generation: u64) -> Result<(Self, RekeyRequest), HandshakeError> {
+		let pair = mlkem768::generate_key_pair(random()?);
+		let request = RekeyRequest { generation, kem_public_key: *pair.public_key().as_slice() };
+		Ok((Rekey { generation, kem_private: Zeroizing::new(pair.private_key().as_slice().to_vec()) }, request))
+	}
+
+	/// The generation under way.
+	pub fn generation(&self) -> u64 {
+		self.generation
+	}
+
+	/// The next pre-shared key from the client's answer and the `current` one.
+	pub fn finish(self, response: &RekeyResponse, current: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, HandshakeError> {
+		if response.generation != self.generation {
+			return Err(HandshakeError::WrongGeneration { expected: self.generation, got: response.generation });
+		}
+		let mut private = [0u8; 2400];
+		private.copy_from_slice(&self.kem_private);
+		let private = mlkem768::MlKem768PrivateKey::from(private);
+		let ciphertext = mlkem768::MlKem768Ciphertext::from(response.kem_ciphertext);
+		let shared = Zeroizing::new(mlkem768::decapsulate(&private, &ciphertext));
+		Ok(rekeyed(current, shared.as_ref(), self.generation))
+	}
+}
+
+/// The client's answer to a [`RekeyRequest`] and the next pre-shared key, from the
+/// `current` one.
+pub fn answer_rekey(
+	request: &RekeyRequest,
+	current: &[u8; 32],
+) -> Result<(RekeyResponse, Zeroizing<[u8; 32]>), HandshakeError> {
+	let public = mlkem768::MlKem768PublicKey::from(request.kem_public_key);
+	if !mlkem768::validate_public_key(&public) {
+		return Err(HandshakeError::InvalidKemKey);
+	}
+	let (ciphertext, shared) = mlkem768::encapsulate(&public, random()?);
+	let shared = Zeroizing::new(shared);
+	let response = RekeyResponse { generation: request.generation, kem_ciphertext: *ciphertext.as_slice() };
+	Ok((response, rekeyed(current, shared.as_ref(), request.generation)))
+}
+
 #[cfg(test)]
 mod tests {
 	use super::*;
@@ -474,5 +563,32 @@ mod tests {
 		let encoded = hello.encode();
 		assert_eq!(encoded.len(), 1 + 32 + 8 + 32 + KEM_PUBLIC_KEY_LEN + 32);
 		assert!(ClientHello::decode(&mut &encoded[..encoded.len() - 1]).is_err());
+	}
+
+	#[test]
+	fn a_rekey_gives_both_sides_a_new_key_that_depends_on_the_old_one() {
+		let current = [9u8; 32];
+		let (rekey, request) = Rekey::start(1).unwrap();
+		assert_eq!(rekey.generation(), 1);
+		let (response, client_key) = answer_rekey(&request, &current).unwrap();
+		let agent_key = rekey.finish(&response, &current).unwrap();
+		assert_eq!(client_key, agent_key);
+		assert_ne!(*agent_key, current);
+
+		// Another generation's answer, another agent key, another current key: a refusal or another key.
+		let (rekey, request) = Rekey::start(2).unwrap();
+		let (response, client_key) = answer_rekey(&request, &current).unwrap();
+		let mut wrong = response.clone();
+		wrong.generation = 3;
+		assert_eq!(
+			Rekey::start(2).unwrap().0.finish(&wrong, &current).unwrap_err(),
+			HandshakeError::WrongGeneration { expected: 2, got: 3 }
+		);
+		let (rekey_b, _) = Rekey::start(2).unwrap();
+		assert_ne!(rekey_b.finish(&response, &current).unwrap(), client_key, "another agent key, another secret");
+		assert_ne!(rekey.finish(&response, &[8u8; 32]).unwrap(), client_key, "chained to the current key");
+		let mut invalid = request.clone();
+		invalid.kem_public_key = [0xff; KEM_PUBLIC_KEY_LEN];
+		assert_eq!(answer_rekey(&invalid, &current).unwrap_err(), HandshakeError::InvalidKemKey);
 	}
 }

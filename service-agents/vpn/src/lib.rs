@@ -7,6 +7,9 @@
 //! - [`dataplane`]: WireGuard (boringtun) between a TUN interface and a UDP socket, metered
 //!   per peer with a forwarding limit.
 //! - [`tun`]: the TUN device, addresses, routes and NAT.
+//! - [`https`]: the HTTPS transport (control channel and WireGuard inside HTTP/2 over TLS,
+//!   for networks that block WireGuard and the plain control channel); [`website`]: what the
+//!   agent's HTTPS endpoint shows everyone else.
 //! - [`agent`]: the provider agent; [`client`]: the client library. [`config`]: the agent's
 //!   configuration file.
 
@@ -18,8 +21,11 @@ pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod handshake;
+pub mod https;
 pub mod netlink;
 pub mod sealed;
 pub mod tun;
+#[cfg(feature = "agent")]
+pub mod website;
 
 pub use interlattice_agent_core::cli::init_logging;

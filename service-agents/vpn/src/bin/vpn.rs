@@ -9,7 +9,9 @@ use interlattice_agent_core::{
 	chain::{ChainClient, Provider, Session},
 	lat::{format_lat as lat, parse_lat},
 };
-use interlattice_vpn::client::{control_endpoint, vpn_providers, ConnectOptions, Status, Summary, VpnClient};
+use interlattice_vpn::client::{
+	control_endpoint, vpn_providers, ConnectOptions, Status, Summary, Transport, VpnClient,
+};
 use sp_core::{crypto::Ss58Codec, Pair};
 
 /// Find dVPN providers, open a paid post-quantum WireGuard tunnel, close it.
@@ -87,9 +89,17 @@ enum Command {
 		/// client on the provider's own machine, a per-application VPN).
 		#[arg(long)]
 		netns: Option<String>,
+		/// How to reach the provider: `udp` (plain WireGuard and control channel, the
+		/// fastest) or `https` (both inside HTTP/2 over TLS: for networks that block
+		/// WireGuard or UDP; it looks like visiting a web site).
+		#[arg(long, default_value = "udp")]
+		transport: Transport,
 		/// Stop signing receipts after this many bytes (to test a provider's enforcement).
 		#[arg(long, hide = true)]
 		stop_paying_after_bytes: Option<u64>,
+		/// Never answer the provider's rekeys (to test its enforcement of the key age).
+		#[arg(long, hide = true)]
+		ignore_rekeys: bool,
 	},
 	/// Stop the running `vpn connect` (its session is settled and closed).
 	Disconnect,
@@ -114,6 +124,11 @@ enum Command {
 		/// The most MiB paid for in this run.
 		#[arg(long, default_value_t = 1024)]
 		max_mib: u64,
+		/// The WireGuard interface that carries the tunnel: every renewed pre-shared key (every
+		/// two minutes) is set on it with `wg set`. Without it, the file is rewritten and the
+		/// interface must be updated by other means (`wg syncconf`), or the tunnel stops.
+		#[arg(long)]
+		apply_to: Option<String>,
 	},
 }
 
@@ -195,7 +210,7 @@ async fn prepare(cli: &Cli, select: &Select) -> anyhow::Result<(VpnClient, sp_co
 
 fn status_line(s: &Status) {
 	eprint!(
-		"\r{}  ↑ {} B  ↓ {} B  paid {} (receipt #{}{})  deposit left {}{}   ",
+		"\r{}  ↑ {} B  ↓ {} B  paid {} (receipt #{}{})  deposit left {}  keys renewed {}{}   ",
 		s.address.map(|a| a.to_string()).unwrap_or_default(),
 		s.sent,
 		s.received,
@@ -203,6 +218,7 @@ fn status_line(s: &Status) {
 		s.signed.sequence,
 		if s.acknowledged { "" } else { ", unacknowledged" },
 		lat(s.deposit.saturating_sub(s.signed.amount)),
+		s.rekeys,
 		if s.agent.blocked { "  [held by the provider: pay to continue]" } else { "" },
 	);
 }
@@ -260,7 +276,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 				)?;
 			}
 		},
-		Command::Connect { select, interface, netns, stop_paying_after_bytes } => {
+		Command::Connect { select, interface, netns, transport, stop_paying_after_bytes, ignore_rekeys } => {
 			let (client, payer, session, endpoint) = prepare(&cli, select).await?;
 			std::fs::create_dir_all(&cli.state_dir)
 				.with_context(|| format!("cannot create {}", cli.state_dir.display()))?;
@@ -273,8 +289,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 				close_at_end: !select.keep_session,
 				stop_paying_after_bytes: *stop_paying_after_bytes,
 				netns: netns.clone(),
+				transport: *transport,
+				ignore_rekeys: *ignore_rekeys,
 				..Default::default()
 			};
+			eprintln!("connecting over {transport}…");
 			let result = client.connect(&session, &endpoint, &options, status_line, stop_signal()).await;
 			// Only our own pid: a later `vpn connect` of this state folder (a reconnect that
 			// replaced this tunnel) has written its own, which `vpn disconnect` must find.
@@ -283,7 +302,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 			}
 			finish(&client, &payer, &session, select, result).await?;
 		},
-		Command::ExportConfig { select, output, max_mib } => {
+		Command::ExportConfig { select, output, max_mib, apply_to } => {
 			let (client, payer, session, endpoint) = prepare(&cli, select).await?;
 			let options = ConnectOptions {
 				routes: select.routes.clone(),
@@ -292,7 +311,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 			};
 			eprintln!("writing {}; keep this running while the tunnel is in use", output.display());
 			let result = client
-				.export_config(&session, &endpoint, output, &options, max_mib << 20, status_line, stop_signal())
+				.export_config(
+					&session,
+					&endpoint,
+					output,
+					apply_to.as_deref(),
+					&options,
+					max_mib << 20,
+					status_line,
+					stop_signal(),
+				)
 				.await;
 			finish(&client, &payer, &session, select, result).await?;
 		},
@@ -316,7 +344,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 				bail!("`vpn connect` (pid {pid}) is not running");
 			}
 			eprintln!("asked `vpn connect` (pid {pid}) to stop; waiting for it to settle and close…");
-			let deadline = std::time::Instant::now() + Duration::from_secs(120);
+			// Stopping settles and closes on-chain: up to 10 s for the agent's answer and 90 s
+			// for the close to be final, then the client's own close if the agent did not.
+			let deadline = std::time::Instant::now() + Duration::from_secs(180);
 			// Running until /proc says it is gone or a zombie (exited, not yet reaped).
 			let running = || {
 				std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -328,7 +358,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 			};
 			while running() {
 				if std::time::Instant::now() > deadline {
-					bail!("`vpn connect` (pid {pid}) did not stop within 2 minutes");
+					bail!("`vpn connect` (pid {pid}) did not stop within 3 minutes");
 				}
 				tokio::time::sleep(Duration::from_millis(200)).await;
 			}

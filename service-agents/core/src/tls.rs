@@ -1,4 +1,4 @@
-//! TLS for the agent and the client: rustls with the *ring* provider, preferring the hybrid
+//! TLS for the agents and their clients (the dCDN's HTTPS, the dVPN's HTTPS transport): rustls with the *ring* provider, preferring the hybrid
 //! post-quantum key exchange **X25519MLKEM768** (draft-ietf-tls-ecdhe-mlkem, code point
 //! 0x11EC) built here from ML-KEM-768 (`libcrux-ml-kem`, the crate the dVPN handshake uses)
 //! and ring's X25519. Peers without it (OpenSSL before 3.5, older browsers) negotiate X25519.
@@ -12,9 +12,10 @@ use std::{path::Path, sync::Arc};
 
 use libcrux_ml_kem::mlkem768;
 use rustls::{
+	client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
 	crypto::{ring, ActiveKeyExchange, CompletedKeyExchange, CryptoProvider, SharedSecret, SupportedKxGroup},
-	pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer},
-	ClientConfig, NamedGroup, ProtocolVersion, RootCertStore, ServerConfig,
+	pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName, UnixTime},
+	ClientConfig, DigitallySignedStruct, NamedGroup, ProtocolVersion, RootCertStore, ServerConfig, SignatureScheme,
 };
 use zeroize::Zeroizing;
 
@@ -146,6 +147,14 @@ pub fn server_config(certificate: &Path, private_key: &Path) -> Result<ServerCon
 	let certs = certificates(certificate)?;
 	let key = PrivateKeyDer::from_pem_file(private_key)
 		.map_err(|e| TlsError::Pem { path: private_key.display().to_string(), message: e.to_string() })?;
+	server_config_with(certs, key)
+}
+
+/// The agent's TLS configuration for a certificate chain and key already in memory.
+pub fn server_config_with(
+	certs: Vec<CertificateDer<'static>>,
+	key: PrivateKeyDer<'static>,
+) -> Result<ServerConfig, TlsError> {
 	let mut config = ServerConfig::builder_with_provider(provider())
 		.with_safe_default_protocol_versions()?
 		.with_no_client_auth()
@@ -167,6 +176,74 @@ pub fn client_config(ca: &Path) -> Result<ClientConfig, TlsError> {
 		.with_no_client_auth();
 	config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
 	Ok(config)
+}
+
+/// A self-signed certificate (ECDSA P-256) for `names` and its key, for an agent that has no
+/// certificate of its own.
+#[cfg(feature = "agent")]
+pub fn self_signed(names: Vec<String>) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+	let cert = rcgen::generate_simple_self_signed(names)
+		.map_err(|e| TlsError::Config(rustls::Error::General(format!("cannot make a certificate: {e}"))))?;
+	let der = cert
+		.serialize_der()
+		.map_err(|e| TlsError::Config(rustls::Error::General(format!("cannot make a certificate: {e}"))))?;
+	let key = PrivateKeyDer::try_from(cert.serialize_private_key_der())
+		.map_err(|e| TlsError::Config(rustls::Error::General(e.into())))?;
+	Ok((vec![CertificateDer::from(der)], key))
+}
+
+/// A client configuration that accepts any certificate but still checks that the server
+/// holds the certificate's key (the handshake signature): for a channel whose peer is
+/// authenticated inside it (the dVPN's post-quantum handshake signs with the provider's
+/// registered ML-DSA key, and its capability is bound to this TLS connection), where TLS
+/// only has to look like any HTTPS. ALPN `h2` and `http/1.1`, as browsers offer.
+pub fn client_config_authenticated_inside() -> Result<ClientConfig, TlsError> {
+	let provider = provider();
+	let mut config = ClientConfig::builder_with_provider(provider.clone())
+		.with_safe_default_protocol_versions()?
+		.dangerous()
+		.with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+		.with_no_client_auth();
+	config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+	Ok(config)
+}
+
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+	fn verify_server_cert(
+		&self,
+		_end_entity: &CertificateDer<'_>,
+		_intermediates: &[CertificateDer<'_>],
+		_server_name: &ServerName<'_>,
+		_ocsp_response: &[u8],
+		_now: UnixTime,
+	) -> Result<ServerCertVerified, rustls::Error> {
+		Ok(ServerCertVerified::assertion())
+	}
+
+	fn verify_tls12_signature(
+		&self,
+		message: &[u8],
+		cert: &CertificateDer<'_>,
+		dss: &DigitallySignedStruct,
+	) -> Result<HandshakeSignatureValid, rustls::Error> {
+		rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+	}
+
+	fn verify_tls13_signature(
+		&self,
+		message: &[u8],
+		cert: &CertificateDer<'_>,
+		dss: &DigitallySignedStruct,
+	) -> Result<HandshakeSignatureValid, rustls::Error> {
+		rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+	}
+
+	fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+		self.0.signature_verification_algorithms.supported_schemes()
+	}
 }
 
 #[cfg(test)]

@@ -1,0 +1,525 @@
+//! The dVPN inside HTTPS (`docs/vpn-protocol.md`, "HTTPS transport"): for networks where a
+//! censor blocks WireGuard by its header and the plain control channel by its preamble.
+//!
+//! The client opens TLS 1.3 (X25519MLKEM768 preferred, ALPN `h2`) to the provider's
+//! registered endpoint, TCP, and sends an HTTP/2 extended CONNECT (RFC 8441) with
+//! `:protocol = connect-udp` (the MASQUE upgrade token, RFC 9298) and a **capability**: the
+//! session id and the session key's ML-DSA-65 signature over the TLS connection's exporter
+//! value (RFC 8446 §7.5), so it is useless on any other connection. With a valid capability
+//! the agent answers `200` and the stream carries capsules (RFC 9297 framing): WireGuard
+//! datagrams in `DATAGRAM` capsules, the control channel's bytes (the same protocol as over
+//! plain TCP, preamble included) in `CONTROL` capsules, and random-length `PADDING` capsules
+//! after every control write and WireGuard handshake, so no message has a fixed size. Without
+//! one, the agent is an ordinary web server (`agent::website`).
+//!
+//! Both ends move datagrams between the stream and a loopback UDP socket: the WireGuard data
+//! planes stay as they are and see a local peer.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use base64::Engine as _;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use interlattice_pq_crypto::{keys::MlDsaKeyPair, MlDsaPublicKey, MlDsaSignature};
+use tokio::{
+	io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream},
+	net::UdpSocket,
+};
+use tokio_util::sync::CancellationToken;
+
+/// The upgrade token of the tunnel's extended CONNECT (MASQUE's, RFC 9298).
+pub const UPGRADE_PROTOCOL: &str = "connect-udp";
+/// The authorization scheme of the capability header.
+pub const AUTHORIZATION_SCHEME: &str = "Interlattice";
+/// The TLS exporter label the capability signs (RFC 8446 §7.5).
+pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-interlattice-vpn-https";
+/// Prepended to what a capability signs (so no other signed message is a capability).
+pub const CAPABILITY_TAG: &[u8] = b"interlattice-vpn-https-capability-v1";
+
+/// Capsule type of a WireGuard datagram (HTTP Datagram, RFC 9297; context id 0).
+pub const DATAGRAM: u64 = 0x00;
+/// Capsule type of control channel bytes (from the range RFC 9297 leaves for extensions).
+pub const CONTROL: u64 = 0x2c4c_5601;
+/// Capsule type of padding (ignored).
+pub const PADDING: u64 = 0x2c4c_5602;
+/// The largest capsule value either side accepts.
+pub const MAX_CAPSULE: usize = 64 * 1024;
+/// Bytes of control channel buffered between the relay and the control channel.
+const CONTROL_BUFFER: usize = 64 * 1024;
+
+/// What a capability signs: [`CAPABILITY_TAG`] ‖ genesis ‖ provider ‖ session id (LE) ‖
+/// the TLS exporter value (32 bytes).
+pub fn capability_payload(genesis: [u8; 32], provider: [u8; 32], session_id: u64, exporter: [u8; 32]) -> Vec<u8> {
+	let mut payload = CAPABILITY_TAG.to_vec();
+	payload.extend_from_slice(&genesis);
+	payload.extend_from_slice(&provider);
+	payload.extend_from_slice(&session_id.to_le_bytes());
+	payload.extend_from_slice(&exporter);
+	payload
+}
+
+/// The `authorization` header value: `Interlattice base64url(session id LE ‖ signature)`.
+pub fn authorization(
+	key: &MlDsaKeyPair,
+	genesis: [u8; 32],
+	provider: [u8; 32],
+	session_id: u64,
+	exporter: [u8; 32],
+) -> Result<String, TransportError> {
+	let signature = key
+		.sign(&capability_payload(genesis, provider, session_id, exporter))
+		.map_err(|e| TransportError::Other(format!("cannot sign the capability: {e}")))?;
+	let mut bytes = session_id.to_le_bytes().to_vec();
+	bytes.extend_from_slice(signature.as_ref());
+	Ok(format!("{AUTHORIZATION_SCHEME} {}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
+}
+
+/// The session id and signature of an `authorization` header value, if it is one.
+pub fn parse_authorization(value: &str) -> Option<(u64, MlDsaSignature)> {
+	let encoded = value.strip_prefix(AUTHORIZATION_SCHEME)?.strip_prefix(' ')?;
+	let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded).ok()?;
+	let (id, signature) = bytes.split_at_checked(8)?;
+	let session_id = u64::from_le_bytes(id.try_into().ok()?);
+	let signature = MlDsaSignature::try_from(signature).ok()?;
+	Some((session_id, signature))
+}
+
+/// Whether `signature` is `key`'s capability for this session on this connection.
+pub fn verify_capability(
+	key: &MlDsaPublicKey,
+	genesis: [u8; 32],
+	provider: [u8; 32],
+	session_id: u64,
+	exporter: [u8; 32],
+	signature: &MlDsaSignature,
+) -> bool {
+	interlattice_pq_crypto::verify(key, &capability_payload(genesis, provider, session_id, exporter), signature)
+}
+
+/// Why the HTTPS transport failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+	/// Connecting, TLS or HTTP/2 failed.
+	#[error("{0}")]
+	Connect(String),
+	/// The server answered the tunnel request with something else than 200: it is not an
+	/// agent that knows the session (or the capability was refused).
+	#[error("the server answered {0} to the tunnel request (not a dVPN agent, or the session was refused)")]
+	Refused(u16),
+	/// Anything else.
+	#[error("{0}")]
+	Other(String),
+}
+
+/// A malformed capsule stream.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CapsuleError {
+	/// A capsule longer than [`MAX_CAPSULE`].
+	#[error("capsule of {0} bytes is too long")]
+	TooLong(u64),
+	/// A datagram with a context id other than 0.
+	#[error("datagram with unknown context id {0}")]
+	Context(u64),
+}
+
+/// Appends `value` as a QUIC variable-length integer (RFC 9000 §16); `value` < 2^62.
+pub fn put_varint(out: &mut BytesMut, value: u64) {
+	match value {
+		0..=63 => out.put_u8(value as u8),
+		64..=16_383 => out.put_u16(0x4000 | value as u16),
+		16_384..=1_073_741_823 => out.put_u32(0x8000_0000 | value as u32),
+		_ => out.put_u64(0xc000_0000_0000_0000 | (value & 0x3fff_ffff_ffff_ffff)),
+	}
+}
+
+/// Reads a variable-length integer at the start of `bytes`: the value and its length.
+pub fn get_varint(bytes: &[u8]) -> Option<(u64, usize)> {
+	let first = *bytes.first()?;
+	let len = 1usize << (first >> 6);
+	let raw = bytes.get(..len)?;
+	let mut value = u64::from(first & 0x3f);
+	for b in &raw[1..] {
+		value = (value << 8) | u64::from(*b);
+	}
+	Some((value, len))
+}
+
+/// Appends one capsule.
+pub fn put_capsule(out: &mut BytesMut, kind: u64, value: &[u8]) {
+	put_varint(out, kind);
+	put_varint(out, value.len() as u64);
+	out.put_slice(value);
+}
+
+/// Appends a datagram capsule (context id 0) for `datagram`.
+pub fn put_datagram(out: &mut BytesMut, datagram: &[u8]) {
+	put_varint(out, DATAGRAM);
+	put_varint(out, datagram.len() as u64 + 1);
+	out.put_u8(0);
+	out.put_slice(datagram);
+}
+
+/// Appends a padding capsule of 1 to 256 random bytes' length (zeros: it is encrypted by TLS).
+pub fn put_padding(out: &mut BytesMut) {
+	let mut len = [0u8; 1];
+	let _ = getrandom::fill(&mut len);
+	put_capsule(out, PADDING, &vec![0u8; usize::from(len[0]) + 1]);
+}
+
+/// One capsule read from a stream.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Capsule {
+	/// A WireGuard datagram.
+	Datagram(Bytes),
+	/// Control channel bytes.
+	Control(Bytes),
+	/// Padding or a capsule type this side does not know (skipped, as RFC 9297 says).
+	Skipped,
+}
+
+/// Takes the next whole capsule off the front of `buffer` (`None`: more bytes needed).
+pub fn take_capsule(buffer: &mut BytesMut) -> Result<Option<Capsule>, CapsuleError> {
+	let Some((kind, kind_len)) = get_varint(buffer) else { return Ok(None) };
+	let Some((len, len_len)) = get_varint(&buffer[kind_len..]) else { return Ok(None) };
+	if len > MAX_CAPSULE as u64 {
+		return Err(CapsuleError::TooLong(len));
+	}
+	let header = kind_len + len_len;
+	if buffer.len() < header + len as usize {
+		return Ok(None);
+	}
+	buffer.advance(header);
+	let mut value = buffer.split_to(len as usize).freeze();
+	Ok(Some(match kind {
+		DATAGRAM => {
+			let (context, n) = get_varint(&value).ok_or(CapsuleError::Context(u64::MAX))?;
+			if context != 0 {
+				return Err(CapsuleError::Context(context));
+			}
+			value.advance(n);
+			Capsule::Datagram(value)
+		},
+		CONTROL => Capsule::Control(value),
+		_ => Capsule::Skipped,
+	}))
+}
+
+/// Whether a WireGuard message is a handshake or cookie message (fixed sizes that give the
+/// protocol away; they get padding).
+fn is_wireguard_handshake(datagram: &[u8]) -> bool {
+	datagram.first().is_some_and(|t| (1..=3).contains(t)) && datagram.len() <= 148
+}
+
+/// Carries a tunnel over `stream` until it ends or `stop` fires: control bytes to and from
+/// the returned end (the control channel reads and writes it as it would a TCP stream),
+/// WireGuard datagrams to and from `udp`. `peer`: where datagrams from the stream go (the
+/// agent's data plane); `None` on the client: the first local sender (its data plane) is the
+/// peer from then on, and only it.
+pub fn relay<S>(stream: S, udp: UdpSocket, peer: Option<SocketAddr>, stop: CancellationToken) -> DuplexStream
+where
+	S: AsyncRead + AsyncWrite + Send + 'static,
+{
+	let (control, relay_end) = tokio::io::duplex(CONTROL_BUFFER);
+	let (mut control_in, mut control_out) = tokio::io::split(relay_end);
+	let (mut stream_in, mut stream_out) = tokio::io::split(stream);
+	let udp = Arc::new(udp);
+	let peer = Arc::new(std::sync::Mutex::new(peer));
+	let lock = |p: &std::sync::Mutex<Option<SocketAddr>>| *p.lock().unwrap_or_else(|e| e.into_inner());
+
+	// Stream → control and UDP.
+	let (udp_in, peer_in, stop_in) = (udp.clone(), peer.clone(), stop.clone());
+	tokio::spawn(async move {
+		let mut buffer = BytesMut::with_capacity(64 * 1024);
+		let result: Result<(), String> = async {
+			loop {
+				while let Some(capsule) = take_capsule(&mut buffer).map_err(|e| e.to_string())? {
+					match capsule {
+						Capsule::Datagram(d) => {
+							if let Some(to) = lock(&peer_in) {
+								let _ = udp_in.send_to(&d, to).await;
+							}
+						},
+						Capsule::Control(c) => control_out.write_all(&c).await.map_err(|e| e.to_string())?,
+						Capsule::Skipped => {},
+					}
+				}
+				let read = tokio::select! {
+					read = stream_in.read_buf(&mut buffer) => read.map_err(|e| e.to_string())?,
+					_ = stop_in.cancelled() => return Ok(()),
+				};
+				if read == 0 {
+					return Ok(());
+				}
+			}
+		}
+		.await;
+		if let Err(e) = result {
+			tracing::debug!(error = %e, "tunnel stream ended");
+		}
+		let _ = control_out.shutdown().await;
+		stop_in.cancel();
+	});
+
+	// Control and UDP → stream.
+	tokio::spawn(async move {
+		let mut datagram = vec![0u8; 65_536];
+		let mut control = vec![0u8; 16 * 1024];
+		let mut out = BytesMut::with_capacity(70 * 1024);
+		let mut control_open = true;
+		loop {
+			out.clear();
+			tokio::select! {
+				received = udp.recv_from(&mut datagram) => {
+					let Ok((n, from)) = received else { continue };
+					{
+						let mut known = peer.lock().unwrap_or_else(|e| e.into_inner());
+						match *known {
+							Some(p) if p != from => continue,
+							Some(_) => {},
+							None => *known = Some(from),
+						}
+					}
+					put_datagram(&mut out, &datagram[..n]);
+					if is_wireguard_handshake(&datagram[..n]) {
+						put_padding(&mut out);
+					}
+				},
+				read = control_in.read(&mut control), if control_open => match read {
+					Ok(0) | Err(_) => {
+						// The control channel ended: so does the tunnel.
+						control_open = false;
+						stop.cancel();
+						continue;
+					},
+					Ok(n) => {
+						put_capsule(&mut out, CONTROL, &control[..n]);
+						put_padding(&mut out);
+					},
+				},
+				_ = stop.cancelled() => break,
+			}
+			if stream_out.write_all(&out).await.is_err() || stream_out.flush().await.is_err() {
+				stop.cancel();
+				break;
+			}
+		}
+		let _ = tokio::time::timeout(Duration::from_secs(2), stream_out.shutdown()).await;
+	});
+	control
+}
+
+/// The client's end of an HTTPS tunnel: the control channel and where its data plane sends
+/// WireGuard datagrams (a loopback socket). Dropping it ends the tunnel.
+pub struct ClientTunnel {
+	/// The control channel (read and written as the plain TCP one).
+	pub control: DuplexStream,
+	/// Where the client's WireGuard sends its datagrams.
+	pub datagrams: SocketAddr,
+	/// Keeps the tunnel open; dropping it closes it.
+	pub guard: TunnelGuard,
+}
+
+/// Keeps an HTTPS tunnel open while held.
+pub struct TunnelGuard {
+	_sender: hyper::client::conn::http2::SendRequest<http_body_util::Empty<Bytes>>,
+	_stop: tokio_util::sync::DropGuard,
+}
+
+/// Opens an HTTPS tunnel to the agent at `agent` (registered endpoint host `host`):
+/// TLS, HTTP/2, then the extended CONNECT with the capability `authorize` signs for the
+/// connection's exporter value.
+pub async fn open(
+	agent: SocketAddr,
+	host: &str,
+	authorize: impl FnOnce([u8; 32]) -> Result<String, TransportError>,
+) -> Result<ClientTunnel, TransportError> {
+	use hyper_util::rt::{TokioExecutor, TokioIo};
+	use rustls::pki_types::ServerName;
+
+	let connect = |e: &dyn std::fmt::Display| TransportError::Connect(e.to_string());
+	let step = Duration::from_secs(10);
+	let config = interlattice_agent_core::tls::client_config_authenticated_inside().map_err(|e| connect(&e))?;
+	let tcp = tokio::time::timeout(step, tokio::net::TcpStream::connect(agent))
+		.await
+		.map_err(|_| connect(&"connection timed out"))?
+		.map_err(|e| connect(&e))?;
+	let _ = tcp.set_nodelay(true);
+	// Browsers send no server name for an IP address; neither do we.
+	let name = match host.parse::<std::net::IpAddr>() {
+		Ok(ip) => ServerName::IpAddress(ip.into()),
+		Err(_) => ServerName::try_from(host.to_string()).map_err(|e| connect(&e))?,
+	};
+	let tls = tokio::time::timeout(step, tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp))
+		.await
+		.map_err(|_| connect(&"TLS handshake timed out"))?
+		.map_err(|e| connect(&format!("TLS: {e}")))?;
+	if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+		return Err(connect(&"the server does not speak HTTP/2"));
+	}
+	let mut exporter = [0u8; 32];
+	tls.get_ref().1.export_keying_material(&mut exporter, EXPORTER_LABEL, None).map_err(|e| connect(&e))?;
+	let authorization = authorize(exporter)?;
+	let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+		.await
+		.map_err(|e| connect(&format!("HTTP/2: {e}")))?;
+	let mut connection = Box::pin(connection);
+	// The server's settings must allow the extended CONNECT before it can be sent.
+	let deadline = tokio::time::Instant::now() + step;
+	while !connection.is_extended_connect_protocol_enabled() {
+		tokio::select! {
+			result = connection.as_mut() => {
+				return Err(connect(&format!("HTTP/2 connection ended: {}", result.err().map(|e| e.to_string()).unwrap_or_default())));
+			},
+			_ = tokio::time::sleep(Duration::from_millis(5)) => {},
+		}
+		if tokio::time::Instant::now() > deadline {
+			return Err(TransportError::Refused(405));
+		}
+	}
+	tokio::spawn(async move {
+		if let Err(e) = connection.await {
+			tracing::debug!(error = %e, "HTTP/2 connection ended");
+		}
+	});
+	let mut request = hyper::Request::builder()
+		.method(hyper::Method::CONNECT)
+		.uri(format!("https://{host}:{port}/.well-known/masque/udp/{ip}/{port}/", port = agent.port(), ip = agent.ip()))
+		.header(hyper::header::AUTHORIZATION, authorization)
+		.header("capsule-protocol", "?1")
+		.body(http_body_util::Empty::<Bytes>::new())
+		.map_err(|e| TransportError::Other(e.to_string()))?;
+	request.extensions_mut().insert(hyper::ext::Protocol::from_static(UPGRADE_PROTOCOL));
+	let response = tokio::time::timeout(Duration::from_secs(30), sender.send_request(request))
+		.await
+		.map_err(|_| connect(&"no answer to the tunnel request in time"))?
+		.map_err(|e| connect(&format!("tunnel request: {e}")))?;
+	if response.status() != hyper::StatusCode::OK {
+		return Err(TransportError::Refused(response.status().as_u16()));
+	}
+	let upgraded = hyper::upgrade::on(response).await.map_err(|e| connect(&format!("tunnel: {e}")))?;
+	let udp = UdpSocket::bind("127.0.0.1:0").await.map_err(|e| connect(&e))?;
+	let datagrams = udp.local_addr().map_err(|e| connect(&e))?;
+	let stop = CancellationToken::new();
+	let control = relay(TokioIo::new(upgraded), udp, None, stop.clone());
+	Ok(ClientTunnel { control, datagrams, guard: TunnelGuard { _sender: sender, _stop: stop.drop_guard() } })
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use proptest::prelude::*;
+
+	proptest! {
+		#[test]
+		fn varints_round_trip(value in 0u64..(1 << 62)) {
+			let mut out = BytesMut::new();
+			put_varint(&mut out, value);
+			prop_assert_eq!(get_varint(&out), Some((value, out.len())));
+		}
+
+		#[test]
+		fn capsules_round_trip_in_any_split_and_garbage_never_panics(
+			datagrams in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..2000), 0..8),
+			split in 0usize..20_000,
+			garbage in proptest::collection::vec(any::<u8>(), 0..300),
+		) {
+			let mut wire = BytesMut::new();
+			for d in &datagrams {
+				put_datagram(&mut wire, d);
+				put_padding(&mut wire);
+				put_capsule(&mut wire, CONTROL, d);
+			}
+			let split = split.min(wire.len());
+			let mut buffer = BytesMut::from(&wire[..split]);
+			let mut got = Vec::new();
+			while let Some(c) = take_capsule(&mut buffer).unwrap() {
+				got.push(c);
+			}
+			buffer.extend_from_slice(&wire[split..]);
+			while let Some(c) = take_capsule(&mut buffer).unwrap() {
+				got.push(c);
+			}
+			prop_assert!(buffer.is_empty());
+			let mut expected = Vec::new();
+			for d in &datagrams {
+				expected.push(Capsule::Datagram(Bytes::from(d.clone())));
+				expected.push(Capsule::Skipped);
+				expected.push(Capsule::Control(Bytes::from(d.clone())));
+			}
+			prop_assert_eq!(got, expected);
+			let mut garbage = BytesMut::from(&garbage[..]);
+			while let Ok(Some(_)) = take_capsule(&mut garbage) {}
+		}
+	}
+
+	#[test]
+	fn oversized_capsules_and_foreign_contexts_are_refused() {
+		let mut wire = BytesMut::new();
+		put_varint(&mut wire, CONTROL);
+		put_varint(&mut wire, MAX_CAPSULE as u64 + 1);
+		assert_eq!(take_capsule(&mut wire), Err(CapsuleError::TooLong(MAX_CAPSULE as u64 + 1)));
+		let mut wire = BytesMut::new();
+		put_capsule(&mut wire, DATAGRAM, &[7, 1, 2, 3]);
+		assert_eq!(take_capsule(&mut wire), Err(CapsuleError::Context(7)));
+	}
+
+	#[test]
+	fn a_capability_is_bound_to_its_session_provider_and_connection() {
+		let key = MlDsaKeyPair::generate().unwrap();
+		let (genesis, provider, exporter) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+		let header = authorization(&key, genesis, provider, 42, exporter).unwrap();
+		let (session, signature) = parse_authorization(&header).unwrap();
+		assert_eq!(session, 42);
+		let public = key.public().clone();
+		assert!(verify_capability(&public, genesis, provider, 42, exporter, &signature));
+		// Replayed on another TLS connection, for another session or provider: refused.
+		assert!(!verify_capability(&public, genesis, provider, 42, [4u8; 32], &signature));
+		assert!(!verify_capability(&public, genesis, provider, 43, exporter, &signature));
+		assert!(!verify_capability(&public, genesis, [5u8; 32], 42, exporter, &signature));
+		let other = MlDsaKeyPair::generate().unwrap().public().clone();
+		assert!(!verify_capability(&other, genesis, provider, 42, exporter, &signature));
+		for bad in ["", "Interlattice", "Bearer abc", "Interlattice !!!", "Interlattice AAAA"] {
+			assert!(parse_authorization(bad).is_none(), "{bad}");
+		}
+	}
+
+	#[tokio::test]
+	async fn the_relay_carries_control_bytes_and_datagrams_both_ways() {
+		let (a, b) = tokio::io::duplex(1 << 20);
+		let stop = CancellationToken::new();
+		// "Client" end: learns its local peer; "agent" end: sends to a fixed peer.
+		let client_udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+		let client_relay = client_udp.local_addr().unwrap();
+		let agent_udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+		let data_plane = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+		let client_plane = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+		let mut client_control = relay(a, client_udp, None, stop.clone());
+		let mut agent_control = relay(b, agent_udp, Some(data_plane.local_addr().unwrap()), stop.clone());
+
+		client_control.write_all(b"interlattice-vpn hello").await.unwrap();
+		let mut got = [0u8; 22];
+		agent_control.read_exact(&mut got).await.unwrap();
+		assert_eq!(&got, b"interlattice-vpn hello");
+
+		let handshake = [1u8, 0, 0, 0].repeat(37);
+		client_plane.send_to(&handshake, client_relay).await.unwrap();
+		let mut buf = [0u8; 2048];
+		let (n, from) = data_plane.recv_from(&mut buf).await.unwrap();
+		assert_eq!(&buf[..n], &handshake[..]);
+		data_plane.send_to(b"reply", from).await.unwrap();
+		let (n, _) = client_plane.recv_from(&mut buf).await.unwrap();
+		assert_eq!(&buf[..n], b"reply");
+
+		// Another local sender cannot inject into the client's tunnel.
+		let stranger = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+		stranger.send_to(b"injected", client_relay).await.unwrap();
+		client_plane.send_to(b"second", client_relay).await.unwrap();
+		let (n, _) = data_plane.recv_from(&mut buf).await.unwrap();
+		assert_eq!(&buf[..n], b"second");
+
+		// The control channel's end closes the tunnel.
+		drop(client_control);
+		let mut rest = Vec::new();
+		tokio::time::timeout(Duration::from_secs(5), agent_control.read_to_end(&mut rest)).await.unwrap().unwrap();
+		assert!(stop.is_cancelled());
+	}
+}
