@@ -955,103 +955,86 @@ fn probe_tcp(ns: &Netns, addr: &'static str, bytes: Vec<u8>) -> Vec<u8> {
 	})
 }
 
-/// Issue 18: behind a censor that blocks WireGuard and the plain control channel by their
-/// signatures, and then all UDP, the HTTPS transport carries a paid tunnel; nDPI classifies
-/// every flow of it as TLS; the censor's active probes see an ordinary web server.
+/// Issue 18: a censor arrives mid-session and blocks WireGuard and the plain control channel
+/// by their signatures, and all UDP: the client moves the session to HTTPS and goes on paying;
+/// a new HTTPS tunnel carries a paid 12 MiB with its key renewed every few seconds; nDPI
+/// classifies every flow of it as TLS; a client that never renews its key is cut off; a new
+/// client finds its way (UDP fails, HTTPS works); the censor's probes see a web server.
 #[test]
 fn behind_a_censor_the_https_transport_carries_a_paid_tunnel_and_probes_see_only_a_web_site() {
 	let w = world_behind_a_censor();
 	let censor = w.censor_ns.as_ref().unwrap();
-	let mut rules = censor.command("nft").args(["-f", "-"]).stdin(Stdio::piped()).spawn().unwrap();
-	std::io::Write::write_all(rules.stdin.as_mut().unwrap(), CENSOR_RULES.as_bytes()).unwrap();
-	drop(rules.stdin.take());
-	assert!(rules.wait().unwrap().success());
 	// Keys renewed every 3 s, none older than 8 s: the rules of issue 18 (120 s, 180 s) at speed.
 	w.set_rekey(3, 8);
 	assert!(w.register().status.success());
 	let mut agent = w.start_agent("1");
 	let eve = Eve.to_account_id().to_ss58check_with_version(interlattice_runtime::SS58_PREFIX.into());
 
-	// The plain transport does not get through: its preamble is dropped.
-	let blocked = w.vpn(
+	// Before the censor: the automatic transport takes UDP.
+	let route = ["--route", "10.99.2.0/24"];
+	let mut client = w.connect(
 		"alice",
-		&["connect", "--provider", &eve, "--account", "//Alice", "--deposit", "1", "--route", "10.99.2.0/24"],
+		"auto",
+		&[&["--provider", &eve, "--account", "//Alice", "--deposit", "1"][..], &route].concat(),
 	);
-	let said = stderr(&blocked);
-	assert!(!blocked.status.success(), "{said}");
-	assert!(censored(censor, "preamble") > 0, "the censor dropped the preamble\n{said}");
-	let session = World::session_id(&said);
+	let session = World::session_id(&client.log());
+	let (ok, body) = w.fetch(60);
+	assert!(ok && body == w.file, "{}", client.log());
+	assert!(client.log().contains("connecting over udp") && !client.log().contains("https"), "{}", client.log());
 
-	// Now all UDP is dropped too; the censor records what passes it (on its side of the agent:
-	// what it dropped, the old preamble's retransmissions among it, never gets there).
+	// The censor arrives: WireGuard by its header, the old preamble, then all UDP. The tunnel's
+	// path dies (its next WireGuard handshake never completes); the client moves the session
+	// to HTTPS and it carries on, paid.
+	let mut rules = censor.command("nft").args(["-f", "-"]).stdin(Stdio::piped()).spawn().unwrap();
+	std::io::Write::write_all(rules.stdin.as_mut().unwrap(), CENSOR_RULES.as_bytes()).unwrap();
+	drop(rules.stdin.take());
+	assert!(rules.wait().unwrap().success());
 	let drop_udp = censor
 		.command("nft")
 		.args(["add", "rule", "inet", "censor", "forward", "meta", "l4proto", "udp", "drop"])
 		.status();
 	assert!(drop_udp.unwrap().success());
+	wait_for(Duration::from_secs(60), "the move to HTTPS", || {
+		client.log().contains("moving the session to https").then_some(())
+	})
+	.unwrap_or_else(|e| panic!("{e}\n{}\nagent:\n{}", client.log(), agent.log()));
+	let (ok, body) = wait_for(Duration::from_secs(60), "a fetch over HTTPS", || {
+		let (ok, body) = w.fetch(30);
+		(ok && body == w.file).then_some((ok, body))
+	})
+	.unwrap_or_else(|e| panic!("{e}\n{}\nagent:\n{}", client.log(), agent.log()));
+	assert!(ok && body == w.file);
+	let bytes = w.disconnect_and_close("alice", &mut client, session, &agent.log());
+	assert!(bytes >= 2 * w.file.len() as u64, "both transports' bytes are paid: {bytes}");
+
+	// The censor records what passes it (on its side of the agent: what it drops never gets
+	// there) while a new session goes over HTTPS: 12 MiB, paid and settled.
 	let pcap = w.dir.path().join("censor.pcap");
 	let mut capture = censor.command("tcpdump");
 	capture.args(["-i", "eth1", "-U", "-w", pcap.to_str().unwrap(), "host", "10.99.1.1"]);
 	let mut capture = Process::start(capture, w.dir.path().join("tcpdump.log"));
 	wait_for(Duration::from_secs(10), "the capture", || capture.log().contains("listening on").then_some(()))
 		.unwrap_or_else(|e| panic!("{e}: {}", capture.log()));
-
-	// The same session over HTTPS: a tunnel, 12 MiB through it, paid and settled.
-	let mut client = w.connect(
-		"alice",
-		"https",
-		&[
-			"--account",
-			"//Alice",
-			"--session",
-			&session.to_string(),
-			"--endpoint",
-			"10.99.1.1:7310",
-			"--transport",
-			"https",
-			"--route",
-			"10.99.2.0/24",
-		],
-	);
+	let https = ["--transport", "https", "--endpoint", "10.99.1.1:7310"];
+	let bob = [&["--provider", &eve, "--account", "//Bob", "--deposit", "1"][..], &https, &route].concat();
+	let mut client = w.connect("bob", "https", &bob);
+	let session = World::session_id(&client.log());
 	for _ in 0..4 {
 		let (ok, body) = w.fetch(60);
 		assert!(ok && body == w.file, "{}\nagent:\n{}", client.log(), agent.log());
 	}
 	// The tunnel's pre-shared key is renewed (a fresh ML-KEM exchange each time) and reaches
 	// both WireGuard peers: traffic still flows after several renewals.
+	let rekeys = w.metric("interlattice_vpn_rekeys_total");
 	wait_for(Duration::from_secs(30), "three rekeys", || {
-		(w.metric("interlattice_vpn_rekeys_total") >= 3).then_some(())
+		(w.metric("interlattice_vpn_rekeys_total") >= rekeys + 3).then_some(())
 	})
 	.unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
 	let (ok, body) = w.fetch(60);
 	assert!(ok && body == w.file, "after the rekeys\n{}\nagent:\n{}", client.log(), agent.log());
 	assert!(client.log().contains("connecting over https"), "{}", client.log());
-	let bytes = w.disconnect_and_close("alice", &mut client, session, &agent.log());
+	let bytes = w.disconnect_and_close("bob", &mut client, session, &agent.log());
 	assert!(bytes >= 5 * w.file.len() as u64, "the tunnel's bytes are paid: {bytes}");
-
-	// A client that keeps its first key (never answers a rekey) loses its tunnel when the
-	// key is older than the agent allows.
-	let mut stale = w.connect(
-		"bob",
-		"stale",
-		&[
-			"--provider",
-			&eve,
-			"--account",
-			"//Bob",
-			"--deposit",
-			"1",
-			"--endpoint",
-			"10.99.1.1:7310",
-			"--transport",
-			"https",
-			"--route",
-			"10.99.2.0/24",
-			"--ignore-rekeys",
-		],
-	);
-	assert!(!stale.wait(Duration::from_secs(60)).success(), "{}", stale.log());
-	assert!(stale.log().contains("KeyExpired"), "{}", stale.log());
 
 	// nDPI sees TLS, nothing else, between the client and the agent.
 	capture.signal("-INT");
@@ -1071,6 +1054,17 @@ fn behind_a_censor_the_https_transport_carries_a_paid_tunnel_and_probes_see_only
 			assert!(!flow.contains(giveaway), "{flow}");
 		}
 	}
+
+	// A new client behind the censor finds its way (UDP: its control channel's preamble is
+	// dropped; then HTTPS); it never renews its key, and loses its tunnel when the key is
+	// older than the agent allows.
+	let dave = [&["--provider", &eve, "--account", "//Dave", "--deposit", "1", "--ignore-rekeys"][..], &route].concat();
+	let mut stale = w.connect("dave", "stale", &dave);
+	assert!(!stale.wait(Duration::from_secs(60)).success(), "{}", stale.log());
+	let said = stale.log();
+	assert!(said.contains("connecting over udp") && said.contains("moving the session to https"), "{said}");
+	assert!(said.contains("KeyExpired"), "{said}");
+	assert!(censored(censor, "preamble") > 0, "the censor dropped the preamble\n{said}");
 
 	// The censor probes the endpoint: with the plain control channel off, it is a web site.
 	agent.signal("-TERM");

@@ -65,10 +65,21 @@ pub enum ClientError {
 	/// Setting up the interface or routes failed.
 	#[error(transparent)]
 	Net(#[from] NetError),
+	/// The control channel is up but WireGuard's packets do not get through (a censor drops
+	/// them, or UDP): no WireGuard handshake within [`DATA_PATH_GRACE`] of the tunnel or of a
+	/// new key.
+	#[error("the tunnel carries nothing: {0}")]
+	DataPath(String),
 	/// Anything else.
 	#[error("{0}")]
 	Other(String),
 }
+
+/// How long a new tunnel, or a tunnel with a new key, may go without a WireGuard handshake
+/// before its path counts as dead.
+pub const DATA_PATH_GRACE: Duration = Duration::from_secs(8);
+/// The most times `Transport::Auto` moves a session to another transport in one run.
+const MAX_TRANSPORT_MOVES: u32 = 8;
 
 /// The control endpoint (`host:port`) a provider registered: its first endpoint without a
 /// URL scheme.
@@ -153,9 +164,13 @@ pub struct ConnectOptions {
 /// How a tunnel reaches the agent (`docs/vpn-protocol.md`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Transport {
+	/// The fastest that works: [`Transport::Udp`], then [`Transport::Https`] when it does not
+	/// carry a tunnel within [`DATA_PATH_GRACE`]; and the other one when the tunnel's path dies
+	/// mid-session (the session and its payments go on).
+	#[default]
+	Auto,
 	/// The plain control channel over TCP and WireGuard over UDP: the fastest, where nothing
 	/// blocks them.
-	#[default]
 	Udp,
 	/// Both inside HTTP/2 over TLS over TCP (`crate::https`): for networks that block
 	/// WireGuard or UDP; looks like HTTPS to a web site.
@@ -167,9 +182,10 @@ impl std::str::FromStr for Transport {
 
 	fn from_str(s: &str) -> Result<Self, String> {
 		match s {
+			"auto" => Ok(Transport::Auto),
 			"udp" => Ok(Transport::Udp),
 			"https" => Ok(Transport::Https),
-			other => Err(format!("unknown transport {other:?} (udp or https)")),
+			other => Err(format!("unknown transport {other:?} (auto, udp or https)")),
 		}
 	}
 }
@@ -177,6 +193,7 @@ impl std::str::FromStr for Transport {
 impl std::fmt::Display for Transport {
 	fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
 		f.write_str(match self {
+			Transport::Auto => "auto",
 			Transport::Udp => "udp",
 			Transport::Https => "https",
 		})
@@ -193,7 +210,7 @@ impl Default for ConnectOptions {
 			close_at_end: true,
 			stop_paying_after_bytes: None,
 			netns: None,
-			transport: Transport::Udp,
+			transport: Transport::Auto,
 			ignore_rekeys: false,
 		}
 	}
@@ -347,7 +364,7 @@ impl VpnClient {
 			_,
 			_,
 		) = match transport {
-			Transport::Udp => {
+			Transport::Udp | Transport::Auto => {
 				let stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(agent))
 					.await
 					.map_err(|_| unreachable("connection timed out".into()))?
@@ -486,15 +503,55 @@ impl VpnClient {
 
 	/// Connects to the agent at `endpoint` for `session`: handshake, tunnel interface and
 	/// routes, then pays as usage grows until `stop`; tears everything down at the end.
+	///
+	/// With [`Transport::Auto`], UDP first, then HTTPS if UDP carries no tunnel; and when the
+	/// tunnel's path dies mid-session (its connection breaks, or WireGuard's handshakes stop
+	/// getting through), the other transport, with the same session and payment state (the
+	/// saved receipts), up to a few times.
 	pub async fn connect(
 		&self,
 		session: &Session,
 		endpoint: &str,
 		options: &ConnectOptions,
+		mut on_status: impl FnMut(&Status),
+		mut on_transport: impl FnMut(Transport, Option<&ClientError>),
+		stop: CancellationToken,
+	) -> Result<Summary, ClientError> {
+		if options.transport != Transport::Auto {
+			on_transport(options.transport, None);
+			return self.connect_over(session, endpoint, options, options.transport, &mut on_status, stop).await;
+		}
+		let mut transport = Transport::Udp;
+		let mut moves = 0;
+		loop {
+			on_transport(transport, None);
+			let result = self.connect_over(session, endpoint, options, transport, &mut on_status, stop.clone()).await;
+			match result {
+				Err(e @ (ClientError::Unreachable { .. } | ClientError::DataPath(_)))
+					if !stop.is_cancelled() && moves < MAX_TRANSPORT_MOVES =>
+				{
+					moves += 1;
+					let next = if transport == Transport::Udp { Transport::Https } else { Transport::Udp };
+					on_transport(next, Some(&e));
+					tracing::info!(from = %transport, to = %next, error = %e, "moving the session to another transport");
+					transport = next;
+				},
+				other => return other,
+			}
+		}
+	}
+
+	/// [`VpnClient::connect`] over one transport.
+	async fn connect_over(
+		&self,
+		session: &Session,
+		endpoint: &str,
+		options: &ConnectOptions,
+		transport: Transport,
 		on_status: impl FnMut(&Status),
 		stop: CancellationToken,
 	) -> Result<Summary, ClientError> {
-		let connected = self.handshake(session, endpoint, options.transport).await?;
+		let connected = self.handshake(session, endpoint, transport).await?;
 		let (address, prefix) = connected.tunnel;
 		let address = Ipv4Addr::from(address);
 		let agent_ip = match connected.agent.ip() {
@@ -548,7 +605,7 @@ impl VpnClient {
 				add_route(netns, network.network(), network.prefix_len(), None, name)?;
 			}
 		}
-		tracing::info!(session = session.session_id, %address, interface = engine.interface(), transport = %options.transport, "tunnel up");
+		tracing::info!(session = session.session_id, %address, interface = engine.interface(), %transport, "tunnel up");
 		let install = |key: &[u8; 32]| engine.set_preshared_key(&peer, *key, true);
 		let result =
 			self.pay(session, connected, Some(peer.clone()), Metering::Own, options, on_status, install, stop).await;
@@ -583,6 +640,8 @@ impl VpnClient {
 		// The tunnel's pre-shared key, renewed when the agent asks (`docs/vpn-handshake.md`).
 		let mut current_key = established.preshared_key.clone();
 		let mut next_key: Option<(u64, zeroize::Zeroizing<[u8; 32]>)> = None;
+		// Since when the tunnel waits for a WireGuard handshake (its start, a new key).
+		let mut awaiting_handshake = Some(Instant::now());
 		let endpoint = session.provider.to_string();
 		let terms = session_terms(session, self.chain.genesis_hash().0);
 		let session_key = self.session_key(session)?;
@@ -653,6 +712,8 @@ impl VpnClient {
 							if let Some((_, key)) = next_key.take().filter(|(g, _)| *g == generation) {
 								install_key(&key);
 								current_key = key;
+								// Still waiting since an earlier key: that wait goes on.
+								awaiting_handshake = awaiting_handshake.or(Some(Instant::now()));
 								status.rekeys += 1;
 								tracing::debug!(generation, "tunnel rekeyed");
 							}
@@ -669,6 +730,16 @@ impl VpnClient {
 			if let Some(peer) = &peer {
 				status.sent = peer.meter.to_peer.load(std::sync::atomic::Ordering::Relaxed);
 				status.received = peer.meter.from_peer.load(std::sync::atomic::Ordering::Relaxed);
+				match awaiting_handshake {
+					_ if peer.last_handshake().is_some() => awaiting_handshake = None,
+					Some(since) if since.elapsed() > DATA_PATH_GRACE && !stopping => {
+						break Err(ClientError::DataPath(format!(
+							"no WireGuard handshake with the provider for {} s",
+							DATA_PATH_GRACE.as_secs()
+						)));
+					},
+					_ => {},
+				}
 			}
 			// What we owe: our own count, or the agent's within a tolerance (packets it sent
 			// that were lost on the way still count for it), or only the agent's (exported).

@@ -90,9 +90,10 @@ enum Command {
 		#[arg(long)]
 		netns: Option<String>,
 		/// How to reach the provider: `udp` (plain WireGuard and control channel, the
-		/// fastest) or `https` (both inside HTTP/2 over TLS: for networks that block
-		/// WireGuard or UDP; it looks like visiting a web site).
-		#[arg(long, default_value = "udp")]
+		/// fastest), `https` (both inside HTTP/2 over TLS: for networks that block WireGuard or
+		/// UDP; it looks like visiting a web site) or `auto` (UDP, and HTTPS when UDP carries
+		/// nothing or stops mid-session).
+		#[arg(long, default_value = "auto")]
 		transport: Transport,
 		/// Stop signing receipts after this many bytes (to test a provider's enforcement).
 		#[arg(long, hide = true)]
@@ -293,8 +294,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 				ignore_rekeys: *ignore_rekeys,
 				..Default::default()
 			};
-			eprintln!("connecting over {transport}…");
-			let result = client.connect(&session, &endpoint, &options, status_line, stop_signal()).await;
+			let on_transport =
+				|transport: Transport, failed: Option<&interlattice_vpn::client::ClientError>| match failed {
+					None => eprintln!("connecting over {transport}…"),
+					Some(e) => eprintln!("\nthe tunnel's path failed ({e}); moving the session to {transport}"),
+				};
+			let result = client.connect(&session, &endpoint, &options, status_line, on_transport, stop_signal()).await;
 			// Only our own pid: a later `vpn connect` of this state folder (a reconnect that
 			// replaced this tunnel) has written its own, which `vpn disconnect` must find.
 			if std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() == std::process::id().to_string()) {
