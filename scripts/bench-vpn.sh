@@ -8,7 +8,9 @@
 #      receipt every 1 MiB (credit 8 MiB) and with the defaults (every 4 MiB, credit 32 MiB);
 #   3. the same tunnel with receipts only every 1 TiB (metering counters on, no receipts): the
 #      cost of the payment loop is the difference between 2 and 3;
-#   4. wireguard-go on both ends (Debian package), same addresses and MTU.
+#   4. the same tunnel (default receipts) over the HTTPS transport (`--transport https`:
+#      control channel and WireGuard inside HTTP/2 over TLS 1.3 over TCP);
+#   5. wireguard-go on both ends (Debian package), same addresses and MTU.
 #
 # Each: iperf3 TCP upload and download (client ↔ internet host), and ping round-trip time.
 #
@@ -112,33 +114,36 @@ agent_config() { # $1: receipt interval bytes, $2: credit bytes
 		-e "s|receipt_interval_bytes = 4194304|receipt_interval_bytes = $1|" \
 		-e "s|credit_limit_bytes = 33554432|credit_limit_bytes = $2|" \
 		-e "s|receipts_dir = \"data/vpn-agent/receipts\"|receipts_dir = \"$WORK/receipts\"|" \
+		-e 's|# egress_allow = \["10.99.2.0/24"\]|egress_allow = ["10.99.2.0/24"]|' \
 		configs/vpn-agent.toml
 }
 agent_config 4194304 33554432 >"$WORK/agent.toml"
 in_ns "$NS_A" "$AGENT" --config "$WORK/agent.toml" register >"$WORK/register.log" 2>&1 || fail "register failed"
 
-vpn_run() { # $1: name, $2: receipt interval, $3: credit
+vpn_run() { # $1: name, $2: receipt interval, $3: credit, $4: transport (default udp)
+	local tag="$2${4:+-$4}"
 	agent_config "$2" "$3" >"$WORK/agent.toml"
-	ip netns exec "$NS_A" "$AGENT" --config "$WORK/agent.toml" >"$WORK/agent-$2.log" 2>&1 &
+	ip netns exec "$NS_A" "$AGENT" --config "$WORK/agent.toml" >"$WORK/agent-$tag.log" 2>&1 &
 	local agent=$!
 	pids+=("$agent")
-	for _ in $(seq 1 60); do grep -q "vpn-agent serving" "$WORK/agent-$2.log" && break; sleep 0.5; done
-	ip netns exec "$NS_C" "$VPN" --rpc http://10.99.1.1:9944 --state-dir "$WORK/client-$2" connect --account //Alice --deposit 100 \
-		--max-price-per-gib 1 --route 10.99.2.0/24 --keep-session >"$WORK/client-$2.log" 2>&1 &
+	for _ in $(seq 1 60); do grep -q "vpn-agent serving" "$WORK/agent-$tag.log" && break; sleep 0.5; done
+	ip netns exec "$NS_C" "$VPN" --rpc http://10.99.1.1:9944 --state-dir "$WORK/client-$tag" connect --account //Alice --deposit 100 \
+		--max-price-per-gib 1 --route 10.99.2.0/24 --keep-session --transport "${4:-udp}" >"$WORK/client-$tag.log" 2>&1 &
 	local client=$!
 	pids+=("$client")
 	for _ in $(seq 1 120); do ip -n "$NS_C" -o addr show dev ilvpnc0 2>/dev/null | grep -q 10.77 && break; sleep 0.5; done
 	in_ns "$NS_C" ping -c 3 -W 2 -q 10.99.2.2 >/dev/null || fail "no traffic through the tunnel"
 	measure "$1"
-	kill "$client" 2>/dev/null || say "the client had stopped: $(grep -v "^ " "$WORK/client-$2.log" | tr "\r" "\n" | grep -v "↑" | head -n 8)"
+	kill "$client" 2>/dev/null || say "the client had stopped: $(grep -v "^ " "$WORK/client-$tag.log" | tr "\r" "\n" | grep -v "↑" | head -n 8)"
 	wait "$client" 2>/dev/null || true
 	kill "$agent" 2>/dev/null || true
 	wait "$agent" 2>/dev/null || true
-	grep -h "receipt store\|tunnel down" "$WORK/agent-$2.log" | tail -n 1 | sed 's/\x1b\[[0-9;]*m//g' >&2 || true
+	grep -h "receipt store\|tunnel down" "$WORK/agent-$tag.log" | tail -n 1 | sed 's/\x1b\[[0-9;]*m//g' >&2 || true
 }
 vpn_run "Interlattice (receipt every 1 MiB)" 1048576 8388608
 vpn_run "Interlattice (default: every 4 MiB)" 4194304 33554432
 vpn_run "Interlattice (no receipts: 1 TiB interval)" 1099511627776 1099511627776
+vpn_run "Interlattice over HTTPS (every 4 MiB)" 4194304 33554432 https
 
 # 4. wireguard-go on both ends.
 say "wireguard-go"

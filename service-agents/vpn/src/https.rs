@@ -324,6 +324,26 @@ pub struct TunnelGuard {
 	_stop: tokio_util::sync::DropGuard,
 }
 
+/// The TLS server name for an endpoint's `host`: an IP address (browsers send no server name
+/// for one, and neither do we) or a DNS name.
+pub fn server_name(host: &str) -> Result<rustls::pki_types::ServerName<'static>, String> {
+	match host.parse::<std::net::IpAddr>() {
+		Ok(ip) => Ok(rustls::pki_types::ServerName::IpAddress(ip.into())),
+		Err(_) => rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| format!("{host}: {e}")),
+	}
+}
+
+/// The first flight of the HTTPS transport's TLS client for `host` (a ClientHello record), as
+/// it goes on the wire: for measuring its fingerprint (`scripts/tls-fingerprint.sh`).
+pub fn client_hello(host: &str) -> Result<Vec<u8>, String> {
+	let config = interlattice_agent_core::tls::client_config_authenticated_inside().map_err(|e| e.to_string())?;
+	let mut connection =
+		rustls::ClientConnection::new(Arc::new(config), server_name(host)?).map_err(|e| e.to_string())?;
+	let mut out = Vec::new();
+	connection.write_tls(&mut out).map_err(|e| e.to_string())?;
+	Ok(out)
+}
+
 /// Opens an HTTPS tunnel to the agent at `agent` (registered endpoint host `host`):
 /// TLS, HTTP/2, then the extended CONNECT with the capability `authorize` signs for the
 /// connection's exporter value.
@@ -333,7 +353,6 @@ pub async fn open(
 	authorize: impl FnOnce([u8; 32]) -> Result<String, TransportError>,
 ) -> Result<ClientTunnel, TransportError> {
 	use hyper_util::rt::{TokioExecutor, TokioIo};
-	use rustls::pki_types::ServerName;
 
 	let connect = |e: &dyn std::fmt::Display| TransportError::Connect(e.to_string());
 	let step = Duration::from_secs(10);
@@ -343,11 +362,7 @@ pub async fn open(
 		.map_err(|_| connect(&"connection timed out"))?
 		.map_err(|e| connect(&e))?;
 	let _ = tcp.set_nodelay(true);
-	// Browsers send no server name for an IP address; neither do we.
-	let name = match host.parse::<std::net::IpAddr>() {
-		Ok(ip) => ServerName::IpAddress(ip.into()),
-		Err(_) => ServerName::try_from(host.to_string()).map_err(|e| connect(&e))?,
-	};
+	let name = server_name(host).map_err(|e| connect(&e))?;
 	let tls = tokio::time::timeout(step, tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp))
 		.await
 		.map_err(|_| connect(&"TLS handshake timed out"))?
@@ -480,6 +495,20 @@ mod tests {
 		for bad in ["", "Interlattice", "Bearer abc", "Interlattice !!!", "Interlattice AAAA"] {
 			assert!(parse_authorization(bad).is_none(), "{bad}");
 		}
+	}
+
+	#[test]
+	fn the_client_hello_offers_the_hybrid_group_and_names_only_dns_hosts() {
+		let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+		let named = client_hello("www.example.com").unwrap();
+		assert_eq!(named[0], 0x16, "a TLS handshake record");
+		assert!(contains(&named, b"www.example.com"), "the server name is sent for a DNS name");
+		// A key share for X25519MLKEM768 (group 0x11ec, 1216 bytes), as Chrome sends.
+		assert!(contains(&named, &[0x11, 0xec, 0x04, 0xc0]));
+		assert!(contains(&named, b"h2") && contains(&named, b"http/1.1"));
+		let by_address = client_hello("10.99.1.1").unwrap();
+		assert!(!contains(&by_address, b"10.99.1.1") && !contains(&by_address, &[10, 99, 1, 1]));
+		assert!(server_name("not a name!").is_err());
 	}
 
 	#[tokio::test]
