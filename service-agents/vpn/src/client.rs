@@ -332,7 +332,9 @@ impl VpnClient {
 		};
 		std::fs::create_dir_all(&self.state_dir).map_err(io)?;
 		let path = self.state_path(state.session_id);
-		let tmp = path.with_extension("json.tmp");
+		// Our own temporary name: another `vpn connect` of the session (one being replaced)
+		// may be saving at the same moment, and a shared name would let its rename take ours.
+		let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
 		{
 			let mut f = std::fs::File::create(&tmp).map_err(io)?;
 			std::io::Write::write_all(&mut f, &serde_json::to_vec(state).expect("plain struct")).map_err(io)?;
