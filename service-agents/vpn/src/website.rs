@@ -103,11 +103,12 @@ mod tests {
 
 	#[tokio::test]
 	async fn a_plain_static_site() {
-		let dir = tempfile_dir();
+		let temp = tempfile::tempdir().unwrap();
+		let dir = temp.path();
 		std::fs::write(dir.join("index.html"), b"<h1>home</h1>").unwrap();
 		std::fs::create_dir_all(dir.join("css")).unwrap();
 		std::fs::write(dir.join("css/site.css"), b"body{}").unwrap();
-		let site = Some(dir.as_path());
+		let site = Some(dir);
 
 		let home = answer(&Method::GET, "/", site).await;
 		assert_eq!(home.status(), StatusCode::OK);
@@ -126,18 +127,5 @@ mod tests {
 		let default = answer(&Method::GET, "/", None).await;
 		assert_eq!(body(default).await, DEFAULT_PAGE.as_bytes());
 		assert_eq!(answer(&Method::GET, "/x", None).await.status(), StatusCode::NOT_FOUND);
-		std::fs::remove_dir_all(&dir).unwrap();
-	}
-
-	fn tempfile_dir() -> PathBuf {
-		let mut random = [0u8; 8];
-		getrandom::fill(&mut random).unwrap();
-		let dir = std::env::temp_dir().join(format!("interlattice-site-{}", hex_string(&random)));
-		std::fs::create_dir_all(&dir).unwrap();
-		dir
-	}
-
-	fn hex_string(bytes: &[u8]) -> String {
-		bytes.iter().map(|b| format!("{b:02x}")).collect()
 	}
 }
