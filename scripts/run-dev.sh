@@ -113,14 +113,14 @@ wait_until "the chain to produce a block" 120 "$DATA/logs/node.log" has_blocks
 
 say "starting the dCDN agent (Dave; log: $DATA/logs/cdn-agent.log)"
 start "cdn-agent" "$DATA/logs/cdn-agent.log" "$BIN/cdn-agent" --config "$DATA/config/cdn-agent.toml"
-wait_until "the dCDN agent" 60 "$DATA/logs/cdn-agent.log" curl -sf http://127.0.0.1:7320/health
+wait_until "the dCDN agent" 60 "$DATA/logs/cdn-agent.log" curl -skf https://127.0.0.1:7320/health
 
 say "checking the registration of Charlie's dCDN service"
 "$BIN/cdn-agent" --config "$DATA/config/cdn-agent-charlie.toml" register 2>&1 | sed 's/\x1b\[[0-9;]*m//g' | grep -o "provider .*" >&2 \
 	|| die "cdn-agent register failed (see above)"
 say "starting Charlie's dCDN agent (log: $DATA/logs/cdn-agent-charlie.log)"
 start "cdn-agent-charlie" "$DATA/logs/cdn-agent-charlie.log" "$BIN/cdn-agent" --config "$DATA/config/cdn-agent-charlie.toml"
-wait_until "Charlie's dCDN agent" 60 "$DATA/logs/cdn-agent-charlie.log" curl -sf http://127.0.0.1:7321/health
+wait_until "Charlie's dCDN agent" 60 "$DATA/logs/cdn-agent-charlie.log" curl -skf https://127.0.0.1:7321/health
 
 if [ -n "$VPN" ]; then
 	say "checking the dVPN provider's registration (Charlie)"
@@ -135,14 +135,14 @@ best=$(rpc chain_getHeader | jq -r '.result.number')
 cat >&2 <<EOF
 [run] ready at block $((best)).
   JSON-RPC (HTTP and WebSocket)  http://127.0.0.1:$RPC_PORT   ws://127.0.0.1:$RPC_PORT
-  dCDN agent (Dave)              http://127.0.0.1:7320   (metrics: /metrics; publish token: dev-publish-token)
-  dCDN agent (Charlie)           http://127.0.0.1:7321   (Charlie serves both services)
+  dCDN agent (Dave)              https://127.0.0.1:7320   (metrics: /metrics; publish token: dev-publish-token)
+  dCDN agent (Charlie)           https://127.0.0.1:7321   (Charlie serves both services)
 $([ -n "$VPN" ] && echo "  dVPN agent (Charlie)           127.0.0.1:7310 (control TCP + WireGuard UDP; metrics: http://127.0.0.1:7311/metrics)" || echo "  dVPN agent                     not running (see above)")
   logs                           $DATA/logs/
 Next, in another shell (README, "Walkthrough"):
   source scripts/env.sh                 # puts the binaries on PATH
   cdn providers; vpn providers
-  HASH=\$(cdn publish README.md --endpoint http://127.0.0.1:7320 --token dev-publish-token)
+  HASH=\$(cdn publish README.md --endpoint https://127.0.0.1:7320 --token dev-publish-token)
   cdn get "\$HASH" --account //Alice -o /tmp/readme.copy
 Ctrl-C stops everything.
 EOF

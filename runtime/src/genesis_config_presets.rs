@@ -27,7 +27,7 @@ pub const ENDOWMENT: u128 = 1_000_000 * UNIT;
 /// Control-channel endpoint of the bootstrap dVPN provider (Charlie) of every preset.
 pub const DEV_VPN_ENDPOINT: &str = "127.0.0.1:7310";
 /// HTTP endpoint of the bootstrap dCDN provider (Dave) of every preset.
-pub const DEV_CDN_ENDPOINT: &str = "http://127.0.0.1:7320";
+pub const DEV_CDN_ENDPOINT: &str = "https://127.0.0.1:7320";
 /// Stake of each bootstrap provider: ten thousand LAT.
 pub const DEV_PROVIDER_STAKE: u128 = 10_000 * UNIT;
 

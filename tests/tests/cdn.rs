@@ -65,44 +65,57 @@ fn start_origin(objects: Arc<Mutex<HashMap<String, Vec<u8>>>>) -> u16 {
 	port
 }
 
-/// A proxy in front of the agent that flips one byte of every response body at `at`.
+/// A tampering agent: a plain-HTTP front (`http://127.0.0.1:port`) that relays to the agent
+/// over TLS (HTTP/1.1) and flips one byte of every response body at `at`.
 fn start_tampering_proxy(agent_port: u16, at: usize) -> u16 {
 	let listener = TcpListener::bind("127.0.0.1:0").unwrap();
 	let port = listener.local_addr().unwrap().port();
+	listener.set_nonblocking(true).unwrap();
 	std::thread::spawn(move || {
-		for client in listener.incoming().flatten() {
-			std::thread::spawn(move || {
-				let upstream = TcpStream::connect(("127.0.0.1", agent_port)).unwrap();
-				let (mut c_read, mut u_write) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
-				std::thread::spawn(move || {
-					let _ = std::io::copy(&mut c_read, &mut u_write);
-				});
-				let (mut u_read, mut c_write) = (upstream, client);
-				let mut seen = Vec::new();
-				let mut body_start = None;
-				let mut buf = vec![0u8; 64 * 1024];
-				loop {
-					let n = match u_read.read(&mut buf) {
-						Ok(0) | Err(_) => break,
-						Ok(n) => n,
-					};
-					let start = seen.len();
-					seen.extend_from_slice(&buf[..n]);
-					if body_start.is_none() {
-						body_start = seen.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
-					}
-					if let Some(b) = body_start {
-						let target = b + at;
-						if (start..start + n).contains(&target) {
-							buf[target - start] ^= 0x01;
+		let runtime = tokio::runtime::Runtime::new().unwrap();
+		runtime.block_on(async move {
+			use tokio::io::{AsyncReadExt, AsyncWriteExt};
+			let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+			let mut tls = interlattice_agent_core::tls::client_config_authenticated_inside().unwrap();
+			tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+			let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+			while let Ok((client, _)) = listener.accept().await {
+				let connector = connector.clone();
+				tokio::spawn(async move {
+					let upstream = tokio::net::TcpStream::connect(("127.0.0.1", agent_port)).await.unwrap();
+					let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+					let Ok(upstream) = connector.connect(name, upstream).await else { return };
+					let (mut u_read, mut u_write) = tokio::io::split(upstream);
+					let (mut c_read, mut c_write) = client.into_split();
+					tokio::spawn(async move {
+						let _ = tokio::io::copy(&mut c_read, &mut u_write).await;
+					});
+					let mut seen = Vec::new();
+					let mut body_start = None;
+					let mut buf = vec![0u8; 64 * 1024];
+					loop {
+						let n = match u_read.read(&mut buf).await {
+							Ok(0) | Err(_) => break,
+							Ok(n) => n,
+						};
+						let start = seen.len();
+						seen.extend_from_slice(&buf[..n]);
+						if body_start.is_none() {
+							body_start = seen.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+						}
+						if let Some(b) = body_start {
+							let target = b + at;
+							if (start..start + n).contains(&target) {
+								buf[target - start] ^= 0x01;
+							}
+						}
+						if c_write.write_all(&buf[..n]).await.is_err() {
+							break;
 						}
 					}
-					if c_write.write_all(&buf[..n]).is_err() {
-						break;
-					}
-				}
-			});
-		}
+				});
+			}
+		});
 	});
 	port
 }
@@ -152,9 +165,10 @@ fn curl(port: u16, args: &[&str]) -> Option<String> {
 fn curl_bytes(port: u16, args: &[&str]) -> Option<Vec<u8>> {
 	let (path, rest) = args.split_last().unwrap();
 	let out = Command::new("curl")
-		.args(["-s", "--max-time", "30"])
+		// -k: curl gets the agent's self-signed certificate (ours get its service key's).
+		.args(["-sk", "--http1.1", "--max-time", "30"])
 		.args(rest)
-		.arg(format!("http://127.0.0.1:{port}{path}"))
+		.arg(format!("https://127.0.0.1:{port}{path}"))
 		.output()
 		.ok()?;
 	Some(out.stdout)
@@ -183,6 +197,7 @@ fn write_config(dir: &Path, rpc: u16, port: u16, origin: u16) -> PathBuf {
 rpc = "http://127.0.0.1:{rpc}"
 [provider]
 account = "//Dave"
+service_key = "dev:dave"
 [http]
 listen = "127.0.0.1:{port}"
 shutdown_grace_secs = 5
@@ -234,7 +249,7 @@ fn world() -> (World, Agent) {
 	let port = free_port();
 	let config = write_config(dir.path(), node.config.rpc_port, port, origin);
 	let agent = Agent::start(&config, port);
-	let endpoint = format!("http://127.0.0.1:{port}");
+	let endpoint = format!("https://127.0.0.1:{port}");
 	(World { dir, _node: node, rpc_url, runtime, chain, origin_objects, origin, port, config, endpoint }, agent)
 }
 
@@ -263,9 +278,21 @@ fn publish_fetch_verify_pay_settle_and_survive_tampering_and_crashes() {
 	let file = dir.path().join("movie.bin");
 	let movie = data(5 << 20, 1);
 	std::fs::write(&file, &movie).unwrap();
-	let err = cdn(&["publish", file.to_str().unwrap(), "--endpoint", endpoint, "--token", "wrong"]).unwrap_err();
+	// TLS by default: the CLI accepts the agent only with Dave's registered service key.
+	let dave = Dave.to_account_id().to_string();
+	let publish = |token: &str, provider: &str| {
+		let file = file.to_str().unwrap();
+		cdn(&["publish", file, "--rpc", rpc_url, "--endpoint", endpoint, "--token", token, "--provider", provider])
+	};
+	let err = publish("wrong", &dave).unwrap_err();
 	assert!(err.contains("401"), "{err}");
-	let hash = cdn(&["publish", file.to_str().unwrap(), "--endpoint", endpoint, "--token", "secret-token"]).unwrap();
+	// A client that expects another provider's key at this address refuses the agent before
+	// sending the token.
+	let offline = CdnClient::offline(&dir.path().join("pinned-wrong"));
+	offline.pin(endpoint, interlattice_pq_crypto::keys::MlDsaKeyPair::dev("charlie").public().clone());
+	let err = runtime.block_on(offline.publish(endpoint, "secret-token", &file)).unwrap_err().to_string();
+	assert!(err.contains("not its provider's registered service key"), "{err}");
+	let hash = publish("secret-token", &dave).unwrap();
 	let hash = hash.trim().to_string();
 	assert_eq!(hash, blake3::hash(&movie).to_hex().as_str());
 
@@ -556,7 +583,20 @@ fn an_agent_killed_mid_download_restarts_and_the_download_resumes_without_losing
 	let file = dir.path().join("big.bin");
 	let big = data(12 << 20, 7);
 	std::fs::write(&file, &big).unwrap();
-	let hash = cdn(&["publish", file.to_str().unwrap(), "--endpoint", endpoint, "--token", "secret-token"]).unwrap();
+	let dave = Dave.to_account_id().to_string();
+	let hash = cdn(&[
+		"publish",
+		file.to_str().unwrap(),
+		"--rpc",
+		rpc_url,
+		"--endpoint",
+		endpoint,
+		"--token",
+		"secret-token",
+		"--provider",
+		&dave,
+	])
+	.unwrap();
 	let hash = hash.trim().to_string();
 
 	// Alice downloads through a proxy that holds the response after 6 MiB.
@@ -575,7 +615,7 @@ fn an_agent_killed_mid_download_restarts_and_the_download_resumes_without_losing
 			"--account",
 			"//Alice",
 			"--endpoint",
-			&format!("http://127.0.0.1:{proxy}"),
+			&format!("https://127.0.0.1:{proxy}"),
 			"-o",
 			out.to_str().unwrap(),
 		])
@@ -699,6 +739,7 @@ fn tls_prefers_the_hybrid_post_quantum_key_exchange_and_serves_paid_downloads() 
 	assert_eq!(std::fs::read(&out).unwrap(), content);
 	// Without trusting the certificate, the client refuses the agent.
 	let refused =
-		cdn(&["publish", file.to_str().unwrap(), "--endpoint", &https, "--token", "secret-token"]).unwrap_err();
+		cdn(&["publish", file.to_str().unwrap(), "--rpc", &rpc_url, "--endpoint", &https, "--token", "secret-token"])
+			.unwrap_err();
 	assert!(refused.to_lowercase().contains("certificate"), "{refused}");
 }

@@ -64,6 +64,9 @@ rpc = "http://127.0.0.1:{rpc_port}"
 [provider]
 account = "//Dave"
 [http]
+# Plain HTTP: the attacks here are on HTTP itself, written byte by byte (TLS, on by
+# default, is tested in cdn.rs).
+plain_http = true
 listen = "127.0.0.1:{port}"
 shutdown_grace_secs = 2
 payment_wait_ms = 1000

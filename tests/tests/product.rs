@@ -108,8 +108,8 @@ fn run_dev_serves_the_walkthrough_stops_cleanly_and_resumes() {
 	// Charlie serves both: its dCDN agent registered its endpoint next to the dVPN's.
 	let charlie =
 		stdout.lines().find(|l| l.contains("127.0.0.1:7310")).unwrap_or_else(|| panic!("no dVPN provider: {stdout}"));
-	assert!(charlie.contains("\"services\":\"both\"") && charlie.contains("http://127.0.0.1:7321"), "{charlie}");
-	assert!(stdout.contains("http://127.0.0.1:7320"), "{stdout}");
+	assert!(charlie.contains("\"services\":\"both\"") && charlie.contains("https://127.0.0.1:7321"), "{charlie}");
+	assert!(stdout.contains("https://127.0.0.1:7320"), "{stdout}");
 	assert!(stdout.contains("the copy is identical"), "{stdout}");
 	assert!(stdout.contains("3 packets transmitted, 3 received"), "pings through the tunnel: {stdout}");
 	// The provider settled the VPN session and closed it (finalized: no longer listed).

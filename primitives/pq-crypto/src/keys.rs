@@ -14,7 +14,7 @@ use std::{
 use libcrux_ml_dsa::ml_dsa_65;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::{types, MlDsaPublicKey, MlDsaSignature, CONTEXT, MESSAGE_CONTEXT, ML_DSA_65_SEED_LEN};
+use crate::{types, MlDsaPublicKey, MlDsaSignature, CONTEXT, MESSAGE_CONTEXT, ML_DSA_65_SEED_LEN, TLS_CONTEXT};
 
 /// Errors of key handling.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +110,12 @@ impl MlDsaKeyPair {
 	/// handshake signature, whatever the message's bytes.
 	pub fn sign_message(&self, message: &[u8]) -> Result<MlDsaSignature, KeyError> {
 		self.sign_with_context(message, MESSAGE_CONTEXT)
+	}
+
+	/// Signs inside TLS 1.3 or X.509 (context [`TLS_CONTEXT`]): an agent's certificate and
+	/// its handshake signatures, which the TLS stack frames itself.
+	pub fn sign_tls(&self, message: &[u8]) -> Result<MlDsaSignature, KeyError> {
+		self.sign_with_context(message, TLS_CONTEXT)
 	}
 
 	fn sign_with_context(&self, message: &[u8], context: &[u8]) -> Result<MlDsaSignature, KeyError> {

@@ -53,6 +53,11 @@ pub const CONTEXT: &[u8] = b"interlattice";
 /// to sign can ever be a receipt or a handshake, whatever its bytes.
 pub const MESSAGE_CONTEXT: &[u8] = b"interlattice/message";
 
+/// The FIPS 204 context string of signatures inside TLS 1.3 and X.509 (the empty one, as
+/// RFC 9881 and draft-ietf-tls-mldsa fix it): an agent's certificate and its handshake
+/// signatures. Neither verifies under [`CONTEXT`] or [`MESSAGE_CONTEXT`].
+pub const TLS_CONTEXT: &[u8] = b"";
+
 /// Counts the ML-DSA-65 verifications this process ran natively (the host function included):
 /// the node exports it as a Prometheus metric, and tests bound the work an input can cause
 /// with it.
@@ -114,6 +119,11 @@ pub trait PqCrypto {
 /// this calls the host function; natively it runs the same code directly.
 pub fn verify(public_key: &MlDsaPublicKey, message: &[u8], signature: &MlDsaSignature) -> bool {
 	pq_crypto::ml_dsa_65_verify(public_key.as_ref(), CONTEXT, message, signature.as_ref())
+}
+
+/// Verifies a TLS 1.3 handshake or X.509 signature (context [`TLS_CONTEXT`]).
+pub fn verify_tls(public_key: &MlDsaPublicKey, message: &[u8], signature: &MlDsaSignature) -> bool {
+	pq_crypto::ml_dsa_65_verify(public_key.as_ref(), TLS_CONTEXT, message, signature.as_ref())
 }
 
 /// Verifies a signature over an arbitrary message (context [`MESSAGE_CONTEXT`]).

@@ -27,7 +27,7 @@ use interlattice_agent_core::{
 	upkeep::Upkeep,
 	Hold, ReceiptError, Settler,
 };
-use interlattice_pq_crypto::SignedUsageReceipt;
+use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt};
 use interlattice_runtime::AccountId;
 use pallet_provider_registry::ServiceKind;
 use pallet_session_escrow::types::max_amount_owed;
@@ -99,6 +99,29 @@ fn unix_now() -> u64 {
 	SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// The agent's TLS: its ML-DSA-65 service key's certificate for Interlattice clients (so they
+/// authenticate it against the registry, `provider_tls`), the configured certificate or a
+/// self-signed one for every other client.
+fn tls_acceptor(service_key: &MlDsaKeyPair, config: &AgentConfig) -> Result<tokio_rustls::TlsAcceptor, StartError> {
+	let tls_error = |e: crate::tls::TlsError| StartError::Config(format!("http.tls: {e}"));
+	let endpoint = config.provider.endpoint.clone().unwrap_or_default();
+	let host = interlattice_agent_core::provider_tls::endpoint_host(&endpoint);
+	let ordinary = match &config.service.http.tls {
+		Some(t) => crate::tls::load_certificate(&t.certificate, &t.private_key).map_err(tls_error)?,
+		None => {
+			let mut names = vec!["localhost".to_string()];
+			if !host.is_empty() && host != "localhost" {
+				names.push(host.clone());
+			}
+			crate::tls::self_signed(names).map_err(tls_error)?
+		},
+	};
+	let key = Arc::new(MlDsaKeyPair::from_seed(*service_key.seed()));
+	let name = if host.is_empty() { "interlattice-provider".to_string() } else { host };
+	let config = interlattice_agent_core::provider_tls::server_config(key, &name, ordinary).map_err(tls_error)?;
+	Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
 /// What every request handler shares.
 pub struct Agent {
 	config: AgentConfig,
@@ -111,6 +134,7 @@ pub struct Agent {
 	settler: Settler,
 	tokens: Mutex<Tokens>,
 	streams: Mutex<HashMap<u64, Arc<Semaphore>>>,
+	tls: Option<tokio_rustls::TlsAcceptor>,
 	/// Counters.
 	pub metrics: CdnMetrics,
 	life: Lifecycle,
@@ -123,7 +147,12 @@ impl Agent {
 	/// Connects to the chain, checks the provider's registration, opens the cache and the
 	/// receipt store.
 	pub async fn new(config: AgentConfig, life: Lifecycle) -> Result<Arc<Self>, StartError> {
-		let identity = Identity::load(&config.provider, false).map_err(StartError::Config)?;
+		let http = &config.service.http;
+		let identity = Identity::load(&config.provider, !http.plain_http).map_err(StartError::Config)?;
+		let tls = match (&identity.service_key, http.plain_http) {
+			(Some(key), false) => Some(tls_acceptor(key, &config)?),
+			_ => None,
+		};
 		let provider = identity.provider.clone();
 		let (chain, _) = start::connect_registered(ServiceKind::Cdn, &config, &identity).await?;
 		let content = ContentStore::open(&config.service.cache.dir, config.service.cache.max_bytes)
@@ -158,6 +187,7 @@ impl Agent {
 			receipts,
 			settler,
 			streams: Mutex::new(HashMap::new()),
+			tls,
 			metrics,
 			life,
 		}))
@@ -189,13 +219,7 @@ impl Agent {
 			.keep_alive_interval(Some(idle / 2))
 			.keep_alive_timeout(handshake)
 			.max_concurrent_streams(64);
-		let tls = match &self.config.service.http.tls {
-			Some(t) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
-				crate::tls::server_config(&t.certificate, &t.private_key)
-					.map_err(|e| StartError::Config(e.to_string()))?,
-			))),
-			None => None,
-		};
+		let tls = self.tls.clone();
 		let limits =
 			ConnectionLimits::new(self.config.limits.max_connections, self.config.limits.max_connections_per_ip);
 		let me = self.clone();

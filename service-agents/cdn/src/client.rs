@@ -12,6 +12,7 @@ use std::{
 	fs::{self, File, OpenOptions},
 	io::{self, Read, Write},
 	path::{Path, PathBuf},
+	sync::Arc,
 	time::Duration,
 };
 
@@ -25,9 +26,11 @@ use hyper_util::{
 use interlattice_agent_core::{
 	chain::{ChainClient, Provider, Session},
 	meter::next_receipt,
-	open_session, session_terms, ChainError, SessionKeys, SessionRequest, SessionTerms,
+	open_session,
+	provider_tls::{self, PinnedProviderKeys},
+	session_terms, ChainError, SessionKeys, SessionRequest, SessionTerms,
 };
-use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt};
+use interlattice_pq_crypto::{keys::MlDsaKeyPair, MlDsaPublicKey, SignedUsageReceipt};
 use interlattice_runtime::AccountId;
 use pallet_provider_registry::{ProviderFilter, ProviderOrder, ProviderPage, ServiceKind};
 use serde::{Deserialize, Serialize};
@@ -141,11 +144,16 @@ pub struct PaidSession {
 	record_path: PathBuf,
 	/// The agent's bearer token for this session, and its expiry (unix seconds).
 	token: Option<(String, u64)>,
+	/// Whether the provider's registered service key is pinned for the endpoint's host.
+	pinned: bool,
 }
 
 /// The client.
 pub struct CdnClient {
 	http: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+	/// The providers' registered service keys `https://` agents must present (unless
+	/// [`CdnClient::trust`] chose certificate authorities instead).
+	pins: Arc<PinnedProviderKeys>,
 	chain: Option<ChainClient>,
 	keys: SessionKeys,
 	state_dir: PathBuf,
@@ -189,15 +197,8 @@ fn with_causes(e: &dyn std::error::Error) -> String {
 }
 
 /// A connector for `http://` and `https://` agents; `tls` is the TLS configuration for the
-/// latter (default: trust nothing, so `https://` needs [`CdnClient::trust`]).
-fn https_connector(tls: Option<rustls::ClientConfig>) -> hyper_rustls::HttpsConnector<HttpConnector> {
-	let mut tls = tls.unwrap_or_else(|| {
-		rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-			.with_safe_default_protocol_versions()
-			.expect("ring supports the default protocol versions")
-			.with_root_certificates(rustls::RootCertStore::empty())
-			.with_no_client_auth()
-	});
+/// latter.
+fn https_connector(mut tls: rustls::ClientConfig) -> hyper_rustls::HttpsConnector<HttpConnector> {
 	// The connector announces the HTTP versions it enables itself.
 	tls.alpn_protocols.clear();
 	let mut http = HttpConnector::new();
@@ -211,18 +212,30 @@ fn https_connector(tls: Option<rustls::ClientConfig>) -> hyper_rustls::HttpsConn
 }
 
 impl CdnClient {
-	/// Trusts the certificates in `ca` (PEM) for `https://` agents; the key exchange prefers
-	/// X25519MLKEM768.
+	/// Trusts the certificates in `ca` (PEM) for `https://` agents instead of their
+	/// registered service keys (an agent behind a proxy with its own certificate); the key
+	/// exchange still prefers X25519MLKEM768.
 	pub fn trust(mut self, ca: &Path) -> Result<Self, crate::tls::TlsError> {
 		let config = crate::tls::client_config(ca)?;
-		self.http = Client::builder(TokioExecutor::new()).build(https_connector(Some(config)));
+		self.http = Client::builder(TokioExecutor::new()).build(https_connector(config));
+		self.pins = Arc::new(PinnedProviderKeys::default());
 		Ok(self)
 	}
 
-	/// A client without a chain (free content, publishing).
+	/// Accepts `key` (a provider's registered service key) from `https://` agents at the
+	/// host of `endpoint`. Sessions pin their provider's key themselves.
+	pub fn pin(&self, endpoint: &str, key: MlDsaPublicKey) {
+		self.pins.pin(endpoint, key);
+	}
+
+	/// A client without a chain (free content, publishing): `https://` agents need
+	/// [`CdnClient::pin`] or [`CdnClient::trust`].
 	pub fn offline(state_dir: &Path) -> Self {
+		let pins = Arc::new(PinnedProviderKeys::default());
+		let tls = provider_tls::client_config(pins.clone()).expect("ring supports TLS 1.3");
 		CdnClient {
-			http: Client::builder(TokioExecutor::new()).build(https_connector(None)),
+			http: Client::builder(TokioExecutor::new()).build(https_connector(tls)),
+			pins,
 			chain: None,
 			keys: SessionKeys::new(state_dir),
 			state_dir: state_dir.to_path_buf(),
@@ -259,6 +272,7 @@ impl CdnClient {
 		let (session, key) = open_session(chain, account, &self.keys, provider, &request)
 			.await
 			.map_err(|e| ClientError::Other(e.to_string()))?;
+		self.pin(&endpoint, provider.service_key.clone());
 		self.with_key(&session, &endpoint, key)
 	}
 
@@ -291,10 +305,11 @@ impl CdnClient {
 			endpoint: endpoint.to_string(),
 			session_id: session.session_id,
 			terms: session_terms(session, chain.genesis_hash().0),
-			key: std::sync::Arc::new(key),
+			key: Arc::new(key),
 			record,
 			record_path,
 			token: None,
+			pinned: false,
 		})
 	}
 
@@ -337,6 +352,16 @@ impl CdnClient {
 	/// The session's bearer token at its agent: the one held, or a new one bought with a
 	/// capability signed by the session's key (`POST /token`).
 	pub async fn authorize(&self, session: &mut PaidSession) -> Result<String, ClientError> {
+		if !session.pinned {
+			// The agent must present the key its provider registered (looked up once).
+			let provider = AccountId::from(session.terms.provider);
+			let registered =
+				self.chain()?.provider(&provider).await?.ok_or_else(|| {
+					ClientError::Other(format!("the session's provider {provider} is not registered"))
+				})?;
+			self.pin(&session.endpoint, registered.service_key);
+			session.pinned = true;
+		}
 		let now = unix_now();
 		if let Some((token, expires_at)) = &session.token {
 			if *expires_at > now + TOKEN_MARGIN_SECS {

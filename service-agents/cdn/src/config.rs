@@ -38,7 +38,13 @@ pub struct HttpSection {
 	/// Seconds in-flight requests get to finish at shutdown.
 	#[serde(default = "default_grace")]
 	pub shutdown_grace_secs: u64,
-	/// Serve HTTPS instead of plain HTTP (`[http.tls]`).
+	/// Serve plain HTTP instead of HTTPS (a provider behind a TLS-terminating proxy, a test).
+	/// Off by default: the agent serves TLS with its service key's certificate to our
+	/// clients and `[http.tls]` (or a self-signed certificate) to everyone else.
+	#[serde(default)]
+	pub plain_http: bool,
+	/// The certificate other clients (browsers, curl) get (`[http.tls]`); default: a
+	/// self-signed one made at start.
 	#[serde(default)]
 	pub tls: Option<TlsConfig>,
 	/// Objects served to anyone without a session (hex BLAKE3 hashes).
@@ -53,7 +59,7 @@ pub struct HttpSection {
 	pub max_streams_per_session: usize,
 }
 
-/// TLS (rustls; X25519MLKEM768 preferred, see `tls.rs`).
+/// The certificate for clients other than ours (rustls; X25519MLKEM768 preferred).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
@@ -118,7 +124,20 @@ impl ServiceSections for CdnSections {
 		self.http.listen
 	}
 
-	fn check(&self, _: &AgentFile<()>) -> Result<(), String> {
+	fn check(&self, file: &AgentFile<()>) -> Result<(), String> {
+		let scheme = if self.http.plain_http { "http://" } else { "https://" };
+		if let Some(endpoint) = file.provider.endpoint.as_deref().filter(|e| !e.starts_with(scheme)) {
+			return Err(if self.http.plain_http {
+				format!("provider.endpoint {endpoint:?} must start with http:// when http.plain_http = true")
+			} else {
+				format!(
+					"provider.endpoint {endpoint:?} must start with https://: the agent serves TLS (set http.plain_http = true to serve plain HTTP)"
+				)
+			});
+		}
+		if self.http.plain_http && self.http.tls.is_some() {
+			return Err("http.plain_http = true and [http.tls] contradict each other".into());
+		}
 		if self.http.max_streams_per_session == 0 || self.cache.max_concurrent_fills == 0 {
 			return Err("http.max_streams_per_session and cache.max_concurrent_fills must be at least 1".into());
 		}
@@ -137,5 +156,11 @@ mod tests {
 		let config = super::AgentConfig::parse(text).expect("configs/cdn-agent.toml is valid");
 		assert_eq!(config.service.http.listen.port(), 7320);
 		assert!(super::AgentConfig::parse("[http]\nlisten = \"127.0.0.1:1\"\nbogus = 1").is_err());
+		// TLS by default: a plain http:// endpoint is refused unless plain HTTP is asked for.
+		let plain = text.replace("https://127.0.0.1:7320", "http://127.0.0.1:7320");
+		let error = super::AgentConfig::parse(&plain).unwrap_err().to_string();
+		assert!(error.contains("must start with https://"), "{error}");
+		let asked = plain.replace("[http]\n", "[http]\nplain_http = true\n");
+		assert!(super::AgentConfig::parse(&asked).is_ok());
 	}
 }

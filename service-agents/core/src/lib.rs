@@ -25,6 +25,7 @@ pub mod lat;
 pub mod lifecycle;
 pub mod meter;
 pub mod opening;
+pub mod provider_tls;
 pub mod tls;
 
 pub use chain::{ChainClient, ChainError};

@@ -144,10 +144,19 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 /// The agent's TLS configuration: the certificate chain and private key (PEM files), TLS 1.3
 /// and 1.2, ALPN `h2` and `http/1.1`.
 pub fn server_config(certificate: &Path, private_key: &Path) -> Result<ServerConfig, TlsError> {
+	let (certs, key) = load_certificate(certificate, private_key)?;
+	server_config_with(certs, key)
+}
+
+/// A certificate chain and its private key from PEM files.
+pub fn load_certificate(
+	certificate: &Path,
+	private_key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
 	let certs = certificates(certificate)?;
 	let key = PrivateKeyDer::from_pem_file(private_key)
 		.map_err(|e| TlsError::Pem { path: private_key.display().to_string(), message: e.to_string() })?;
-	server_config_with(certs, key)
+	Ok((certs, key))
 }
 
 /// The agent's TLS configuration for a certificate chain and key already in memory.

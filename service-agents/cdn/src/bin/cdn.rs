@@ -21,8 +21,10 @@ struct Cli {
 	/// A node's JSON-RPC endpoint.
 	#[arg(long, global = true, default_value = "http://127.0.0.1:9944")]
 	rpc: String,
-	/// Trust the certificates in this PEM file for https:// agents (an agent's self-signed
-	/// certificate or a private CA). The TLS key exchange prefers X25519MLKEM768.
+	/// Trust the certificates in this PEM file for https:// agents (a private CA, an agent
+	/// behind a proxy) instead of checking that each agent presents its provider's
+	/// registered ML-DSA-65 service key (the default). The TLS key exchange prefers
+	/// X25519MLKEM768 either way.
 	#[arg(long, global = true)]
 	ca: Option<PathBuf>,
 	/// Where the client keeps its session key and per-session receipt state.
@@ -80,12 +82,16 @@ enum Command {
 	Publish {
 		/// The file.
 		file: PathBuf,
-		/// The agent's base URL, e.g. http://127.0.0.1:7320.
+		/// The agent's base URL, e.g. https://127.0.0.1:7320.
 		#[arg(long)]
 		endpoint: String,
 		/// The bearer token the agent accepts. Or INTERLATTICE_PUBLISH_TOKEN.
 		#[arg(long, env = "INTERLATTICE_PUBLISH_TOKEN")]
 		token: String,
+		/// The provider (SS58) whose registered service key an https:// agent must present;
+		/// default: the provider that registered --endpoint.
+		#[arg(long)]
+		provider: Option<String>,
 	},
 }
 
@@ -94,6 +100,12 @@ fn trusting(client: CdnClient, ca: &Option<PathBuf>) -> anyhow::Result<CdnClient
 		Some(ca) => client.trust(ca)?,
 		None => client,
 	})
+}
+
+/// Whether `name` (SS58, with our prefix or the generic one) is `provider`'s account.
+fn names(provider: &interlattice_agent_core::chain::Provider, name: &str) -> bool {
+	provider.account.to_ss58check_with_version(interlattice_runtime::SS58_PREFIX.into()) == name
+		|| provider.account.to_string() == name
 }
 
 fn main() -> anyhow::Result<()> {
@@ -106,10 +118,30 @@ fn main() -> anyhow::Result<()> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
 	let mut out = std::io::stdout();
 	match cli.command {
-		Command::Publish { file, endpoint, token } => {
-			let published = trusting(CdnClient::offline(&cli.state_dir), &cli.ca)?
-				.publish(endpoint.trim_end_matches('/'), &token, &file)
-				.await?;
+		Command::Publish { file, endpoint, token, provider } => {
+			let endpoint = endpoint.trim_end_matches('/');
+			let client = trusting(CdnClient::offline(&cli.state_dir), &cli.ca)?;
+			if cli.ca.is_none() && endpoint.starts_with("https://") {
+				// The publishing token goes only to the provider's own agent.
+				let chain = ChainClient::connect(&cli.rpc).await?;
+				let providers = cdn_providers(&chain).await?;
+				let chosen: Vec<_> = match &provider {
+					Some(p) => providers.into_iter().filter(|x| names(x, p)).collect(),
+					None => providers.into_iter().filter(|p| http_endpoint(p).as_deref() == Some(endpoint)).collect(),
+				};
+				if chosen.is_empty() {
+					match provider {
+						Some(p) => bail!("no active CDN provider {p}"),
+						None => bail!(
+							"no active CDN provider registered {endpoint}: name it with --provider, or pass --ca with the agent's certificate authority"
+						),
+					}
+				}
+				for p in chosen {
+					client.pin(endpoint, p.service_key);
+				}
+			}
+			let published = client.publish(endpoint, &token, &file).await?;
 			writeln!(out, "{}", published.hash)?;
 			eprintln!("published {} ({} bytes)", file.display(), published.size);
 		},
@@ -149,14 +181,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 				.map_err(|e| anyhow::anyhow!("--account is not a valid secret URI: {e:?}"))?;
 			let providers = cdn_providers(&chain).await?;
 			let find = |p: &String| {
-				providers
-					.iter()
-					.find(|x| {
-						x.account.to_ss58check_with_version(interlattice_runtime::SS58_PREFIX.into()) == *p
-							|| x.account.to_string() == *p
-					})
-					.cloned()
-					.with_context(|| format!("no active CDN provider {p}"))
+				providers.iter().find(|x| names(x, p)).cloned().with_context(|| format!("no active CDN provider {p}"))
 			};
 			// One (provider, endpoint) per source: parallel when there are several.
 			let sources = provider.len().max(dial.len()).max(1);
