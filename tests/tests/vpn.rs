@@ -1108,3 +1108,116 @@ fn behind_a_censor_the_https_transport_carries_a_paid_tunnel_and_probes_see_only
 	assert!(udp_silent);
 	drop(agent);
 }
+
+/// Issue 18 item 2: a provider serving both services serves them on one HTTPS port. Eve's
+/// dVPN agent relays everything but tunnels to her dCDN agent (plain HTTP on the agent host's
+/// loopback), whose registered endpoint is the dVPN agent's port: the `cdn` client publishes
+/// and downloads through it (authenticating Eve's registered ML-DSA key there), a browser
+/// sees the dCDN's answers, and the same port carries a paid tunnel over HTTPS.
+#[test]
+fn one_https_port_serves_the_dcdn_and_the_dvpn() {
+	let w = world();
+	let cdn_port = free_port();
+	let text = std::fs::read_to_string(&w.agent_config).unwrap();
+	assert!(text.contains("# upstream = \"http://127.0.0.1:7321\""), "the shipped config changed");
+	let text =
+		text.replace("# upstream = \"http://127.0.0.1:7321\"", &format!("upstream = \"http://127.0.0.1:{cdn_port}\""));
+	std::fs::write(&w.agent_config, text).unwrap();
+	assert!(w.register().status.success());
+
+	let cdn_config = w.dir.path().join("cdn-agent.toml");
+	std::fs::write(
+		&cdn_config,
+		format!(
+			r#"
+[chain]
+rpc = "http://127.0.0.1:{rpc}"
+[provider]
+account = "//Eve"
+service_key = "{key}"
+endpoint = "https://10.99.1.1:7310"
+[http]
+plain_http = true
+listen = "127.0.0.1:{cdn_port}"
+[cache]
+dir = "{cache}"
+max_bytes = 67108864
+[publish]
+tokens = ["secret-token"]
+[payment]
+credit_limit_bytes = 1048576
+receipts_dir = "{receipts}"
+settle_interval_secs = 5
+"#,
+			rpc = w.rpc_port,
+			key = w.dir.path().join("eve-service.key").display(),
+			cache = w.dir.path().join("cdn-cache").display(),
+			receipts = w.dir.path().join("cdn-receipts").display(),
+		),
+	)
+	.unwrap();
+	let cdn_agent = |args: &[&str]| {
+		let mut command = w.agent_ns.command(workspace_binary("cdn-agent").to_str().unwrap());
+		command.args(["--config", cdn_config.to_str().unwrap()]).args(args);
+		command
+	};
+	let registered = cdn_agent(&["register"]).output().unwrap();
+	assert!(registered.status.success(), "{}", stderr(&registered));
+	let cdn = Process::start(cdn_agent(&[]), w.dir.path().join("cdn-agent.log"));
+	wait_for(Duration::from_secs(30), "the dCDN agent", || cdn.log().contains("cdn-agent serving").then_some(()))
+		.unwrap_or_else(|e| panic!("{e}\n{}", cdn.log()));
+	let agent = w.start_agent("1");
+	let eve = Eve.to_account_id().to_ss58check_with_version(interlattice_runtime::SS58_PREFIX.into());
+
+	// The dCDN through the dVPN agent's port: published (the token goes only to Eve's
+	// registered key), downloaded, paid and verified.
+	let object = data(3 << 20, 11);
+	let file = w.dir.path().join("object.bin");
+	std::fs::write(&file, &object).unwrap();
+	let cdn_cli = |args: &[&str]| {
+		let out = w
+			.client_ns
+			.command(workspace_binary("cdn").to_str().unwrap())
+			.args(["--rpc", &format!("http://127.0.0.1:{}", w.rpc_port)])
+			.args(["--state-dir", w.dir.path().join("cdn-client").to_str().unwrap()])
+			.args(args)
+			.output()
+			.unwrap();
+		assert!(
+			out.status.success(),
+			"cdn {args:?}: {}\ndCDN agent:\n{}\ndVPN agent:\n{}",
+			stderr(&out),
+			cdn.log(),
+			agent.log()
+		);
+		String::from_utf8_lossy(&out.stdout).trim().to_string()
+	};
+	let endpoint = "https://10.99.1.1:7310";
+	let hash = cdn_cli(&["publish", file.to_str().unwrap(), "--endpoint", endpoint, "--token", "secret-token"]);
+	assert_eq!(hash, blake3::hash(&object).to_hex().as_str());
+	let out = w.dir.path().join("object.out");
+	let got = cdn_cli(&["get", &hash, "--provider", &eve, "--account", "//Alice", "-o", out.to_str().unwrap()]);
+	assert_eq!(std::fs::read(&out).unwrap(), object, "{got}");
+
+	// A browser (curl) gets the ordinary certificate and the dCDN's own answers.
+	let curl = |url: &str| {
+		let out =
+			w.client_ns.command("curl").args(["-sk", "--max-time", "10", "-w", " %{http_code}", url]).output().unwrap();
+		String::from_utf8_lossy(&out.stdout).into_owned()
+	};
+	assert_eq!(curl(&format!("{endpoint}/health")), "ok\n 200");
+	assert!(curl(&format!("{endpoint}/content/{hash}")).ends_with(" 402"), "no session, no content");
+
+	// The same port carries a paid tunnel over HTTPS.
+	let https = ["--transport", "https", "--endpoint", "10.99.1.1:7310", "--route", "10.99.2.0/24"];
+	let mut client = w.connect(
+		"bob",
+		"https",
+		&[&["--provider", &eve, "--account", "//Bob", "--deposit", "1"][..], &https].concat(),
+	);
+	let session = World::session_id(&client.log());
+	let (ok, body) = w.fetch(60);
+	assert!(ok && body == w.file, "{}\nagent:\n{}", client.log(), agent.log());
+	let bytes = w.disconnect_and_close("bob", &mut client, session, &agent.log());
+	assert!(bytes >= w.file.len() as u64, "{bytes}");
+}

@@ -125,15 +125,13 @@ impl ServiceSections for CdnSections {
 	}
 
 	fn check(&self, file: &AgentFile<()>) -> Result<(), String> {
-		let scheme = if self.http.plain_http { "http://" } else { "https://" };
-		if let Some(endpoint) = file.provider.endpoint.as_deref().filter(|e| !e.starts_with(scheme)) {
-			return Err(if self.http.plain_http {
-				format!("provider.endpoint {endpoint:?} must start with http:// when http.plain_http = true")
-			} else {
-				format!(
-					"provider.endpoint {endpoint:?} must start with https://: the agent serves TLS (set http.plain_http = true to serve plain HTTP)"
-				)
-			});
+		// With plain HTTP the endpoint may still be https://: a TLS front (the provider's
+		// dVPN agent with `[https] upstream`, a reverse proxy) serves it.
+		let endpoint = file.provider.endpoint.as_deref();
+		if let Some(endpoint) = endpoint.filter(|e| !self.http.plain_http && !e.starts_with("https://")) {
+			return Err(format!(
+				"provider.endpoint {endpoint:?} must start with https://: the agent serves TLS (set http.plain_http = true to serve plain HTTP)"
+			));
 		}
 		if self.http.plain_http && self.http.tls.is_some() {
 			return Err("http.plain_http = true and [http.tls] contradict each other".into());

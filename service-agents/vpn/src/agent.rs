@@ -58,6 +58,7 @@ type ControlWriter = Box<dyn AsyncWrite + Unpin + Send>;
 struct HttpsEndpoint {
 	acceptor: tokio_rustls::TlsAcceptor,
 	site: Option<PathBuf>,
+	upstream: Option<website::Upstream>,
 	plain_control: bool,
 }
 
@@ -195,30 +196,39 @@ pub struct Agent {
 	_egress: EgressPolicy,
 }
 
-fn https_endpoint(config: &AgentConfig) -> Result<Option<HttpsEndpoint>, StartError> {
-	use interlattice_agent_core::tls;
+fn https_endpoint(
+	config: &AgentConfig,
+	service_key: Option<&MlDsaKeyPair>,
+) -> Result<Option<HttpsEndpoint>, StartError> {
+	use interlattice_agent_core::{provider_tls, tls};
 	let section = &config.service.https;
-	if !section.enabled {
+	let (true, Some(service_key)) = (section.enabled, service_key) else {
 		return Ok(None);
+	};
+	// The endpoint's host (an IP address or a name).
+	let host = config
+		.provider
+		.endpoint
+		.as_deref()
+		.and_then(|e| e.rsplit_once(':'))
+		.map(|(host, _)| host.trim_matches(['[', ']']).to_string())
+		.unwrap_or_else(|| config.service.control.listen.ip().to_string());
+	let https_error = |e: tls::TlsError| StartError::Config(format!("https: {e}"));
+	// Browsers, probes and our dVPN clients get the ordinary certificate (configured, or
+	// self-signed for the host); dCDN clients, which offer only ML-DSA, the service key's, so
+	// the provider's dCDN can be served here too (`upstream`).
+	let ordinary = match (&section.certificate, &section.private_key) {
+		(Some(certificate), Some(key)) => tls::load_certificate(certificate, key),
+		_ => tls::self_signed(vec![host.clone()]),
 	}
-	let tls = match (&section.certificate, &section.private_key) {
-		(Some(certificate), Some(key)) => tls::server_config(certificate, key),
-		_ => {
-			// A self-signed certificate for the endpoint's host (an IP address or a name).
-			let host = config
-				.provider
-				.endpoint
-				.as_deref()
-				.and_then(|e| e.rsplit_once(':'))
-				.map(|(host, _)| host.trim_matches(['[', ']']).to_string())
-				.unwrap_or_else(|| config.service.control.listen.ip().to_string());
-			tls::self_signed(vec![host]).and_then(|(certs, key)| tls::server_config_with(certs, key))
-		},
-	}
-	.map_err(|e| StartError::Config(format!("https: {e}")))?;
+	.map_err(https_error)?;
+	let key = Arc::new(MlDsaKeyPair::from_seed(*service_key.seed()));
+	let tls = provider_tls::server_config(key, &host, ordinary).map_err(https_error)?;
+	let upstream = section.upstream.as_deref().map(website::Upstream::new).transpose().map_err(StartError::Config)?;
 	Ok(Some(HttpsEndpoint {
 		acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
 		site: section.site.clone(),
+		upstream,
 		plain_control: section.plain_control,
 	}))
 }
@@ -228,7 +238,7 @@ impl Agent {
 	/// tunnel interface with its egress policy and starts the data plane.
 	pub async fn start(config: AgentConfig, life: Lifecycle) -> Result<Arc<Self>, StartError> {
 		let identity = Identity::load(&config.provider, true).map_err(StartError::Config)?;
-		let https = https_endpoint(&config)?;
+		let https = https_endpoint(&config, identity.service_key.as_ref())?;
 		let pool = config.service.pool().map_err(StartError::Config)?;
 		let (chain, _) = start::connect_registered(ServiceKind::Vpn, &config, &identity).await?;
 		let Identity { account, provider, service_key } = identity;
@@ -375,7 +385,7 @@ impl Agent {
 		mut request: Request<Incoming>,
 		exporter: [u8; 32],
 		from: SocketAddr,
-	) -> Response<Full<Bytes>> {
+	) -> Response<website::Body> {
 		let tunnel_request = request.method() == Method::CONNECT
 			&& request.extensions().get::<hyper::ext::Protocol>().is_some_and(|p| p.as_str() == UPGRADE_PROTOCOL);
 		if tunnel_request {
@@ -393,11 +403,18 @@ impl Agent {
 				);
 				let mut response = Response::new(Full::new(Bytes::new()));
 				response.headers_mut().insert("capsule-protocol", header::HeaderValue::from_static("?1"));
-				return response;
+				return website::boxed(response);
 			}
 		}
-		let site = self.https.as_ref().and_then(|h| h.site.as_deref());
-		website::answer(request.method(), request.uri().path(), site).await
+		let https = self.https.as_ref();
+		match https.and_then(|h| h.upstream.as_ref()) {
+			// CONNECT is not relayed (an origin answers it as any method it does not serve).
+			Some(upstream) if request.method() != Method::CONNECT => upstream.relay(request, from.ip()).await,
+			_ => {
+				let site = https.and_then(|h| h.site.as_deref());
+				website::boxed(website::answer(request.method(), request.uri().path(), site).await)
+			},
+		}
 	}
 
 	/// The session whose key signed the request's capability for this TLS connection, if it

@@ -46,6 +46,10 @@ pub struct HttpsSection {
 	/// A directory of static files shown to everyone without a tunnel capability; default: a
 	/// one-page placeholder site.
 	pub site: Option<PathBuf>,
+	/// Instead of a static site, relay every request without a tunnel capability to this
+	/// origin (`http://127.0.0.1:7321`: the provider's dCDN agent with `plain_http = true`),
+	/// so one HTTPS port serves both services behind one certificate.
+	pub upstream: Option<String>,
 	/// Also accept the plain control channel (its preamble) on the port: for clients that
 	/// do not need camouflage. Turn it off where the endpoint must look like a web server
 	/// only.
@@ -55,7 +59,14 @@ pub struct HttpsSection {
 
 impl Default for HttpsSection {
 	fn default() -> Self {
-		HttpsSection { enabled: true, certificate: None, private_key: None, site: None, plain_control: true }
+		HttpsSection {
+			enabled: true,
+			certificate: None,
+			private_key: None,
+			site: None,
+			upstream: None,
+			plain_control: true,
+		}
 	}
 }
 
@@ -217,6 +228,12 @@ impl ServiceSections for VpnSections {
 			if !site.is_dir() {
 				return Err(format!("https.site: {} is not a directory", site.display()));
 			}
+		}
+		if let Some(upstream) = &https.upstream {
+			if https.site.is_some() {
+				return Err("https.site and https.upstream exclude each other: a static site or a relayed one".into());
+			}
+			crate::website::upstream_origin(upstream).map_err(|e| format!("https.upstream: {e}"))?;
 		}
 		if !https.enabled && !https.plain_control {
 			return Err("https.enabled and https.plain_control are both off: no client could connect".into());

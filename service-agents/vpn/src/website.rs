@@ -1,13 +1,127 @@
 //! What the agent's HTTPS endpoint answers to everyone without a tunnel capability: an
 //! ordinary static website (`[https] site`, or a one-page default), with the status codes,
 //! headers and bodies a plain web server gives — so a censor's probe learns nothing more
-//! than it would from any small site.
+//! than it would from any small site; or, with `[https] upstream`, whatever the provider's
+//! real website answers (its dCDN agent: one HTTPS port for both services), relayed as a
+//! reverse proxy relays.
 
-use std::path::{Component, Path, PathBuf};
+use std::{
+	net::IpAddr,
+	path::{Component, Path, PathBuf},
+	time::Duration,
+};
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{header, Method, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::{
+	body::Incoming,
+	header::{self, HeaderMap, HeaderName, HeaderValue},
+	Method, Request, Response, StatusCode, Uri, Version,
+};
+use hyper_util::{
+	client::legacy::{connect::HttpConnector, Client},
+	rt::TokioExecutor,
+};
+
+/// The body of an answer: a page of the site, or an upstream's response as it streams.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// A page's answer as a [`Body`] answer.
+pub fn boxed(response: Response<Full<Bytes>>) -> Response<Body> {
+	response.map(|body| body.map_err(|never| match never {}).boxed())
+}
+
+/// The origin `url` names: `http://host:port` and nothing more.
+pub fn upstream_origin(url: &str) -> Result<Uri, String> {
+	let uri: Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
+	let bare = uri.path_and_query().is_none_or(|p| p.as_str() == "/");
+	if uri.scheme_str() != Some("http") || uri.authority().is_none() || !bare {
+		return Err(format!("{url:?}: expected http://host:port"));
+	}
+	Ok(uri)
+}
+
+/// The headers that concern one connection only (RFC 9110 7.6.1), and those `Connection`
+/// names: never relayed.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+	let named: Vec<HeaderName> = headers
+		.get_all(header::CONNECTION)
+		.iter()
+		.filter_map(|v| v.to_str().ok())
+		.flat_map(|v| v.split(','))
+		.filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+		.collect();
+	for name in named {
+		headers.remove(name);
+	}
+	for name in [
+		header::CONNECTION,
+		HeaderName::from_static("keep-alive"),
+		HeaderName::from_static("proxy-connection"),
+		header::PROXY_AUTHENTICATE,
+		header::PROXY_AUTHORIZATION,
+		header::TE,
+		header::TRAILER,
+		header::TRANSFER_ENCODING,
+		header::UPGRADE,
+	] {
+		headers.remove(name);
+	}
+}
+
+/// A reverse proxy to one origin over plain HTTP/1.1 (on the provider's host: its dCDN
+/// agent), with pooled connections.
+pub struct Upstream {
+	origin: Uri,
+	client: Client<HttpConnector, Incoming>,
+}
+
+impl Upstream {
+	/// A relay to `url` (`http://host:port`).
+	pub fn new(url: &str) -> Result<Self, String> {
+		let origin = upstream_origin(url)?;
+		let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build_http();
+		Ok(Upstream { origin, client })
+	}
+
+	/// Relays `request` (from `from`) to the origin and its answer back, streaming both
+	/// bodies; `502 Bad Gateway` when the origin cannot be reached.
+	pub async fn relay(&self, mut request: Request<Incoming>, from: IpAddr) -> Response<Body> {
+		let method = request.method().clone();
+		let host = request
+			.uri()
+			.authority()
+			.map(|a| a.to_string())
+			.or_else(|| request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
+		let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+		let Some(authority) = self.origin.authority().cloned() else {
+			return boxed(error(&method, StatusCode::BAD_GATEWAY));
+		};
+		let Ok(uri) = Uri::builder().scheme("http").authority(authority).path_and_query(path).build() else {
+			return boxed(error(&method, StatusCode::BAD_REQUEST));
+		};
+		*request.uri_mut() = uri;
+		*request.version_mut() = Version::HTTP_11;
+		let headers = request.headers_mut();
+		strip_hop_by_hop(headers);
+		if let Some(host) = host.and_then(|h| HeaderValue::from_str(&h).ok()) {
+			headers.insert(header::HOST, host);
+		}
+		headers.append("x-forwarded-for", HeaderValue::from_str(&from.to_string()).expect("an address is ASCII"));
+		headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+		match self.client.request(request).await {
+			Ok(response) => {
+				let mut response = response.map(|body| body.boxed());
+				strip_hop_by_hop(response.headers_mut());
+				response
+			},
+			Err(e) => {
+				tracing::debug!(error = %e, "the upstream did not answer");
+				boxed(error(&method, StatusCode::BAD_GATEWAY))
+			},
+		}
+	}
+}
 
 /// The page served at `/` when no site is configured.
 pub const DEFAULT_PAGE: &str = "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n<title>Welcome</title>\n</head>\n<body>\n<h1>Welcome</h1>\n<p>This site is under construction.</p>\n</body>\n</html>\n";
@@ -99,6 +213,27 @@ mod tests {
 
 	async fn body(r: Response<Full<Bytes>>) -> Vec<u8> {
 		r.into_body().collect().await.unwrap().to_bytes().to_vec()
+	}
+
+	#[test]
+	fn only_a_bare_http_origin_is_an_upstream() {
+		assert!(upstream_origin("http://127.0.0.1:7321").is_ok());
+		assert!(upstream_origin("http://127.0.0.1:7321/").is_ok());
+		for bad in ["https://127.0.0.1:7321", "127.0.0.1:7321", "http://127.0.0.1:7321/site", "http://", "ftp://x"] {
+			assert!(upstream_origin(bad).is_err(), "{bad}");
+		}
+	}
+
+	#[test]
+	fn hop_by_hop_headers_are_not_relayed() {
+		let mut headers = HeaderMap::new();
+		headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+		headers.insert("x-secret", HeaderValue::from_static("1"));
+		headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+		headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
+		strip_hop_by_hop(&mut headers);
+		assert_eq!(headers.len(), 1, "{headers:?}");
+		assert!(headers.contains_key(header::AUTHORIZATION));
 	}
 
 	#[tokio::test]
