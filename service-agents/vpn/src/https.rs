@@ -209,6 +209,27 @@ fn is_wireguard_handshake(datagram: &[u8]) -> bool {
 	datagram.first().is_some_and(|t| (1..=3).contains(t)) && datagram.len() <= 148
 }
 
+/// Bytes of capsules the relay gathers from queued datagrams before it writes them to the
+/// stream at once.
+const BATCH_BYTES: usize = 48 * 1024;
+
+/// Puts `datagram` into `out` if it comes from the peer (the first sender becomes the peer
+/// when there is none yet), with padding after a WireGuard handshake.
+fn put_from_peer(out: &mut BytesMut, peer: &std::sync::Mutex<Option<SocketAddr>>, from: SocketAddr, datagram: &[u8]) {
+	{
+		let mut known = peer.lock().unwrap_or_else(|e| e.into_inner());
+		match *known {
+			Some(p) if p != from => return,
+			Some(_) => {},
+			None => *known = Some(from),
+		}
+	}
+	put_datagram(out, datagram);
+	if is_wireguard_handshake(datagram) {
+		put_padding(out);
+	}
+}
+
 /// Carries a tunnel over `stream` until it ends or `stop` fires: control bytes to and from
 /// the returned end (the control channel reads and writes it as it would a TCP stream),
 /// WireGuard datagrams to and from `udp`. `peer`: where datagrams from the stream go (the
@@ -270,17 +291,15 @@ where
 			tokio::select! {
 				received = udp.recv_from(&mut datagram) => {
 					let Ok((n, from)) = received else { continue };
-					{
-						let mut known = peer.lock().unwrap_or_else(|e| e.into_inner());
-						match *known {
-							Some(p) if p != from => continue,
-							Some(_) => {},
-							None => *known = Some(from),
-						}
+					put_from_peer(&mut out, &peer, from, &datagram[..n]);
+					// What else is queued goes into the same write: one HTTP/2 frame, TLS
+					// record and syscall for many datagrams under load, none of them delayed.
+					while out.len() < BATCH_BYTES {
+						let Ok((n, from)) = udp.try_recv_from(&mut datagram) else { break };
+						put_from_peer(&mut out, &peer, from, &datagram[..n]);
 					}
-					put_datagram(&mut out, &datagram[..n]);
-					if is_wireguard_handshake(&datagram[..n]) {
-						put_padding(&mut out);
+					if out.is_empty() {
+						continue;
 					}
 				},
 				read = control_in.read(&mut control), if control_open => match read {
