@@ -296,6 +296,27 @@ fn publish_fetch_verify_pay_settle_and_survive_tampering_and_crashes() {
 	let hash = hash.trim().to_string();
 	assert_eq!(hash, blake3::hash(&movie).to_hex().as_str());
 
+	// A slowloris at the TLS layer: connections that never finish a ClientHello (nothing, or
+	// a record header only) are closed at the handshake timeout (10 s), not held.
+	let silent: Vec<TcpStream> = [&[][..], &[0x16, 0x03, 0x01, 0x02, 0x00][..]]
+		.iter()
+		.map(|bytes| {
+			let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+			stream.write_all(bytes).unwrap();
+			stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+			stream
+		})
+		.collect();
+	let started = std::time::Instant::now();
+	for mut stream in silent {
+		let mut buf = [0u8; 64];
+		match stream.read(&mut buf) {
+			Ok(0) | Err(_) => {},
+			Ok(n) => panic!("the agent answered an unfinished handshake: {:02x?}", &buf[..n]),
+		}
+	}
+	assert!(started.elapsed() < Duration::from_secs(20), "held for {:?}", started.elapsed());
+
 	// HTTP semantics, with curl.
 	let status = |args: &[&str]| curl(port, &[&["-o", "/dev/null", "-w", "%{http_code}"], args].concat()).unwrap();
 	let content = format!("/content/{hash}");
