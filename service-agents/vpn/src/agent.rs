@@ -30,7 +30,7 @@ use interlattice_runtime::AccountId;
 use pallet_provider_registry::ServiceKind;
 use tokio::{
 	io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
-	net::{TcpListener, TcpStream, UdpSocket},
+	net::{TcpListener, TcpStream},
 	sync::{Notify, OwnedSemaphorePermit, Semaphore},
 };
 use tracing::Instrument;
@@ -437,22 +437,11 @@ impl Agent {
 	/// A tunnel inside an HTTPS stream: the control channel over its control capsules, the
 	/// WireGuard datagrams to and from the data plane over a loopback socket.
 	async fn https_tunnel(self: Arc<Self>, upgraded: hyper::upgrade::Upgraded, from: SocketAddr) {
-		let wireguard = self.config.service.wireguard_listen();
-		let target = if wireguard.ip().is_unspecified() {
-			SocketAddr::new(Ipv4Addr::LOCALHOST.into(), wireguard.port())
-		} else {
-			wireguard
-		};
-		let udp = match UdpSocket::bind(SocketAddr::new(target.ip(), 0)).await {
-			Ok(udp) => udp,
-			Err(e) => {
-				tracing::warn!(error = %e, "no socket for a tunnel's datagrams");
-				return;
-			},
-		};
-		// The relay ends when the control channel's end is dropped, after sending what it
-		// wrote last (a refusal, `Closed`), or when the agent stops.
-		let control = transport::relay(TokioIo::new(upgraded), udp, Some(target), self.life.token.child_token());
+		// The datagrams go straight into the data plane (no loopback socket); the relay ends
+		// when the control channel's end is dropped, after sending what it wrote last (a
+		// refusal, `Closed`), or when the agent stops.
+		let datagrams = transport::Datagrams::Local(self.engine.local_port());
+		let control = transport::relay(TokioIo::new(upgraded), datagrams, self.life.token.child_token());
 		let (reader, writer) = tokio::io::split(control);
 		self.control_connection(Box::new(reader), Box::new(writer), from).await;
 	}

@@ -183,6 +183,9 @@ struct Shared {
 	role: Role,
 	next_index: AtomicU32,
 	stats: EngineStats,
+	/// The local ports ([`LocalPort`]) by their addresses.
+	locals: RwLock<HashMap<SocketAddr, tokio::sync::mpsc::Sender<Vec<u8>>>>,
+	next_local: AtomicU32,
 }
 
 /// A running data plane. Dropping it stops its threads.
@@ -227,6 +230,8 @@ impl Engine {
 			role,
 			next_index: AtomicU32::new(1),
 			stats: EngineStats::default(),
+			locals: RwLock::new(HashMap::new()),
+			next_local: AtomicU32::new(1),
 		});
 		let mut threads = Vec::new();
 		for (name, body) in [
@@ -238,6 +243,20 @@ impl Engine {
 			threads.push(std::thread::Builder::new().name(name.into()).spawn(move || body(&shared))?);
 		}
 		Ok(Engine { shared, threads })
+	}
+
+	/// A new [`LocalPort`] into this engine.
+	pub fn local_port(&self) -> LocalPort {
+		let n = self.shared.next_local.fetch_add(1, Relaxed) & 0x00ff_ffff;
+		let address = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(n.max(1))), 1);
+		let (sender, receiver) = tokio::sync::mpsc::channel(LOCAL_QUEUE);
+		self.shared.locals.write().unwrap_or_else(|p| p.into_inner()).insert(address, sender);
+		let open = Arc::new(LocalRegistration { shared: Arc::downgrade(&self.shared), address });
+		LocalPort {
+			address,
+			input: LocalInput { shared: self.shared.clone(), address, buffer: vec![0u8; BUFFER], _open: open.clone() },
+			output: LocalOutput { receiver, _open: open },
+		}
 	}
 
 	/// The engine's WireGuard public key.
@@ -389,10 +408,87 @@ impl Shared {
 	}
 
 	fn send(&self, packet: &[u8], to: Option<SocketAddr>) {
-		if let Some(to) = to {
-			if let Err(e) = self.udp.send_to(packet, to) {
-				tracing::trace!(%to, error = %e, "UDP send failed");
+		let Some(to) = to else { return };
+		if is_local(to) {
+			// A full channel drops the datagram, as a full socket buffer would.
+			if let Some(sink) = self.locals.read().unwrap_or_else(|p| p.into_inner()).get(&to) {
+				let _ = sink.try_send(packet.to_vec());
 			}
+			return;
+		}
+		if let Err(e) = self.udp.send_to(packet, to) {
+			tracing::trace!(%to, error = %e, "UDP send failed");
+		}
+	}
+}
+
+/// Whether `address` is a [`LocalPort`]'s: in 0.0.0.0/8 ("this network"), which is never the
+/// source of a datagram from the network.
+fn is_local(address: SocketAddr) -> bool {
+	matches!(address.ip(), IpAddr::V4(v4) if v4.octets()[0] == 0)
+}
+
+/// Datagrams a local port's channel holds before the engine drops more (as a full socket
+/// buffer would).
+const LOCAL_QUEUE: usize = 1024;
+
+/// A way into the engine without a socket, for a transport in the same process that carries
+/// WireGuard inside something else (`crate::https`): datagrams given to
+/// [`LocalInput::deliver`] are processed as if they came from the network at
+/// [`LocalPort::address`], and what the engine sends to that address arrives at
+/// [`LocalOutput`]. Dropping both halves closes it.
+pub struct LocalPort {
+	/// The port's address, as peers' endpoints name it.
+	pub address: SocketAddr,
+	/// Into the engine.
+	pub input: LocalInput,
+	/// Out of the engine.
+	pub output: LocalOutput,
+}
+
+/// Datagrams into the engine through a [`LocalPort`].
+pub struct LocalInput {
+	shared: Arc<Shared>,
+	address: SocketAddr,
+	buffer: Vec<u8>,
+	_open: Arc<LocalRegistration>,
+}
+
+impl LocalInput {
+	/// Processes `datagram` as one from the network (on the caller's thread).
+	pub fn deliver(&mut self, datagram: &[u8]) {
+		receive(&self.shared, datagram, self.address, &mut self.buffer);
+	}
+}
+
+/// Datagrams the engine sends to a [`LocalPort`].
+pub struct LocalOutput {
+	receiver: tokio::sync::mpsc::Receiver<Vec<u8>>,
+	_open: Arc<LocalRegistration>,
+}
+
+impl LocalOutput {
+	/// The next datagram; `None` once the engine stopped.
+	pub async fn recv(&mut self) -> Option<Vec<u8>> {
+		self.receiver.recv().await
+	}
+
+	/// A datagram already queued, if any.
+	pub fn try_recv(&mut self) -> Option<Vec<u8>> {
+		self.receiver.try_recv().ok()
+	}
+}
+
+/// Removes a local port from its engine when both halves are gone.
+struct LocalRegistration {
+	shared: std::sync::Weak<Shared>,
+	address: SocketAddr,
+}
+
+impl Drop for LocalRegistration {
+	fn drop(&mut self) {
+		if let Some(shared) = self.shared.upgrade() {
+			shared.locals.write().unwrap_or_else(|p| p.into_inner()).remove(&self.address);
 		}
 	}
 }
@@ -462,71 +558,76 @@ fn network_to_tun(shared: &Shared) {
 				continue;
 			},
 		};
-		let input = &datagram[..n];
-		let peer = {
-			let table = shared.peers.read().unwrap_or_else(|p| p.into_inner());
-			match Tunn::parse_incoming_packet(input) {
-				Ok(Packet::HandshakeInit(init)) => {
-					match shared.limiter.verify_packet(Some(from.ip()), input, &mut out) {
-						Ok(_) => {},
-						Err(TunnResult::WriteToNetwork(cookie)) => {
-							let cookie = cookie.to_vec();
-							drop(table);
-							shared.send(&cookie, Some(from));
-							continue;
-						},
-						Err(_) => {
-							shared.stats.invalid_datagrams.fetch_add(1, Relaxed);
-							continue;
-						},
-					}
-					parse_handshake_anon(&shared.private, &shared.public, &init)
-						.ok()
-						.and_then(|half| table.by_key.get(&half.peer_static_public).cloned())
-				},
-				Ok(Packet::HandshakeResponse(p)) => table.by_index.get(&(p.receiver_idx >> 8)).cloned(),
-				Ok(Packet::PacketCookieReply(p)) => table.by_index.get(&(p.receiver_idx >> 8)).cloned(),
-				Ok(Packet::PacketData(p)) => table.by_index.get(&(p.receiver_idx >> 8)).cloned(),
-				Err(_) => None,
-			}
-		};
-		let Some(peer) = peer else {
-			shared.stats.invalid_datagrams.fetch_add(1, Relaxed);
-			continue;
-		};
-		let mut tunn = peer.tunn.lock().unwrap_or_else(|p| p.into_inner());
-		let mut result = tunn.decapsulate(Some(from.ip()), input, &mut out);
-		let mut authenticated = false;
-		loop {
-			match result {
-				TunnResult::Done => break,
-				TunnResult::Err(e) => {
-					tracing::trace!(%from, error = ?e, "datagram refused");
-					shared.stats.invalid_datagrams.fetch_add(1, Relaxed);
-					break;
-				},
-				TunnResult::WriteToNetwork(reply) => {
-					authenticated = true;
-					shared.send(reply, Some(from));
-					// Flush packets queued while the handshake was under way.
-					result = tunn.decapsulate(None, &[], &mut out);
-					continue;
-				},
-				TunnResult::WriteToTunnelV4(packet, source) => {
-					authenticated = true;
-					forward_to_tun(shared, &peer, packet, source);
-					break;
-				},
-				TunnResult::WriteToTunnelV6(..) => {
-					authenticated = true;
-					break;
-				},
-			}
+		receive(shared, &datagram[..n], from, &mut out);
+	}
+}
+
+/// Processes one datagram from `from` (the network, or a [`LocalPort`]): handshakes answered,
+/// packets decrypted and forwarded to the TUN interface, the peer's endpoint updated.
+fn receive(shared: &Shared, input: &[u8], from: SocketAddr, out: &mut [u8]) {
+	let peer = {
+		let table = shared.peers.read().unwrap_or_else(|p| p.into_inner());
+		match Tunn::parse_incoming_packet(input) {
+			Ok(Packet::HandshakeInit(init)) => {
+				match shared.limiter.verify_packet(Some(from.ip()), input, out) {
+					Ok(_) => {},
+					Err(TunnResult::WriteToNetwork(cookie)) => {
+						let cookie = cookie.to_vec();
+						drop(table);
+						shared.send(&cookie, Some(from));
+						return;
+					},
+					Err(_) => {
+						shared.stats.invalid_datagrams.fetch_add(1, Relaxed);
+						return;
+					},
+				}
+				parse_handshake_anon(&shared.private, &shared.public, &init)
+					.ok()
+					.and_then(|half| table.by_key.get(&half.peer_static_public).cloned())
+			},
+			Ok(Packet::HandshakeResponse(p)) => table.by_index.get(&(p.receiver_idx >> 8)).cloned(),
+			Ok(Packet::PacketCookieReply(p)) => table.by_index.get(&(p.receiver_idx >> 8)).cloned(),
+			Ok(Packet::PacketData(p)) => table.by_index.get(&(p.receiver_idx >> 8)).cloned(),
+			Err(_) => None,
 		}
-		drop(tunn);
-		if authenticated && peer.endpoint() != Some(from) {
-			*peer.endpoint.write().unwrap_or_else(|p| p.into_inner()) = Some(from);
+	};
+	let Some(peer) = peer else {
+		shared.stats.invalid_datagrams.fetch_add(1, Relaxed);
+		return;
+	};
+	let mut tunn = peer.tunn.lock().unwrap_or_else(|p| p.into_inner());
+	let mut result = tunn.decapsulate(Some(from.ip()), input, out);
+	let mut authenticated = false;
+	loop {
+		match result {
+			TunnResult::Done => break,
+			TunnResult::Err(e) => {
+				tracing::trace!(%from, error = ?e, "datagram refused");
+				shared.stats.invalid_datagrams.fetch_add(1, Relaxed);
+				break;
+			},
+			TunnResult::WriteToNetwork(reply) => {
+				authenticated = true;
+				shared.send(reply, Some(from));
+				// Flush packets queued while the handshake was under way.
+				result = tunn.decapsulate(None, &[], out);
+				continue;
+			},
+			TunnResult::WriteToTunnelV4(packet, source) => {
+				authenticated = true;
+				forward_to_tun(shared, &peer, packet, source);
+				break;
+			},
+			TunnResult::WriteToTunnelV6(..) => {
+				authenticated = true;
+				break;
+			},
 		}
+	}
+	drop(tunn);
+	if authenticated && peer.endpoint() != Some(from) {
+		*peer.endpoint.write().unwrap_or_else(|p| p.into_inner()) = Some(from);
 	}
 }
 
@@ -575,5 +676,23 @@ fn timers(shared: &Shared) {
 			*peer.handshake_at.lock().unwrap_or_else(|p| p.into_inner()) =
 				since.and_then(|d| Instant::now().checked_sub(d));
 		}
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	#[test]
+	fn local_addresses_are_never_network_sources() {
+		// 0.0.0.0/8 is "this network": Linux drops datagrams from it as martians, so a peer
+		// endpoint there can only be a local port, and the engine never sends to the network
+		// for it.
+		assert!(is_local(SocketAddr::from(([0, 0, 0, 1], 1))));
+		assert!(is_local(SocketAddr::from(([0, 255, 255, 255], 1))));
+		for network in [[127, 0, 0, 1], [10, 99, 1, 2], [1, 0, 0, 0], [255, 255, 255, 255]] {
+			assert!(!is_local(SocketAddr::from((network, 51820))), "{network:?}");
+		}
+		assert!(!is_local("[::1]:1".parse().unwrap()));
 	}
 }

@@ -26,6 +26,8 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::dataplane::{LocalInput, LocalOutput, LocalPort};
+
 /// The upgrade token of the tunnel's extended CONNECT (MASQUE's, RFC 9298).
 pub const UPGRADE_PROTOCOL: &str = "connect-udp";
 /// The authorization scheme of the capability header.
@@ -213,8 +215,86 @@ fn is_wireguard_handshake(datagram: &[u8]) -> bool {
 /// stream at once.
 const BATCH_BYTES: usize = 48 * 1024;
 
+/// Where a relay's WireGuard datagrams come from and go.
+pub enum Datagrams {
+	/// A UDP socket. Datagrams from the stream go to `peer` (the data plane's socket); with
+	/// `None` the first local sender becomes the peer, and only it is heard from then on.
+	Socket {
+		/// The relay's socket.
+		udp: UdpSocket,
+		/// The data plane's address.
+		peer: Option<SocketAddr>,
+	},
+	/// The data plane itself, in this process: no socket hop (the agent).
+	Local(LocalPort),
+}
+
+type SharedPeer = Arc<std::sync::Mutex<Option<SocketAddr>>>;
+
+/// The datagrams' way into the data plane.
+enum IntoPlane {
+	Socket(Arc<UdpSocket>, SharedPeer),
+	Local(LocalInput),
+}
+
+/// The datagrams' way out of the data plane.
+enum OutOfPlane {
+	Socket(Arc<UdpSocket>, SharedPeer),
+	Local(LocalOutput),
+}
+
+impl OutOfPlane {
+	/// Waits for the next datagram and puts it into `out` (nothing if it is not from the
+	/// peer); `false` when the data plane is gone.
+	async fn next(&mut self, buffer: &mut [u8], out: &mut BytesMut) -> bool {
+		match self {
+			OutOfPlane::Socket(udp, peer) => {
+				if let Ok((n, from)) = udp.recv_from(buffer).await {
+					put_from_peer(out, peer, from, &buffer[..n]);
+				}
+				true
+			},
+			OutOfPlane::Local(output) => match output.recv().await {
+				Some(datagram) => {
+					put_datagram_padded(out, &datagram);
+					true
+				},
+				None => false,
+			},
+		}
+	}
+
+	/// Puts a datagram already queued into `out`; `false` if none was.
+	fn next_queued(&mut self, buffer: &mut [u8], out: &mut BytesMut) -> bool {
+		match self {
+			OutOfPlane::Socket(udp, peer) => match udp.try_recv_from(buffer) {
+				Ok((n, from)) => {
+					put_from_peer(out, peer, from, &buffer[..n]);
+					true
+				},
+				Err(_) => false,
+			},
+			OutOfPlane::Local(output) => match output.try_recv() {
+				Some(datagram) => {
+					put_datagram_padded(out, &datagram);
+					true
+				},
+				None => false,
+			},
+		}
+	}
+}
+
+/// Puts `datagram` into `out`, with padding after a WireGuard handshake.
+fn put_datagram_padded(out: &mut BytesMut, datagram: &[u8]) {
+	put_datagram(out, datagram);
+	if is_wireguard_handshake(datagram) {
+		put_padding(out);
+	}
+}
+
 /// Puts `datagram` into `out` if it comes from the peer (the first sender becomes the peer
-/// when there is none yet), with padding after a WireGuard handshake.
+/// when there is none yet).
 fn put_from_peer(out: &mut BytesMut, peer: &std::sync::Mutex<Option<SocketAddr>>, from: SocketAddr, datagram: &[u8]) {
 	{
 		let mut known = peer.lock().unwrap_or_else(|e| e.into_inner());
@@ -224,40 +304,43 @@ fn put_from_peer(out: &mut BytesMut, peer: &std::sync::Mutex<Option<SocketAddr>>
 			None => *known = Some(from),
 		}
 	}
-	put_datagram(out, datagram);
-	if is_wireguard_handshake(datagram) {
-		put_padding(out);
-	}
+	put_datagram_padded(out, datagram);
 }
 
 /// Carries a tunnel over `stream` until it ends or `stop` fires: control bytes to and from
 /// the returned end (the control channel reads and writes it as it would a TCP stream),
-/// WireGuard datagrams to and from `udp`. `peer`: where datagrams from the stream go (the
-/// agent's data plane); `None` on the client: the first local sender (its data plane) is the
-/// peer from then on, and only it.
-pub fn relay<S>(stream: S, udp: UdpSocket, peer: Option<SocketAddr>, stop: CancellationToken) -> DuplexStream
+/// WireGuard datagrams to and from the data plane (`datagrams`).
+pub fn relay<S>(stream: S, datagrams: Datagrams, stop: CancellationToken) -> DuplexStream
 where
 	S: AsyncRead + AsyncWrite + Send + 'static,
 {
 	let (control, relay_end) = tokio::io::duplex(CONTROL_BUFFER);
 	let (mut control_in, mut control_out) = tokio::io::split(relay_end);
 	let (mut stream_in, mut stream_out) = tokio::io::split(stream);
-	let udp = Arc::new(udp);
-	let peer = Arc::new(std::sync::Mutex::new(peer));
-	let lock = |p: &std::sync::Mutex<Option<SocketAddr>>| *p.lock().unwrap_or_else(|e| e.into_inner());
+	let (mut into_plane, mut out_of_plane) = match datagrams {
+		Datagrams::Socket { udp, peer } => {
+			let (udp, peer) = (Arc::new(udp), Arc::new(std::sync::Mutex::new(peer)));
+			(IntoPlane::Socket(udp.clone(), peer.clone()), OutOfPlane::Socket(udp, peer))
+		},
+		Datagrams::Local(port) => (IntoPlane::Local(port.input), OutOfPlane::Local(port.output)),
+	};
 
-	// Stream → control and UDP.
-	let (udp_in, peer_in, stop_in) = (udp.clone(), peer.clone(), stop.clone());
+	// Stream → control and data plane.
+	let stop_in = stop.clone();
 	tokio::spawn(async move {
 		let mut buffer = BytesMut::with_capacity(64 * 1024);
 		let result: Result<(), String> = async {
 			loop {
 				while let Some(capsule) = take_capsule(&mut buffer).map_err(|e| e.to_string())? {
 					match capsule {
-						Capsule::Datagram(d) => {
-							if let Some(to) = lock(&peer_in) {
-								let _ = udp_in.send_to(&d, to).await;
-							}
+						Capsule::Datagram(d) => match &mut into_plane {
+							IntoPlane::Socket(udp, peer) => {
+								let to = *peer.lock().unwrap_or_else(|e| e.into_inner());
+								if let Some(to) = to {
+									let _ = udp.send_to(&d, to).await;
+								}
+							},
+							IntoPlane::Local(input) => input.deliver(&d),
 						},
 						Capsule::Control(c) => control_out.write_all(&c).await.map_err(|e| e.to_string())?,
 						Capsule::Skipped => {},
@@ -280,7 +363,7 @@ where
 		stop_in.cancel();
 	});
 
-	// Control and UDP → stream.
+	// Control and data plane → stream.
 	tokio::spawn(async move {
 		let mut datagram = vec![0u8; 65_536];
 		let mut control = vec![0u8; 16 * 1024];
@@ -289,15 +372,14 @@ where
 		loop {
 			out.clear();
 			tokio::select! {
-				received = udp.recv_from(&mut datagram) => {
-					let Ok((n, from)) = received else { continue };
-					put_from_peer(&mut out, &peer, from, &datagram[..n]);
+				open = out_of_plane.next(&mut datagram, &mut out) => {
+					if !open {
+						stop.cancel();
+						break;
+					}
 					// What else is queued goes into the same write: one HTTP/2 frame, TLS
 					// record and syscall for many datagrams under load, none of them delayed.
-					while out.len() < BATCH_BYTES {
-						let Ok((n, from)) = udp.try_recv_from(&mut datagram) else { break };
-						put_from_peer(&mut out, &peer, from, &datagram[..n]);
-					}
+					while out.len() < BATCH_BYTES && out_of_plane.next_queued(&mut datagram, &mut out) {}
 					if out.is_empty() {
 						continue;
 					}
@@ -433,7 +515,7 @@ pub async fn open(
 	let udp = UdpSocket::bind("127.0.0.1:0").await.map_err(|e| connect(&e))?;
 	let datagrams = udp.local_addr().map_err(|e| connect(&e))?;
 	let stop = CancellationToken::new();
-	let control = relay(TokioIo::new(upgraded), udp, None, stop.clone());
+	let control = relay(TokioIo::new(upgraded), Datagrams::Socket { udp, peer: None }, stop.clone());
 	Ok(ClientTunnel { control, datagrams, guard: TunnelGuard { _sender: sender, _stop: stop.drop_guard() } })
 }
 
@@ -540,8 +622,9 @@ mod tests {
 		let agent_udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
 		let data_plane = UdpSocket::bind("127.0.0.1:0").await.unwrap();
 		let client_plane = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-		let mut client_control = relay(a, client_udp, None, stop.clone());
-		let mut agent_control = relay(b, agent_udp, Some(data_plane.local_addr().unwrap()), stop.clone());
+		let mut client_control = relay(a, Datagrams::Socket { udp: client_udp, peer: None }, stop.clone());
+		let agent = Datagrams::Socket { udp: agent_udp, peer: Some(data_plane.local_addr().unwrap()) };
+		let mut agent_control = relay(b, agent, stop.clone());
 
 		client_control.write_all(b"interlattice-vpn hello").await.unwrap();
 		let mut got = [0u8; 22];
