@@ -160,5 +160,12 @@ mod tests {
 		assert!(error.contains("must start with https://"), "{error}");
 		let asked = plain.replace("[http]\n", "[http]\nplain_http = true\n");
 		assert!(super::AgentConfig::parse(&asked).is_ok());
+		// Behind a TLS front the endpoint stays https://.
+		assert!(super::AgentConfig::parse(&text.replace("[http]\n", "[http]\nplain_http = true\n")).is_ok());
+		let both = asked
+			.replace("# [http.tls]\n# certificate", "[http.tls]\ncertificate")
+			.replace("# private_key", "private_key");
+		let error = super::AgentConfig::parse(&both).unwrap_err().to_string();
+		assert!(error.contains("contradict"), "{error}");
 	}
 }

@@ -262,12 +262,6 @@ impl PinnedProviderKeys {
 			keys.push(key);
 		}
 	}
-
-	/// Whether `key` is accepted for the host of `endpoint`.
-	pub fn is_pinned(&self, endpoint: &str, key: &MlDsaPublicKey) -> bool {
-		let pins = self.pins.read().unwrap_or_else(|p| p.into_inner());
-		pins.get(&endpoint_host(endpoint)).is_some_and(|keys| keys.contains(key))
-	}
 }
 
 fn refused(message: impl Into<String>) -> Error {

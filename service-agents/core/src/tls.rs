@@ -15,7 +15,7 @@ use rustls::{
 	client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
 	crypto::{ring, ActiveKeyExchange, CompletedKeyExchange, CryptoProvider, SharedSecret, SupportedKxGroup},
 	pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName, UnixTime},
-	ClientConfig, DigitallySignedStruct, NamedGroup, ProtocolVersion, RootCertStore, ServerConfig, SignatureScheme,
+	ClientConfig, DigitallySignedStruct, NamedGroup, ProtocolVersion, RootCertStore, SignatureScheme,
 };
 use zeroize::Zeroizing;
 
@@ -141,13 +141,6 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 	Ok(certs)
 }
 
-/// The agent's TLS configuration: the certificate chain and private key (PEM files), TLS 1.3
-/// and 1.2, ALPN `h2` and `http/1.1`.
-pub fn server_config(certificate: &Path, private_key: &Path) -> Result<ServerConfig, TlsError> {
-	let (certs, key) = load_certificate(certificate, private_key)?;
-	server_config_with(certs, key)
-}
-
 /// A certificate chain and its private key from PEM files.
 pub fn load_certificate(
 	certificate: &Path,
@@ -157,19 +150,6 @@ pub fn load_certificate(
 	let key = PrivateKeyDer::from_pem_file(private_key)
 		.map_err(|e| TlsError::Pem { path: private_key.display().to_string(), message: e.to_string() })?;
 	Ok((certs, key))
-}
-
-/// The agent's TLS configuration for a certificate chain and key already in memory.
-pub fn server_config_with(
-	certs: Vec<CertificateDer<'static>>,
-	key: PrivateKeyDer<'static>,
-) -> Result<ServerConfig, TlsError> {
-	let mut config = ServerConfig::builder_with_provider(provider())
-		.with_safe_default_protocol_versions()?
-		.with_no_client_auth()
-		.with_single_cert(certs, key)?;
-	config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-	Ok(config)
 }
 
 /// The client's TLS configuration, trusting the certificates in `ca` (PEM) — an agent's own

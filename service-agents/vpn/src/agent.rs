@@ -206,13 +206,10 @@ fn https_endpoint(
 		return Ok(None);
 	};
 	// The endpoint's host (an IP address or a name).
-	let host = config
-		.provider
-		.endpoint
-		.as_deref()
-		.and_then(|e| e.rsplit_once(':'))
-		.map(|(host, _)| host.trim_matches(['[', ']']).to_string())
-		.unwrap_or_else(|| config.service.control.listen.ip().to_string());
+	let host = match config.provider.endpoint.as_deref().map(provider_tls::endpoint_host) {
+		Some(host) if !host.is_empty() => host,
+		_ => config.service.control.listen.ip().to_string(),
+	};
 	let https_error = |e: tls::TlsError| StartError::Config(format!("https: {e}"));
 	// Browsers, probes and our dVPN clients get the ordinary certificate (configured, or
 	// self-signed for the host); dCDN clients, which offer only ML-DSA, the service key's, so
@@ -435,7 +432,7 @@ impl Agent {
 	}
 
 	/// A tunnel inside an HTTPS stream: the control channel over its control capsules, the
-	/// WireGuard datagrams to and from the data plane over a loopback socket.
+	/// WireGuard datagrams to and from the data plane in-process (`dataplane::LocalPort`).
 	async fn https_tunnel(self: Arc<Self>, upgraded: hyper::upgrade::Upgraded, from: SocketAddr) {
 		// The datagrams go straight into the data plane (no loopback socket); the relay ends
 		// when the control channel's end is dropped, after sending what it wrote last (a

@@ -281,5 +281,17 @@ mod tests {
 		let config = AgentConfig::parse(text).unwrap();
 		assert_eq!(config.provider.endpoint.as_deref(), Some("127.0.0.1:7310"));
 		assert_eq!(config.service.wireguard_listen(), config.service.control.listen);
+		// One port for both services: a bare http:// origin, never together with a static site.
+		let upstream = "# upstream = \"http://127.0.0.1:7321\"";
+		assert!(text.contains(upstream), "the shipped config changed");
+		let relayed = text.replace(upstream, &upstream[2..]);
+		assert!(AgentConfig::parse(&relayed).is_ok());
+		for bad in ["upstream = \"https://127.0.0.1:7321\"", "upstream = \"http://127.0.0.1:7321/site\""] {
+			let error = AgentConfig::parse(&text.replace(upstream, bad)).map(drop).unwrap_err().to_string();
+			assert!(error.contains("https.upstream"), "{bad}: {error}");
+		}
+		let with_site = relayed.replace("# site = \"/var/www/html\"", "site = \"/\"");
+		let error = AgentConfig::parse(&with_site).map(drop).unwrap_err().to_string();
+		assert!(error.contains("exclude each other"), "{error}");
 	}
 }
