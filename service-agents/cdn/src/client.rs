@@ -46,6 +46,10 @@ use crate::{
 const TOKEN_SECS: u64 = 600;
 /// A token this close to its expiry is replaced before use.
 const TOKEN_MARGIN_SECS: u64 = 30;
+/// How many times a request whose connection broke is sent again (a restarting agent, a
+/// pooled connection the agent closed), pausing `RETRY_PAUSE` times the attempt in between.
+const TRANSPORT_RETRIES: u64 = 3;
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 fn unix_now() -> u64 {
 	std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -331,22 +335,39 @@ impl CdnClient {
 		let signature =
 			session.key.sign(&receipt.signing_payload()).map_err(|e| ClientError::Other(format!("{e:?}")))?;
 		let body = Bytes::from(serde_json::to_vec(&SignedUsageReceipt { receipt, signature }).expect("serialisable"));
-		for attempt in 0..2 {
+		let (mut reauthorised, mut transport_failures) = (false, 0u64);
+		loop {
 			let token = self.authorize(session).await?;
 			let request = Request::post(format!("{}{}", session.endpoint, protocol::RECEIPTS_PATH))
 				.header(header::AUTHORIZATION, format!("Bearer {token}"))
 				.header(header::CONTENT_TYPE, "application/json")
 				.body(Full::new(body.clone()))
 				.expect("valid request");
-			let (status, answer) = self.send(&session.endpoint, request).await?;
+			let (status, answer) = match self.send(&session.endpoint, request).await {
+				Ok(answer) => answer,
+				// The connection broke (a restarting agent, a dropped pooled connection): the
+				// receipt is saved, send it again a few times with a growing pause.
+				Err(e @ ClientError::Unreachable { .. }) if transport_failures < TRANSPORT_RETRIES => {
+					transport_failures += 1;
+					tracing::info!(error = %e, "sending the receipt failed; retrying");
+					tokio::time::sleep(RETRY_PAUSE * transport_failures as u32).await;
+					continue;
+				},
+				Err(e) => return Err(e),
+			};
 			match status {
 				StatusCode::OK => return Ok(receipt.amount),
 				// The agent restarted or forgot the token: buy another one, once.
-				StatusCode::UNAUTHORIZED if attempt == 0 => session.token = None,
+				StatusCode::UNAUTHORIZED if !reauthorised => {
+					reauthorised = true;
+					session.token = None;
+				},
+				// Sent again after a broken connection, and the agent already holds it (or a
+				// later one): the first copy arrived before the connection broke.
+				StatusCode::CONFLICT if transport_failures > 0 => return Ok(receipt.amount),
 				_ => return Err(refused(status, &answer)),
 			}
 		}
-		unreachable!("the loop returns")
 	}
 
 	/// The session's bearer token at its agent: the one held, or a new one bought with a
@@ -368,23 +389,35 @@ impl CdnClient {
 				return Ok(token.clone());
 			}
 		}
-		let mut nonce = [0u8; 32];
-		getrandom::fill(&mut nonce).map_err(|e| ClientError::Other(format!("no randomness: {e}")))?;
-		let capability = Capability {
-			provider: session.terms.provider,
-			session_id: session.session_id,
-			nonce,
-			expires_at: now + TOKEN_SECS,
+		let mut transport_failures = 0u64;
+		let (capability, status, body) = loop {
+			// A fresh capability (and nonce) for every attempt.
+			let mut nonce = [0u8; 32];
+			getrandom::fill(&mut nonce).map_err(|e| ClientError::Other(format!("no randomness: {e}")))?;
+			let capability = Capability {
+				provider: session.terms.provider,
+				session_id: session.session_id,
+				nonce,
+				expires_at: now + TOKEN_SECS,
+			};
+			let signature =
+				session.key.sign(&capability.signing_payload()).map_err(|e| ClientError::Other(format!("{e:?}")))?;
+			let request = Request::post(format!("{}{}", session.endpoint, protocol::TOKEN_PATH))
+				.header(header::CONTENT_TYPE, "application/json")
+				.body(Full::new(Bytes::from(
+					serde_json::to_vec(&SignedCapability { capability, signature }).expect("serialisable"),
+				)))
+				.expect("valid request");
+			match self.send(&session.endpoint, request).await {
+				Ok((status, body)) => break (capability, status, body),
+				Err(e @ ClientError::Unreachable { .. }) if transport_failures < TRANSPORT_RETRIES => {
+					transport_failures += 1;
+					tracing::info!(error = %e, "buying a token failed; retrying");
+					tokio::time::sleep(RETRY_PAUSE * transport_failures as u32).await;
+				},
+				Err(e) => return Err(e),
+			}
 		};
-		let signature =
-			session.key.sign(&capability.signing_payload()).map_err(|e| ClientError::Other(format!("{e:?}")))?;
-		let request = Request::post(format!("{}{}", session.endpoint, protocol::TOKEN_PATH))
-			.header(header::CONTENT_TYPE, "application/json")
-			.body(Full::new(Bytes::from(
-				serde_json::to_vec(&SignedCapability { capability, signature }).expect("serialisable"),
-			)))
-			.expect("valid request");
-		let (status, body) = self.send(&session.endpoint, request).await?;
 		if status != StatusCode::OK {
 			return Err(refused(status, &body));
 		}
@@ -565,10 +598,10 @@ impl CdnClient {
 			let response = match self.request(&session.endpoint, request).await {
 				Ok(r) => r,
 				// A few retries with a growing pause: a restarting agent or a dropped pooled connection.
-				Err(e) if retries < 3 => {
+				Err(e) if retries < TRANSPORT_RETRIES => {
 					retries += 1;
 					tracing::info!(error = %e, "request failed; retrying");
-					tokio::time::sleep(Duration::from_millis(500 * retries)).await;
+					tokio::time::sleep(RETRY_PAUSE * retries as u32).await;
 					continue;
 				},
 				Err(e) => return Err(e),
