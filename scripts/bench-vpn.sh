@@ -8,8 +8,9 @@
 #      receipt every 1 MiB (credit 8 MiB) and with the defaults (every 4 MiB, credit 32 MiB);
 #   3. the same tunnel with receipts only every 1 TiB (metering counters on, no receipts): the
 #      cost of the payment loop is the difference between 2 and 3;
-#   4. the same tunnel (default receipts) over the HTTPS transport (`--transport https`:
-#      control channel and WireGuard inside HTTP/2 over TLS 1.3 over TCP);
+#   4. the same tunnel (default receipts) over the HTTP/3 transport (`--transport h3`: control
+#      channel and WireGuard inside HTTP/3 over QUIC, data messages in QUIC datagrams) and over
+#      the HTTPS transport (`--transport https`: inside HTTP/2 over TLS 1.3 over TCP);
 #   5. wireguard-go on both ends (Debian package), same addresses and MTU.
 #
 # Each: iperf3 TCP upload and download (client ↔ internet host), and ping round-trip time.
@@ -143,6 +144,7 @@ vpn_run() { # $1: name, $2: receipt interval, $3: credit, $4: transport (default
 vpn_run "Interlattice (receipt every 1 MiB)" 1048576 8388608
 vpn_run "Interlattice (default: every 4 MiB)" 4194304 33554432
 vpn_run "Interlattice (no receipts: 1 TiB interval)" 1099511627776 1099511627776
+vpn_run "Interlattice over HTTP/3 (every 4 MiB)" 4194304 33554432 h3
 vpn_run "Interlattice over HTTPS (every 4 MiB)" 4194304 33554432 https
 
 # 4. wireguard-go on both ends.

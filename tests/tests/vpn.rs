@@ -911,6 +911,28 @@ const CENSOR_RULES: &str = "table inet censor {
 }
 ";
 
+/// The censor drops every UDP datagram (rule `all-udp`).
+fn drop_all_udp(censor: &Netns) {
+	let status = censor
+		.command("nft")
+		.args([
+			"add",
+			"rule",
+			"inet",
+			"censor",
+			"forward",
+			"meta",
+			"l4proto",
+			"udp",
+			"counter",
+			"drop",
+			"comment",
+			"\"all-udp\"",
+		])
+		.status();
+	assert!(status.unwrap().success());
+}
+
 /// Packets a censor rule (by its comment) dropped.
 fn censored(ns: &Netns, rule: &str) -> u64 {
 	let out = ns.command("nft").args(["list", "table", "inet", "censor"]).output().unwrap();
@@ -956,12 +978,14 @@ fn probe_tcp(ns: &Netns, addr: &'static str, bytes: Vec<u8>) -> Vec<u8> {
 }
 
 /// Issue 18: a censor arrives mid-session and blocks WireGuard and the plain control channel
-/// by their signatures, and all UDP: the client moves the session to HTTPS and goes on paying;
-/// a new HTTPS tunnel carries a paid 12 MiB with its key renewed every few seconds; nDPI
-/// classifies every flow of it as TLS; a client that never renews its key is cut off; a new
-/// client finds its way (UDP fails, HTTPS works); the censor's probes see a web server.
+/// by their signatures, and all UDP: the client moves the session (through HTTP/3, which the
+/// dropped UDP stops too) to HTTPS and goes on paying; a new HTTPS tunnel carries a paid 12 MiB
+/// with its key renewed every few seconds; with UDP let through again (WireGuard still
+/// blocked), an HTTP/3 tunnel carries a paid 12 MiB; nDPI classifies every flow as TLS or QUIC;
+/// a client that never renews its key is cut off; a new client finds its way (UDP fails,
+/// HTTPS works); the censor's probes see a web server over HTTP/1.1, HTTP/2 and HTTP/3.
 #[test]
-fn behind_a_censor_the_https_transport_carries_a_paid_tunnel_and_probes_see_only_a_web_site() {
+fn behind_a_censor_the_web_transports_carry_paid_tunnels_and_probes_see_only_a_web_site() {
 	let w = world_behind_a_censor();
 	let censor = w.censor_ns.as_ref().unwrap();
 	// Keys renewed every 3 s, none older than 8 s: the rules of issue 18 (120 s, 180 s) at speed.
@@ -989,12 +1013,8 @@ fn behind_a_censor_the_https_transport_carries_a_paid_tunnel_and_probes_see_only
 	std::io::Write::write_all(rules.stdin.as_mut().unwrap(), CENSOR_RULES.as_bytes()).unwrap();
 	drop(rules.stdin.take());
 	assert!(rules.wait().unwrap().success());
-	let drop_udp = censor
-		.command("nft")
-		.args(["add", "rule", "inet", "censor", "forward", "meta", "l4proto", "udp", "drop"])
-		.status();
-	assert!(drop_udp.unwrap().success());
-	wait_for(Duration::from_secs(60), "the move to HTTPS", || {
+	drop_all_udp(censor);
+	wait_for(Duration::from_secs(90), "the move to HTTPS", || {
 		client.log().contains("moving the session to https").then_some(())
 	})
 	.unwrap_or_else(|e| panic!("{e}\n{}\nagent:\n{}", client.log(), agent.log()));
@@ -1036,7 +1056,34 @@ fn behind_a_censor_the_https_transport_carries_a_paid_tunnel_and_probes_see_only
 	let bytes = w.disconnect_and_close("bob", &mut client, session, &agent.log());
 	assert!(bytes >= 5 * w.file.len() as u64, "the tunnel's bytes are paid: {bytes}");
 
-	// nDPI sees TLS, nothing else, between the client and the agent.
+	// The censor lets UDP through again (WireGuard stays blocked by its header): a session
+	// over HTTP/3 carries 12 MiB, paid and settled.
+	let rule = censor.command("nft").args(["-a", "list", "chain", "inet", "censor", "forward"]).output().unwrap();
+	let listing = String::from_utf8_lossy(&rule.stdout).into_owned();
+	let handle = listing
+		.lines()
+		.find(|l| l.contains("comment \"all-udp\""))
+		.and_then(|l| l.rsplit("# handle ").next())
+		.unwrap_or_else(|| panic!("no all-udp rule: {listing}"))
+		.trim()
+		.to_string();
+	let deleted =
+		censor.command("nft").args(["delete", "rule", "inet", "censor", "forward", "handle", &handle]).status();
+	assert!(deleted.unwrap().success());
+	let h3 = ["--transport", "h3", "--endpoint", "10.99.1.1:7310"];
+	let charlie = [&["--provider", &eve, "--account", "//Charlie", "--deposit", "1"][..], &h3, &route].concat();
+	let mut client = w.connect("charlie", "h3", &charlie);
+	let session = World::session_id(&client.log());
+	for _ in 0..4 {
+		let (ok, body) = w.fetch(60);
+		assert!(ok && body == w.file, "{}\nagent:\n{}", client.log(), agent.log());
+	}
+	assert!(client.log().contains("connecting over h3"), "{}", client.log());
+	let bytes = w.disconnect_and_close("charlie", &mut client, session, &agent.log());
+	assert!(bytes >= 4 * w.file.len() as u64, "the tunnel's bytes are paid: {bytes}");
+	drop_all_udp(censor);
+
+	// nDPI sees TLS and QUIC, nothing else, between the client and the agent.
 	capture.signal("-INT");
 	capture.wait(Duration::from_secs(10));
 	let ndpi = Command::new("ndpiReader").args(["-i", pcap.to_str().unwrap(), "-v", "2"]).output().unwrap();
@@ -1054,6 +1101,8 @@ fn behind_a_censor_the_https_transport_carries_a_paid_tunnel_and_probes_see_only
 			assert!(!flow.contains(giveaway), "{flow}");
 		}
 	}
+	assert!(flows.iter().any(|f| f.contains("/QUIC")), "the HTTP/3 session's flow is QUIC:\n{report}");
+	assert!(flows.iter().any(|f| f.contains("/TLS")), "the HTTPS session's flow is TLS:\n{report}");
 
 	// A new client behind the censor finds its way (UDP: its control channel's preamble is
 	// dropped; then HTTPS); it never renews its key, and loses its tunnel when the key is
@@ -1086,6 +1135,25 @@ fn behind_a_censor_the_https_transport_carries_a_paid_tunnel_and_probes_see_only
 	assert_eq!(curl(&["--http1.1", "https://10.99.1.1:7310/"]), "200 1.1");
 	assert_eq!(curl(&["https://10.99.1.1:7310/wp-admin/x7f3k.php"]), "404 2");
 	assert_eq!(curl(&["-X", "POST", "https://10.99.1.1:7310/"]), "405 2");
+	// The same site over HTTP/3 (advertised as a web server advertises it).
+	let headers = censor.command("curl").args(["-skI", "https://10.99.1.1:7310/"]).output().unwrap();
+	assert!(String::from_utf8_lossy(&headers.stdout).contains("alt-svc: h3=\":7310\""));
+	let h3 = |method: &str, path: &str| {
+		let (method, path) = (method.parse::<interlattice_vpn::http3::Method>().unwrap(), path.to_string());
+		censor.enter(move || {
+			let runtime = tokio::runtime::Runtime::new().unwrap();
+			let agent = "10.99.1.1:7310".parse().unwrap();
+			let (status, _, body) =
+				runtime.block_on(interlattice_vpn::http3::request(agent, "10.99.1.1", method, &path)).unwrap();
+			(status.as_u16(), body)
+		})
+	};
+	let (status, page) = h3("GET", "/");
+	assert_eq!(status, 200);
+	assert_eq!(page, interlattice_vpn::website::DEFAULT_PAGE.as_bytes(), "the site's page");
+	assert_eq!(h3("HEAD", "/"), (200, Default::default()));
+	assert_eq!(h3("GET", "/wp-admin/x7f3k.php").0, 404);
+	assert_eq!(h3("POST", "/").0, 405);
 	// A replay of the client's first flight gets a fresh TLS handshake, nothing of ours.
 	let flight = first_flight(&std::fs::read(&pcap).unwrap(), [10, 99, 3, 2]).expect("a client hello in the capture");
 	assert_eq!(flight[0], 0x16, "the client's first flight is a TLS handshake");
@@ -1097,7 +1165,8 @@ fn behind_a_censor_the_https_transport_carries_a_paid_tunnel_and_probes_see_only
 		assert!(answer.is_empty() || answer[0] == 0x15, "a TLS alert or nothing: {answer:02x?}");
 		assert!(!String::from_utf8_lossy(&answer).contains("interlattice"));
 	}
-	// Random bytes on the UDP port: no answer (as from any host without that service).
+	// Random bytes on the UDP port (WireGuard's and HTTP/3's): no answer, as from a QUIC server (too
+	// short for an Initial packet, no connection of its) and from WireGuard (no valid message).
 	let udp_silent = censor.enter(|| {
 		let socket = std::net::UdpSocket::bind("10.99.1.2:0").unwrap();
 		socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();

@@ -43,6 +43,7 @@ use crate::{
 	},
 	dataplane::{Engine, Peer, PeerConfig, Role},
 	handshake::{AgentHandshake, HandshakeError, Rekey, RekeyRequest, RekeyResponse},
+	http3,
 	https::{self as transport, EXPORTER_LABEL, UPGRADE_PROTOCOL},
 	sealed::Sealer,
 	tun::{EgressPolicy, Tun},
@@ -57,6 +58,8 @@ type ControlWriter = Box<dyn AsyncWrite + Unpin + Send>;
 /// The HTTPS side of the control port (`[https]`).
 struct HttpsEndpoint {
 	acceptor: tokio_rustls::TlsAcceptor,
+	/// The TLS configuration HTTP/3 uses (`[https] http3`).
+	http3: Option<rustls::ServerConfig>,
 	site: Option<PathBuf>,
 	upstream: Option<website::Upstream>,
 	plain_control: bool,
@@ -223,6 +226,7 @@ fn https_endpoint(
 	let tls = provider_tls::server_config(key, &host, ordinary).map_err(https_error)?;
 	let upstream = section.upstream.as_deref().map(website::Upstream::new).transpose().map_err(StartError::Config)?;
 	Ok(Some(HttpsEndpoint {
+		http3: section.http3.then(|| tls.clone()),
 		acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
 		site: section.site.clone(),
 		upstream,
@@ -301,6 +305,26 @@ impl Agent {
 			Upkeep::for_agent(&self.config, &self.life, &self.sessions, &self.settler, &self.metrics.core, || {});
 		let limits =
 			ConnectionLimits::new(self.config.limits.max_connections, self.config.limits.max_connections_per_ip);
+		if let Some(tls) = self.https.as_ref().and_then(|h| h.http3.clone()) {
+			let addr = listener
+				.local_addr()
+				.map_err(|source| StartError::Bind { addr: self.config.service.control.listen, source })?;
+			// On WireGuard's socket when it has the control port's number (the default), told
+			// apart by the first byte; on a socket of its own otherwise.
+			let shared = self.engine.port().is_ok_and(|p| p == addr.port());
+			let endpoint = if shared {
+				match self.engine.quic_socket() {
+					Ok(Some(socket)) => http3::shared_server_endpoint(tls, socket),
+					Ok(None) => Err("the WireGuard socket already serves HTTP/3".into()),
+					Err(e) => Err(format!("the WireGuard socket: {e}")),
+				}
+			} else {
+				http3::server_endpoint(tls, addr)
+			}
+			.map_err(StartError::Config)?;
+			tracing::info!(%addr, shared_with_wireguard = shared, "HTTP/3 on UDP");
+			self.life.tracker.spawn(self.clone().serve_http3(endpoint));
+		}
 		let me = self.clone();
 		accept_loop(listener, limits, self.life.clone(), self.metrics.core.clone(), move |stream, from, admission| {
 			me.clone().connection(stream, from, admission).instrument(tracing::info_span!("control", %from))
@@ -386,7 +410,7 @@ impl Agent {
 		let tunnel_request = request.method() == Method::CONNECT
 			&& request.extensions().get::<hyper::ext::Protocol>().is_some_and(|p| p.as_str() == UPGRADE_PROTOCOL);
 		if tunnel_request {
-			if let Some(session_id) = self.check_capability(&request, exporter).await {
+			if let Some(session_id) = self.check_capability(request.headers(), exporter).await {
 				let upgrade = hyper::upgrade::on(&mut request);
 				let me = self.clone();
 				self.life.tracker.spawn(
@@ -403,6 +427,130 @@ impl Agent {
 				return website::boxed(response);
 			}
 		}
+		let mut response = self.website(request, from).await;
+		if self.https.as_ref().is_some_and(|h| h.http3.is_some()) {
+			// As a web server with HTTP/3 says so (RFC 7838), to browsers and probes alike.
+			let port = self.config.service.control.listen.port();
+			if let Ok(value) = header::HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400")) {
+				response.headers_mut().insert(header::ALT_SVC, value);
+			}
+		}
+		response
+	}
+
+	/// Serves HTTP/3 on `endpoint` until the agent stops: the same site and tunnels as over
+	/// HTTP/2, within the same connection limits.
+	async fn serve_http3(self: Arc<Self>, endpoint: quinn::Endpoint) {
+		let limits =
+			ConnectionLimits::new(self.config.limits.max_connections, self.config.limits.max_connections_per_ip);
+		loop {
+			let incoming = tokio::select! {
+				incoming = endpoint.accept() => match incoming {
+					Some(incoming) => incoming,
+					None => break,
+				},
+				_ = self.life.token.cancelled() => break,
+			};
+			let from = incoming.remote_address();
+			let Some(admission) = limits.admit(from.ip()) else {
+				incoming.refuse();
+				continue;
+			};
+			let me = self.clone();
+			self.life.tracker.spawn(
+				async move {
+					let _admission = admission;
+					me.http3_connection(incoming, from).await
+				}
+				.instrument(tracing::info_span!("http3", %from)),
+			);
+		}
+		endpoint.close(quinn::VarInt::from_u32(0), b"");
+	}
+
+	/// One QUIC connection: HTTP/3 requests until it closes.
+	async fn http3_connection(self: Arc<Self>, incoming: quinn::Incoming, from: SocketAddr) {
+		let step = Duration::from_secs(self.config.limits.handshake_timeout_secs);
+		let connection = match tokio::time::timeout(step, incoming).await {
+			Ok(Ok(connection)) => connection,
+			Ok(Err(e)) => {
+				tracing::debug!(error = %e, "QUIC handshake failed");
+				return;
+			},
+			Err(_) => return,
+		};
+		let mut exporter = [0u8; 32];
+		if connection.export_keying_material(&mut exporter, EXPORTER_LABEL, b"").is_err() {
+			return;
+		}
+		let mut builder = h3::server::builder();
+		builder.enable_extended_connect(true).enable_datagram(true);
+		let built = builder.build::<_, Bytes>(h3_quinn::Connection::new(connection.clone()));
+		let mut h3 = match tokio::time::timeout(step, built).await {
+			Ok(Ok(h3)) => h3,
+			_ => return,
+		};
+		loop {
+			let resolver = tokio::select! {
+				accepted = h3.accept() => match accepted {
+					Ok(Some(resolver)) => resolver,
+					Ok(None) => break,
+					Err(e) => {
+						tracing::debug!(error = %e, "HTTP/3 connection ended");
+						break;
+					},
+				},
+				_ = self.life.token.cancelled() => break,
+			};
+			let (me, connection) = (self.clone(), connection.clone());
+			self.life.tracker.spawn(
+				async move {
+					if let Ok(Ok((request, stream))) = tokio::time::timeout(step, resolver.resolve_request()).await {
+						me.http3_request(request, stream, connection, exporter, from).await;
+					}
+				}
+				.in_current_span(),
+			);
+		}
+	}
+
+	/// One HTTP/3 request: a tunnel (extended CONNECT `connect-udp` with a capability bound to
+	/// this QUIC connection) or the website, as over HTTP/2.
+	async fn http3_request(
+		self: Arc<Self>,
+		request: Request<()>,
+		mut stream: http3::ServerStream,
+		connection: quinn::Connection,
+		exporter: [u8; 32],
+		from: SocketAddr,
+	) {
+		let tunnel_request = request.method() == Method::CONNECT
+			&& request.extensions().get::<h3::ext::Protocol>() == Some(&h3::ext::Protocol::CONNECT_UDP);
+		if tunnel_request {
+			if let Some(session_id) = self.check_capability(request.headers(), exporter).await {
+				let response = Response::builder().header("capsule-protocol", "?1").body(()).expect("a valid response");
+				if stream.send_response(response).await.is_err() {
+					return;
+				}
+				let datagrams = transport::Datagrams::Local(self.engine.local_port());
+				let control = http3::serve_tunnel(stream, connection, datagrams, self.life.token.child_token());
+				let (reader, writer) = tokio::io::split(control);
+				self.control_connection(Box::new(reader), Box::new(writer), from)
+					.instrument(tracing::info_span!("http3-tunnel", session = session_id))
+					.await;
+				return;
+			}
+		}
+		http3::answer(request, stream, |request| self.website(request, from)).await;
+	}
+
+	/// What the endpoint answers everyone without a tunnel: the upstream's answer, or the
+	/// site's page.
+	async fn website<B>(&self, request: Request<B>, from: SocketAddr) -> Response<website::Body>
+	where
+		B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
+		B::Error: Into<website::BodyError>,
+	{
 		let https = self.https.as_ref();
 		match https.and_then(|h| h.upstream.as_ref()) {
 			// CONNECT is not relayed (an origin answers it as any method it does not serve).
@@ -414,10 +562,10 @@ impl Agent {
 		}
 	}
 
-	/// The session whose key signed the request's capability for this TLS connection, if it
+	/// The session whose key signed the capability in `headers` for this TLS connection, if it
 	/// is one of this provider's VPN sessions.
-	async fn check_capability(&self, request: &Request<Incoming>, exporter: [u8; 32]) -> Option<u64> {
-		let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+	async fn check_capability(&self, headers: &header::HeaderMap, exporter: [u8; 32]) -> Option<u64> {
+		let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
 		let (session_id, signature) = transport::parse_authorization(value)?;
 		let entry = self.sessions.get(session_id).await.ok()?;
 		let key = entry.ledger().terms().client_key.clone();

@@ -32,7 +32,7 @@ use crate::{
 	},
 	dataplane::{Engine, Peer, PeerConfig, Role},
 	handshake::{answer_rekey, ClientHandshake, Established, HandshakeError},
-	https::{self, TunnelGuard},
+	http3, https,
 	netlink::add_route,
 	tun::{HostRoute, LeakGuard, NetError, Tun},
 };
@@ -172,10 +172,30 @@ pub enum Transport {
 	/// The plain control channel over TCP and WireGuard over UDP: the fastest, where nothing
 	/// blocks them.
 	Udp,
+	/// Both inside HTTP/3 over QUIC (`crate::http3`): for networks that block WireGuard but
+	/// let QUIC through; looks like HTTP/3 to a web site, and is nearly as fast as UDP.
+	Http3,
 	/// Both inside HTTP/2 over TLS over TCP (`crate::https`): for networks that block
 	/// WireGuard or UDP; looks like HTTPS to a web site.
 	Https,
 }
+
+impl Transport {
+	/// The transport [`Transport::Auto`] tries after this one failed: UDP, then HTTP/3, then
+	/// HTTP/2 over TLS, then UDP again.
+	pub fn next(self) -> Transport {
+		match self {
+			Transport::Auto | Transport::Https => Transport::Udp,
+			Transport::Udp => Transport::Http3,
+			Transport::Http3 => Transport::Https,
+		}
+	}
+}
+
+/// The tunnel MTU a client uses over HTTP/3: WireGuard's message (the packet and 32 bytes)
+/// with the HTTP datagram's 2 to 9 bytes then fits a QUIC datagram on any path that carries
+/// QUIC (1,200 bytes and more), so data messages need not fall back to the stream.
+pub const HTTP3_TUNNEL_MTU: u16 = 1280;
 
 impl std::str::FromStr for Transport {
 	type Err = String;
@@ -184,8 +204,9 @@ impl std::str::FromStr for Transport {
 		match s {
 			"auto" => Ok(Transport::Auto),
 			"udp" => Ok(Transport::Udp),
+			"h3" | "http3" => Ok(Transport::Http3),
 			"https" => Ok(Transport::Https),
-			other => Err(format!("unknown transport {other:?} (auto, udp or https)")),
+			other => Err(format!("unknown transport {other:?} (auto, udp, h3 or https)")),
 		}
 	}
 }
@@ -195,6 +216,7 @@ impl std::fmt::Display for Transport {
 		f.write_str(match self {
 			Transport::Auto => "auto",
 			Transport::Udp => "udp",
+			Transport::Http3 => "h3",
 			Transport::Https => "https",
 		})
 	}
@@ -261,7 +283,7 @@ struct Connected {
 	/// Where WireGuard datagrams go: the agent's UDP port, or the HTTPS tunnel's local end.
 	wireguard_endpoint: Option<SocketAddr>,
 	/// Keeps the HTTPS tunnel open.
-	_transport: Option<TunnelGuard>,
+	_transport: Option<Box<dyn std::any::Any + Send + Sync>>,
 	sealer: crate::sealed::Sealer,
 	opener: crate::sealed::Opener,
 	established: Established,
@@ -375,17 +397,26 @@ impl VpnClient {
 				let (reader, writer) = stream.into_split();
 				(Box::new(reader), Box::new(writer), None, None)
 			},
-			Transport::Https => {
+			Transport::Https | Transport::Http3 => {
 				let host = endpoint.rsplit_once(':').map_or(endpoint, |(host, _)| host).trim_matches(['[', ']']);
 				let key = self.session_key(session)?;
 				let (genesis, provider_id, id) =
 					(self.chain.genesis_hash().0, *session.provider.as_ref(), session.session_id);
-				let tunnel =
-					https::open(agent, host, |exporter| https::authorization(&key, genesis, provider_id, id, exporter))
-						.await
-						.map_err(|e| unreachable(format!("HTTPS transport: {e}")))?;
-				let (reader, writer) = tokio::io::split(tunnel.control);
-				(Box::new(reader), Box::new(writer), Some(tunnel.datagrams), Some(tunnel.guard))
+				let authorize = |exporter| https::authorization(&key, genesis, provider_id, id, exporter);
+				let (control, datagrams, guard): (_, _, Box<dyn std::any::Any + Send + Sync>) =
+					if transport == Transport::Https {
+						let tunnel = https::open(agent, host, authorize)
+							.await
+							.map_err(|e| unreachable(format!("HTTPS transport: {e}")))?;
+						(tunnel.control, tunnel.datagrams, Box::new(tunnel.guard))
+					} else {
+						let tunnel = http3::open(agent, host, authorize)
+							.await
+							.map_err(|e| unreachable(format!("HTTP/3 transport: {e}")))?;
+						(tunnel.control, tunnel.datagrams, Box::new(tunnel.guard))
+					};
+				let (reader, writer) = tokio::io::split(control);
+				(Box::new(reader), Box::new(writer), Some(datagrams), Some(guard))
 			},
 		};
 		let mut secret = [0u8; 32];
@@ -533,7 +564,7 @@ impl VpnClient {
 					if !stop.is_cancelled() && moves < MAX_TRANSPORT_MOVES =>
 				{
 					moves += 1;
-					let next = if transport == Transport::Udp { Transport::Https } else { Transport::Udp };
+					let next = transport.next();
 					on_transport(next, Some(&e));
 					tracing::info!(from = %transport, to = %next, error = %e, "moving the session to another transport");
 					transport = next;
@@ -566,7 +597,11 @@ impl VpnClient {
 			tun.move_to(ns)?;
 		}
 		let name = options.interface.as_str();
-		tun.configure(netns, address, prefix, connected.params.mtu)?;
+		let mtu = match transport {
+			Transport::Http3 => connected.params.mtu.min(HTTP3_TUNNEL_MTU),
+			_ => connected.params.mtu,
+		};
+		tun.configure(netns, address, prefix, mtu)?;
 		let udp = std::net::UdpSocket::bind("0.0.0.0:0").map_err(|e| ClientError::Other(format!("UDP socket: {e}")))?;
 		let engine =
 			Engine::start(tun, udp, boringtun::x25519::StaticSecret::from(connected.wireguard_secret), Role::Client)

@@ -55,6 +55,10 @@ pub struct HttpsSection {
 	/// only.
 	#[serde(default = "yes")]
 	pub plain_control: bool,
+	/// Also serve HTTP/3 (QUIC) on the UDP port with the control port's number: the same site
+	/// and tunnels, for clients' `--transport h3`.
+	#[serde(default = "yes")]
+	pub http3: bool,
 }
 
 impl Default for HttpsSection {
@@ -66,6 +70,7 @@ impl Default for HttpsSection {
 			site: None,
 			upstream: None,
 			plain_control: true,
+			http3: true,
 		}
 	}
 }

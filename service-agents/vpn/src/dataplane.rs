@@ -186,6 +186,8 @@ struct Shared {
 	/// The local ports ([`LocalPort`]) by their addresses.
 	locals: RwLock<HashMap<SocketAddr, tokio::sync::mpsc::Sender<Vec<u8>>>>,
 	next_local: AtomicU32,
+	/// Where QUIC packets arriving on the WireGuard socket go ([`Engine::quic_socket`]).
+	quic: std::sync::OnceLock<tokio::sync::mpsc::Sender<(Vec<u8>, SocketAddr)>>,
 }
 
 /// A running data plane. Dropping it stops its threads.
@@ -232,6 +234,7 @@ impl Engine {
 			stats: EngineStats::default(),
 			locals: RwLock::new(HashMap::new()),
 			next_local: AtomicU32::new(1),
+			quic: std::sync::OnceLock::new(),
 		});
 		let mut threads = Vec::new();
 		for (name, body) in [
@@ -257,6 +260,22 @@ impl Engine {
 			input: LocalInput { shared: self.shared.clone(), address, buffer: vec![0u8; BUFFER], _open: open.clone() },
 			output: LocalOutput { receiver, _open: open },
 		}
+	}
+
+	/// Shares the engine's UDP socket with a QUIC endpoint (the agent's HTTP/3, on the port
+	/// number of its HTTPS port, which is WireGuard's too by default): datagrams whose first
+	/// byte has the QUIC fixed bit (0x40) go to the returned socket, the rest to WireGuard,
+	/// whose messages start with a type byte 1 to 4. `None` if one was made already.
+	pub fn quic_socket(&self) -> io::Result<Option<QuicSocket>> {
+		let (sender, receiver) = tokio::sync::mpsc::channel(QUIC_QUEUE);
+		if self.shared.quic.set(sender).is_err() {
+			return Ok(None);
+		}
+		Ok(Some(QuicSocket {
+			udp: self.shared.udp.try_clone()?,
+			local: self.shared.udp.local_addr()?,
+			incoming: std::sync::Mutex::new(receiver),
+		}))
 	}
 
 	/// The engine's WireGuard public key.
@@ -558,7 +577,85 @@ fn network_to_tun(shared: &Shared) {
 				continue;
 			},
 		};
+		if n > 0 && datagram[0] & QUIC_FIXED_BIT != 0 {
+			if let Some(quic) = shared.quic.get() {
+				// A full queue drops the packet, as a full socket buffer would.
+				let _ = quic.try_send((datagram[..n].to_vec(), from));
+				continue;
+			}
+		}
 		receive(shared, &datagram[..n], from, &mut out);
+	}
+}
+
+/// The bit every QUIC packet sets in its first byte (RFC 9000 §17: the fixed bit; RFC 9287
+/// lets a peer that asked for it clear it, which ours do not); WireGuard's first byte is its
+/// message type, 1 to 4.
+const QUIC_FIXED_BIT: u8 = 0x40;
+/// QUIC packets queued between the data plane's receiving thread and the QUIC endpoint.
+const QUIC_QUEUE: usize = 4096;
+
+/// The QUIC side of the engine's UDP socket ([`Engine::quic_socket`]): what quinn reads and
+/// writes in place of a socket of its own.
+#[derive(Debug)]
+pub struct QuicSocket {
+	udp: UdpSocket,
+	local: SocketAddr,
+	incoming: std::sync::Mutex<tokio::sync::mpsc::Receiver<(Vec<u8>, SocketAddr)>>,
+}
+
+/// A shared socket is always worth a try to write to (a full send buffer blocks briefly).
+#[derive(Debug)]
+struct AlwaysWritable;
+
+impl quinn::UdpPoller for AlwaysWritable {
+	fn poll_writable(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context) -> std::task::Poll<io::Result<()>> {
+		std::task::Poll::Ready(Ok(()))
+	}
+}
+
+impl quinn::AsyncUdpSocket for QuicSocket {
+	fn create_io_poller(self: Arc<Self>) -> std::pin::Pin<Box<dyn quinn::UdpPoller>> {
+		Box::pin(AlwaysWritable)
+	}
+
+	fn try_send(&self, transmit: &quinn::udp::Transmit) -> io::Result<()> {
+		let segment = transmit.segment_size.unwrap_or(transmit.contents.len()).max(1);
+		for datagram in transmit.contents.chunks(segment) {
+			self.udp.send_to(datagram, transmit.destination)?;
+		}
+		Ok(())
+	}
+
+	fn poll_recv(
+		&self,
+		cx: &mut std::task::Context,
+		bufs: &mut [io::IoSliceMut<'_>],
+		meta: &mut [quinn::udp::RecvMeta],
+	) -> std::task::Poll<io::Result<usize>> {
+		let (Some(buf), Some(meta)) = (bufs.first_mut(), meta.first_mut()) else {
+			return std::task::Poll::Ready(Ok(0));
+		};
+		let mut incoming = self.incoming.lock().unwrap_or_else(|p| p.into_inner());
+		match incoming.poll_recv(cx) {
+			std::task::Poll::Ready(Some((datagram, from))) => {
+				let n = datagram.len().min(buf.len());
+				buf[..n].copy_from_slice(&datagram[..n]);
+				*meta = quinn::udp::RecvMeta { addr: from, len: n, stride: n, ecn: None, dst_ip: None };
+				std::task::Poll::Ready(Ok(1))
+			},
+			std::task::Poll::Ready(None) => std::task::Poll::Ready(Err(io::Error::other("the data plane stopped"))),
+			std::task::Poll::Pending => std::task::Poll::Pending,
+		}
+	}
+
+	fn local_addr(&self) -> io::Result<SocketAddr> {
+		Ok(self.local)
+	}
+
+	fn may_fragment(&self) -> bool {
+		// Linux sets DF on UDP by default (IP_PMTUDISC_WANT): quinn may discover the path MTU.
+		false
 	}
 }
 

@@ -26,7 +26,10 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::dataplane::{LocalInput, LocalOutput, LocalPort};
+use crate::{
+	dataplane::{LocalInput, LocalOutput, LocalPort},
+	http3::QuicDatagrams,
+};
 
 /// The upgrade token of the tunnel's extended CONNECT (MASQUE's, RFC 9298).
 pub const UPGRADE_PROTOCOL: &str = "connect-udp";
@@ -237,26 +240,68 @@ enum IntoPlane {
 	Local(LocalInput),
 }
 
+impl IntoPlane {
+	/// Hands a datagram from the peer to the data plane.
+	async fn deliver(&mut self, datagram: &[u8]) {
+		match self {
+			IntoPlane::Socket(udp, peer) => {
+				let to = *peer.lock().unwrap_or_else(|e| e.into_inner());
+				if let Some(to) = to {
+					let _ = udp.send_to(datagram, to).await;
+				}
+			},
+			IntoPlane::Local(input) => input.deliver(datagram),
+		}
+	}
+}
+
 /// The datagrams' way out of the data plane.
 enum OutOfPlane {
 	Socket(Arc<UdpSocket>, SharedPeer),
 	Local(LocalOutput),
 }
 
+/// Where the relay puts the datagrams it takes from the data plane: capsules for the stream
+/// (`out`), or HTTP datagrams for QUIC (`quic_out`, when the tunnel has QUIC datagrams and
+/// the message is not a WireGuard handshake and fits the path).
+struct Outgoing<'a> {
+	out: &'a mut BytesMut,
+	quic: Option<&'a QuicDatagrams>,
+	quic_out: &'a mut Vec<Bytes>,
+}
+
+impl Outgoing<'_> {
+	fn put(&mut self, datagram: &[u8]) {
+		if let Some(quic) = self.quic {
+			if !is_wireguard_handshake(datagram) {
+				if let Some(framed) = quic.frame(datagram) {
+					self.quic_out.push(framed);
+					return;
+				}
+			}
+		}
+		put_datagram_padded(self.out, datagram);
+	}
+
+	fn len(&self) -> usize {
+		self.out.len() + self.quic_out.iter().map(Bytes::len).sum::<usize>()
+	}
+}
+
 impl OutOfPlane {
 	/// Waits for the next datagram and puts it into `out` (nothing if it is not from the
 	/// peer); `false` when the data plane is gone.
-	async fn next(&mut self, buffer: &mut [u8], out: &mut BytesMut) -> bool {
+	async fn next(&mut self, buffer: &mut [u8], mut out: Outgoing<'_>) -> bool {
 		match self {
 			OutOfPlane::Socket(udp, peer) => {
 				if let Ok((n, from)) = udp.recv_from(buffer).await {
-					put_from_peer(out, peer, from, &buffer[..n]);
+					put_from_peer(&mut out, peer, from, &buffer[..n]);
 				}
 				true
 			},
 			OutOfPlane::Local(output) => match output.recv().await {
 				Some(datagram) => {
-					put_datagram_padded(out, &datagram);
+					out.put(&datagram);
 					true
 				},
 				None => false,
@@ -265,7 +310,7 @@ impl OutOfPlane {
 	}
 
 	/// Puts a datagram already queued into `out`; `false` if none was.
-	fn next_queued(&mut self, buffer: &mut [u8], out: &mut BytesMut) -> bool {
+	fn next_queued(&mut self, buffer: &mut [u8], out: &mut Outgoing<'_>) -> bool {
 		match self {
 			OutOfPlane::Socket(udp, peer) => match udp.try_recv_from(buffer) {
 				Ok((n, from)) => {
@@ -276,7 +321,7 @@ impl OutOfPlane {
 			},
 			OutOfPlane::Local(output) => match output.try_recv() {
 				Some(datagram) => {
-					put_datagram_padded(out, &datagram);
+					out.put(&datagram);
 					true
 				},
 				None => false,
@@ -295,7 +340,12 @@ fn put_datagram_padded(out: &mut BytesMut, datagram: &[u8]) {
 
 /// Puts `datagram` into `out` if it comes from the peer (the first sender becomes the peer
 /// when there is none yet).
-fn put_from_peer(out: &mut BytesMut, peer: &std::sync::Mutex<Option<SocketAddr>>, from: SocketAddr, datagram: &[u8]) {
+fn put_from_peer(
+	out: &mut Outgoing<'_>,
+	peer: &std::sync::Mutex<Option<SocketAddr>>,
+	from: SocketAddr,
+	datagram: &[u8],
+) {
 	{
 		let mut known = peer.lock().unwrap_or_else(|e| e.into_inner());
 		match *known {
@@ -304,13 +354,28 @@ fn put_from_peer(out: &mut BytesMut, peer: &std::sync::Mutex<Option<SocketAddr>>
 			None => *known = Some(from),
 		}
 	}
-	put_datagram_padded(out, datagram);
+	out.put(datagram);
 }
 
 /// Carries a tunnel over `stream` until it ends or `stop` fires: control bytes to and from
 /// the returned end (the control channel reads and writes it as it would a TCP stream),
 /// WireGuard datagrams to and from the data plane (`datagrams`).
 pub fn relay<S>(stream: S, datagrams: Datagrams, stop: CancellationToken) -> DuplexStream
+where
+	S: AsyncRead + AsyncWrite + Send + 'static,
+{
+	relay_with(stream, datagrams, None, stop)
+}
+
+/// [`relay`], with QUIC datagrams beside the stream (an HTTP/3 tunnel, `crate::http3`):
+/// WireGuard data messages that fit go as HTTP datagrams, the rest as capsules on the stream;
+/// both are accepted in.
+pub fn relay_with<S>(
+	stream: S,
+	datagrams: Datagrams,
+	quic: Option<QuicDatagrams>,
+	stop: CancellationToken,
+) -> DuplexStream
 where
 	S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -325,29 +390,34 @@ where
 		Datagrams::Local(port) => (IntoPlane::Local(port.input), OutOfPlane::Local(port.output)),
 	};
 
-	// Stream → control and data plane.
+	// Stream (and QUIC datagrams) → control and data plane.
 	let stop_in = stop.clone();
+	let quic_in = quic.clone();
 	tokio::spawn(async move {
 		let mut buffer = BytesMut::with_capacity(64 * 1024);
 		let result: Result<(), String> = async {
 			loop {
 				while let Some(capsule) = take_capsule(&mut buffer).map_err(|e| e.to_string())? {
 					match capsule {
-						Capsule::Datagram(d) => match &mut into_plane {
-							IntoPlane::Socket(udp, peer) => {
-								let to = *peer.lock().unwrap_or_else(|e| e.into_inner());
-								if let Some(to) = to {
-									let _ = udp.send_to(&d, to).await;
-								}
-							},
-							IntoPlane::Local(input) => input.deliver(&d),
-						},
+						Capsule::Datagram(d) => into_plane.deliver(&d).await,
 						Capsule::Control(c) => control_out.write_all(&c).await.map_err(|e| e.to_string())?,
 						Capsule::Skipped => {},
 					}
 				}
 				let read = tokio::select! {
 					read = stream_in.read_buf(&mut buffer) => read.map_err(|e| e.to_string())?,
+					datagram = async {
+						match &quic_in {
+							Some(quic) => quic.recv().await,
+							None => std::future::pending().await,
+						}
+					} => {
+						match datagram {
+							Some(d) => into_plane.deliver(&d).await,
+							None => return Ok(()), // the QUIC connection closed
+						}
+						continue;
+					},
 					_ = stop_in.cancelled() => return Ok(()),
 				};
 				if read == 0 {
@@ -368,18 +438,27 @@ where
 		let mut datagram = vec![0u8; 65_536];
 		let mut control = vec![0u8; 16 * 1024];
 		let mut out = BytesMut::with_capacity(70 * 1024);
+		let mut quic_out = Vec::new();
 		let mut control_open = true;
 		loop {
 			out.clear();
 			tokio::select! {
-				open = out_of_plane.next(&mut datagram, &mut out) => {
+				open = out_of_plane.next(&mut datagram, Outgoing { out: &mut out, quic: quic.as_ref(), quic_out: &mut quic_out }) => {
 					if !open {
 						stop.cancel();
 						break;
 					}
 					// What else is queued goes into the same write: one HTTP/2 frame, TLS
 					// record and syscall for many datagrams under load, none of them delayed.
-					while out.len() < BATCH_BYTES && out_of_plane.next_queued(&mut datagram, &mut out) {}
+					let mut outgoing = Outgoing { out: &mut out, quic: quic.as_ref(), quic_out: &mut quic_out };
+					while outgoing.len() < BATCH_BYTES && out_of_plane.next_queued(&mut datagram, &mut outgoing) {}
+					if let Some(quic) = &quic {
+						for framed in quic_out.drain(..) {
+							if !quic.send(framed).await {
+								stop.cancel();
+							}
+						}
+					}
 					if out.is_empty() {
 						continue;
 					}
@@ -410,13 +489,13 @@ where
 
 /// The client's end of an HTTPS tunnel: the control channel and where its data plane sends
 /// WireGuard datagrams (a loopback socket). Dropping it ends the tunnel.
-pub struct ClientTunnel {
+pub struct ClientTunnel<G = TunnelGuard> {
 	/// The control channel (read and written as the plain TCP one).
 	pub control: DuplexStream,
 	/// Where the client's WireGuard sends its datagrams.
 	pub datagrams: SocketAddr,
 	/// Keeps the tunnel open; dropping it closes it.
-	pub guard: TunnelGuard,
+	pub guard: G,
 }
 
 /// Keeps an HTTPS tunnel open while held.

@@ -21,6 +21,7 @@ pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod handshake;
+pub mod http3;
 pub mod https;
 pub mod netlink;
 pub mod sealed;

@@ -14,7 +14,6 @@ use std::{
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::{
-	body::Incoming,
 	header::{self, HeaderMap, HeaderName, HeaderValue},
 	Method, Request, Response, StatusCode, Uri, Version,
 };
@@ -23,8 +22,12 @@ use hyper_util::{
 	rt::TokioExecutor,
 };
 
-/// The body of an answer: a page of the site, or an upstream's response as it streams.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+/// Why a body stopped (an upstream's connection, a client's stream).
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of an answer: a page of the site, or an upstream's response as it streams (and
+/// of a request relayed to the upstream, from HTTP/1.1, HTTP/2 or HTTP/3).
+pub type Body = BoxBody<Bytes, BodyError>;
 
 /// A page's answer as a [`Body`] answer.
 pub fn boxed(response: Response<Full<Bytes>>) -> Response<Body> {
@@ -73,7 +76,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// agent), with pooled connections.
 pub struct Upstream {
 	origin: Uri,
-	client: Client<HttpConnector, Incoming>,
+	client: Client<HttpConnector, Body>,
 }
 
 impl Upstream {
@@ -86,7 +89,12 @@ impl Upstream {
 
 	/// Relays `request` (from `from`) to the origin and its answer back, streaming both
 	/// bodies; `502 Bad Gateway` when the origin cannot be reached.
-	pub async fn relay(&self, mut request: Request<Incoming>, from: IpAddr) -> Response<Body> {
+	pub async fn relay<B>(&self, request: Request<B>, from: IpAddr) -> Response<Body>
+	where
+		B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
+		B::Error: Into<BodyError>,
+	{
+		let mut request = request.map(|body| body.map_err(Into::into).boxed());
 		let method = request.method().clone();
 		let host = request
 			.uri()
@@ -111,7 +119,7 @@ impl Upstream {
 		headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
 		match self.client.request(request).await {
 			Ok(response) => {
-				let mut response = response.map(|body| body.boxed());
+				let mut response = response.map(|body| body.map_err(Into::into).boxed());
 				strip_hop_by_hop(response.headers_mut());
 				response
 			},

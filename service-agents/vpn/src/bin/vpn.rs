@@ -90,9 +90,10 @@ enum Command {
 		#[arg(long)]
 		netns: Option<String>,
 		/// How to reach the provider: `udp` (plain WireGuard and control channel, the
-		/// fastest), `https` (both inside HTTP/2 over TLS: for networks that block WireGuard or
-		/// UDP; it looks like visiting a web site) or `auto` (UDP, and HTTPS when UDP carries
-		/// nothing or stops mid-session).
+		/// fastest), `h3` (both inside HTTP/3 over QUIC: for networks that block WireGuard but
+		/// not QUIC), `https` (both inside HTTP/2 over TLS over TCP: for networks that block
+		/// UDP too; both look like visiting a web site) or `auto` (UDP, then HTTP/3, then HTTPS
+		/// when one carries nothing or stops mid-session).
 		#[arg(long, default_value = "auto")]
 		transport: Transport,
 		/// Stop signing receipts after this many bytes (to test a provider's enforcement).
