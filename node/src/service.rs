@@ -222,11 +222,26 @@ pub fn new_full<N: sc_network::NetworkBackend<Block, <Block as sp_runtime::trait
 		crate::metrics::register_pq_metrics(registry, &task_manager.spawn_handle())?;
 	}
 
+	// The registry's index for `registry_*` queries, kept at the best block.
+	let registry_index = interlattice_rpc::index::RegistryIndex::new();
+	task_manager.spawn_handle().spawn(
+		"registry-index",
+		None,
+		interlattice_rpc::index::maintain::<Block, _, _>(
+			client.clone(),
+			registry_index.clone(),
+			Arc::new(crate::rpc::RuntimeRegistryStorage),
+		),
+	);
 	let rpc_extensions_builder = {
 		let client = client.clone();
 		let pool = transaction_pool.clone();
 		Box::new(move |_| {
-			let deps = crate::rpc::FullDeps { client: client.clone(), pool: pool.clone() };
+			let deps = crate::rpc::FullDeps {
+				client: client.clone(),
+				pool: pool.clone(),
+				registry_index: registry_index.clone(),
+			};
 			crate::rpc::create_full(deps).map_err(Into::into)
 		})
 	};

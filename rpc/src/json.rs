@@ -355,6 +355,38 @@ pub struct ProviderPageJson {
 	pub offset: u32,
 	/// This page.
 	pub providers: Vec<ProviderJson>,
+	/// The block it answers at, and whether the node's index or the runtime API answered.
+	#[serde(default, skip_serializing_if = "Option::is_none")]
+	pub at: Option<AnsweredAtJson>,
+}
+
+/// Where a registry answer comes from.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnsweredAtJson {
+	/// The block's hash (`0x` hex).
+	pub hash: String,
+	/// Its number.
+	pub number: u32,
+	/// `"index"` (the node's in-memory index of the registry) or `"runtime"` (the runtime API:
+	/// a block the index is not at).
+	pub source: String,
+}
+
+/// One change of the registry (`registry_subscribeProviders`).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderChangeJson {
+	/// `"added"`, `"changed"` or `"removed"`.
+	pub change: String,
+	/// The provider's account.
+	pub account: String,
+	/// Its record after the change (`null` when removed).
+	pub provider: Option<ProviderJson>,
+	/// The new best block the change is in (after a re-org: the block whose state it reaches).
+	pub block: String,
+	/// Its number.
+	pub number: u32,
 }
 
 /// Counts of one service or country.
@@ -403,6 +435,9 @@ pub struct RegistryStatsJson {
 	pub total_unbonding: Amount,
 	/// Minimum stake of an active provider.
 	pub min_stake: Amount,
+	/// The block it answers at, and whether the node's index or the runtime API answered.
+	#[serde(default, skip_serializing_if = "Option::is_none")]
+	pub at: Option<AnsweredAtJson>,
 }
 
 impl From<RegistryStats<u128>> for RegistryStatsJson {
@@ -423,6 +458,7 @@ impl From<RegistryStats<u128>> for RegistryStatsJson {
 			total_stake: Amount(s.total_stake),
 			total_unbonding: Amount(s.total_unbonding),
 			min_stake: Amount(s.min_stake),
+			at: None,
 		}
 	}
 }

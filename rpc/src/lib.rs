@@ -15,6 +15,7 @@
 //! names the parameter.
 
 pub mod escrow;
+pub mod index;
 pub mod json;
 pub mod registry;
 

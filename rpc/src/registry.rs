@@ -2,7 +2,11 @@
 
 use std::{marker::PhantomData, sync::Arc};
 
-use jsonrpsee::{core::RpcResult, proc_macros::rpc};
+use jsonrpsee::{
+	core::{RpcResult, SubscriptionResult},
+	proc_macros::rpc,
+	PendingSubscriptionSink, SubscriptionMessage,
+};
 use pallet_provider_registry::ProviderRegistryApi as RuntimeApi;
 use sp_api::ProvideRuntimeApi;
 use sp_blockchain::HeaderBackend;
@@ -10,8 +14,9 @@ use sp_core::crypto::AccountId32;
 use sp_runtime::traits::Block as BlockT;
 
 use crate::{
+	index::{Change, RegistryIndex},
 	invalid_params,
-	json::{ProviderJson, ProviderPageJson, ProviderQuery, RegistryStatsJson},
+	json::{AnsweredAtJson, ProviderChangeJson, ProviderJson, ProviderPageJson, ProviderQuery, RegistryStatsJson},
 	runtime_error, BlockingQueries,
 };
 
@@ -30,22 +35,59 @@ pub trait RegistryApi<BlockHash> {
 	/// Registry-wide statistics.
 	#[method(name = "stats")]
 	async fn stats(&self, at: Option<BlockHash>) -> RpcResult<RegistryStatsJson>;
+
+	/// Every change of the registry from now on, one notification per provider added, changed
+	/// or removed in each new best block, in block order.
+	#[subscription(name = "subscribeProviders" => "providerChange", unsubscribe = "unsubscribeProviders", item = ProviderChangeJson)]
+	async fn subscribe_providers(&self) -> SubscriptionResult;
 }
 
-/// Serves [`RegistryApiServer`] from the runtime API of a client, on blocking threads
-/// ([`BlockingQueries`]).
-pub struct Registry<C, Block> {
+/// Serves [`RegistryApiServer`] from the node's index of the registry when it is at the block
+/// asked about, from the runtime API of a client otherwise (on blocking threads,
+/// [`BlockingQueries`]).
+pub struct Registry<C, Block: BlockT> {
 	client: Arc<C>,
 	ss58_prefix: u16,
 	queries: BlockingQueries,
+	index: Option<Arc<RegistryIndex<Block::Hash>>>,
 	_block: PhantomData<Block>,
 }
 
-impl<C, Block> Registry<C, Block> {
+impl<C, Block: BlockT> Registry<C, Block> {
 	/// Answers from `client` within the limits of `queries`; shows accounts with
 	/// `ss58_prefix`.
 	pub fn new(client: Arc<C>, ss58_prefix: u16, queries: BlockingQueries) -> Self {
-		Self { client, ss58_prefix, queries, _block: PhantomData }
+		Self { client, ss58_prefix, queries, index: None, _block: PhantomData }
+	}
+
+	/// Also answers from `index` (kept by `index::maintain`) where it can.
+	pub fn with_index(mut self, index: Arc<RegistryIndex<Block::Hash>>) -> Self {
+		self.index = Some(index);
+		self
+	}
+}
+
+fn answered_at<Hash: AsRef<[u8]>>(hash: &Hash, number: u32, source: &str) -> AnsweredAtJson {
+	AnsweredAtJson { hash: format!("0x{}", hex::encode(hash.as_ref())), number, source: source.into() }
+}
+
+fn block_number<C: HeaderBackend<Block>, Block: BlockT>(client: &C, hash: Block::Hash) -> u32 {
+	use sp_runtime::traits::{Header as _, UniqueSaturatedInto};
+	client.header(hash).ok().flatten().map_or(0, |h| (*h.number()).unique_saturated_into())
+}
+
+fn change_json<Hash: AsRef<[u8]>>(change: &Change, block: &Hash, number: u32, ss58_prefix: u16) -> ProviderChangeJson {
+	let (kind, account, provider) = match change {
+		Change::Added(p) => ("added", p.account.clone(), Some(p)),
+		Change::Changed(p) => ("changed", p.account.clone(), Some(p)),
+		Change::Removed(a) => ("removed", a.clone(), None),
+	};
+	ProviderChangeJson {
+		change: kind.into(),
+		account: crate::json::Account(account).to_ss58(ss58_prefix),
+		provider: provider.map(|p| ProviderJson::new(p.clone(), ss58_prefix)),
+		block: format!("0x{}", hex::encode(block.as_ref())),
+		number,
 	}
 }
 
@@ -67,16 +109,32 @@ where
 	) -> RpcResult<ProviderPageJson> {
 		let query = query.unwrap_or_default().check().map_err(invalid_params)?;
 		let (client, prefix) = (self.client.clone(), self.ss58_prefix);
+		let block = at(&*client, at_hash);
+		let indexed = self.index.as_ref().and_then(|index| {
+			index.read(block, |index, number| {
+				let page = index.providers(&query.filter, query.order, query.offset, query.limit);
+				ProviderPageJson {
+					total: page.total,
+					offset: query.offset,
+					providers: page.providers.into_iter().map(|p| ProviderJson::new(p, prefix)).collect(),
+					at: Some(answered_at(&block, number, "index")),
+				}
+			})
+		});
+		if let Some(page) = indexed {
+			return Ok(page);
+		}
 		self.queries
 			.run(move || {
 				let page = client
 					.runtime_api()
-					.providers(at(&*client, at_hash), query.filter, query.order, query.offset, query.limit)
+					.providers(block, query.filter, query.order, query.offset, query.limit)
 					.map_err(runtime_error)?;
 				Ok(ProviderPageJson {
 					total: page.total,
 					offset: query.offset,
 					providers: page.providers.into_iter().map(|p| ProviderJson::new(p, prefix)).collect(),
+					at: Some(answered_at(&block, block_number(&*client, block), "runtime")),
 				})
 			})
 			.await
@@ -86,9 +144,16 @@ where
 		let account: crate::json::Account =
 			account.parse().map_err(|e: String| invalid_params(format!("account: {e}")))?;
 		let (client, prefix) = (self.client.clone(), self.ss58_prefix);
+		let block = at(&*client, at_hash);
+		let indexed = self.index.as_ref().and_then(|index| {
+			index.read(block, |index, _| index.provider(&account.0).map(|p| ProviderJson::new(p.clone(), prefix)))
+		});
+		if let Some(answer) = indexed {
+			return Ok(answer);
+		}
 		self.queries
 			.run(move || {
-				let info = client.runtime_api().provider(at(&*client, at_hash), account.0).map_err(runtime_error)?;
+				let info = client.runtime_api().provider(block, account.0).map_err(runtime_error)?;
 				Ok(info.map(|p| ProviderJson::new(p, prefix)))
 			})
 			.await
@@ -96,11 +161,56 @@ where
 
 	async fn stats(&self, at_hash: Option<Block::Hash>) -> RpcResult<RegistryStatsJson> {
 		let client = self.client.clone();
+		let block = at(&*client, at_hash);
+		let indexed = self.index.as_ref().and_then(|index| {
+			index.read(block, |index, number| RegistryStatsJson {
+				at: Some(answered_at(&block, number, "index")),
+				..index.stats().into()
+			})
+		});
+		if let Some(stats) = indexed {
+			return Ok(stats);
+		}
 		self.queries
 			.run(move || {
-				let stats = client.runtime_api().stats(at(&*client, at_hash)).map_err(runtime_error)?;
-				Ok(stats.into())
+				let stats = client.runtime_api().stats(block).map_err(runtime_error)?;
+				Ok(RegistryStatsJson {
+					at: Some(answered_at(&block, block_number(&*client, block), "runtime")),
+					..stats.into()
+				})
 			})
 			.await
+	}
+
+	async fn subscribe_providers(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
+		let Some(index) = self.index.clone() else {
+			pending.reject(crate::runtime_error("this node keeps no registry index")).await;
+			return Ok(());
+		};
+		let mut updates = index.subscribe();
+		let sink = pending.accept().await?;
+		let prefix = self.ss58_prefix;
+		loop {
+			let update = tokio::select! {
+				update = updates.recv() => update,
+				_ = sink.closed() => return Ok(()),
+			};
+			match update {
+				Ok(update) => {
+					for change in &update.changes {
+						let json = change_json(change, &update.block, update.number, prefix);
+						sink.send(SubscriptionMessage::from_json(&json)?).await?;
+					}
+				},
+				Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+					return Err(format!(
+						"this subscriber fell {n} blocks behind and missed changes: subscribe again and re-read \
+						 registry_providers"
+					)
+					.into())
+				},
+				Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+			}
+		}
 	}
 }

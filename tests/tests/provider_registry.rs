@@ -1,19 +1,22 @@
 //! The provider registry in the running runtime, queried the way dApps do: the bootstrap
 //! providers of the dev preset are listed; real signed extrinsics register two providers in
 //! different countries; the `registry_*` JSON-RPC methods filter, order and page them; their
-//! stake is held; unbonding below the minimum stake takes one out of the active listing.
+//! stake is held; unbonding below the minimum stake takes one out of the active listing. The
+//! node's index answers at the best block, the same as the runtime API at that block (asked
+//! again later, when the runtime API answers it), and a subscriber sees every change in order.
 
 use interlattice_pq_crypto::{dev_keys, keys::MlDsaKeyPair};
 use interlattice_runtime::{Runtime, RuntimeCall, RuntimeEvent, MILLI_UNIT, UNIT};
 use interlattice_tests::{
 	chain::{self, submit_and_wait, succeeded},
 	rpc::RpcError,
-	Node,
+	wait_for, Node,
 };
 use pallet_provider_registry::{Call as RegistryCall, Hosting, Location, Prices, ProviderRecord, Services};
 use serde_json::{json, Value};
 use sp_core::crypto::{Ss58AddressFormat, Ss58Codec};
 use sp_keyring::Sr25519Keyring::{self, Charlie, Dave, Eve, Ferdie};
+use std::time::Duration;
 
 fn register_call(services: Services, country: &[u8; 2], per_gib: u128, key_seed: u8, stake: u128) -> RuntimeCall {
 	RuntimeCall::ProviderRegistry(RegistryCall::register_provider {
@@ -87,6 +90,12 @@ fn providers_register_with_real_extrinsics_and_the_registry_rpc_lists_them() {
 		format!("0x{}", hex::encode(dev_keys::dev_public_key("charlie").unwrap().as_ref()))
 	);
 
+	// The node's index answers at the best block (once it has caught up with it); what it
+	// answered is checked against the runtime API at the same block below.
+	let mut index_answers = vec![answered_by_index(&node, json!({}))];
+	// A subscriber follows every change from here on.
+	let subscription = subscribe(&node);
+
 	// Eve and Ferdie register with real signed extrinsics.
 	let (block, events) =
 		submit_and_wait(&mut node, Eve, register_call(Services::Both, b"DE", 100 * MILLI_UNIT, 1, 2_000 * UNIT));
@@ -109,6 +118,10 @@ fn providers_register_with_real_extrinsics_and_the_registry_rpc_lists_them() {
 		events.iter().any(|e| matches!(e, RuntimeEvent::System(frame_system::Event::ExtrinsicFailed { .. }))),
 		"{events:?}"
 	);
+
+	for query in [json!({}), json!({"country": "DE", "order": "pricePerGib"}), json!({"service": "vpn", "limit": 1})] {
+		index_answers.push(answered_by_index(&node, query));
+	}
 
 	// Filters.
 	let mut by_stake = by_account(vec![Charlie, Dave]);
@@ -142,20 +155,52 @@ fn providers_register_with_real_extrinsics_and_the_registry_rpc_lists_them() {
 		(json!((500 * UNIT).to_string()), json!((1_500 * UNIT).to_string()))
 	);
 
+	// Ferdie deregisters: still listed (unbonding), no longer active.
+	let (_, events) =
+		submit_and_wait(&mut node, Ferdie, RuntimeCall::ProviderRegistry(RegistryCall::deregister_provider {}));
+	assert!(succeeded(&events), "{events:?}");
+	index_answers.push(answered_by_index(&node, json!({"activeOnly": false, "order": "registeredAt"})));
+
+	// Every answer the index gave equals the runtime API's at the same block (asked once the
+	// index has moved on, so the runtime API answers).
+	let last = index_answers.last().unwrap().1["at"]["number"].as_u64().unwrap();
+	wait_for(Duration::from_secs(30), "a later block", || (node.rpc.best_number()? > last).then_some(())).unwrap();
+	for (query, answer) in &index_answers {
+		let at = answer["at"]["hash"].as_str().unwrap();
+		let runtime = node.rpc.call("registry_providers", json!([query, at])).unwrap();
+		assert_eq!(runtime["at"]["source"], "runtime", "{runtime}");
+		assert_eq!((&runtime["total"], &runtime["providers"]), (&answer["total"], &answer["providers"]), "{query}");
+	}
+
+	// The subscriber saw Eve's and Ferdie's registrations, Eve's unbonding and Ferdie's
+	// deregistration, in that order.
+	let changes = subscription.take(4);
+	let seen: Vec<(String, String, Value)> = changes
+		.iter()
+		.map(|c| (c.change.clone(), c.account.clone(), serde_json::to_value(&c.provider).unwrap()))
+		.collect();
+	assert_eq!(
+		seen.iter().map(|(kind, who, _)| (kind.as_str(), who.clone())).collect::<Vec<_>>(),
+		vec![("added", ss58(Eve)), ("added", ss58(Ferdie)), ("changed", ss58(Eve)), ("changed", ss58(Ferdie))]
+	);
+	assert_eq!(seen[2].2["active"], false, "Eve's unbonding took her below the minimum stake");
+	assert_eq!(seen[3].2["status"], "deregistered");
+	assert!(changes.windows(2).all(|w| w[0].number <= w[1].number), "in block order");
+
 	let stats = node.rpc.call("registry_stats", json!([])).unwrap();
-	assert_eq!(stats["providers"], json!({"registered": 4, "active": 3}));
-	assert_eq!(stats["vpn"], json!({"registered": 3, "active": 2}));
+	assert_eq!(stats["providers"], json!({"registered": 4, "active": 2}));
+	assert_eq!(stats["vpn"], json!({"registered": 3, "active": 1}));
 	assert_eq!(stats["cdn"], json!({"registered": 2, "active": 1}));
 	assert_eq!(
 		stats["countries"],
 		json!([
-			{"country": "BR", "registered": 1, "active": 1},
+			{"country": "BR", "registered": 1, "active": 0},
 			{"country": "DE", "registered": 2, "active": 1},
 			{"country": "NL", "registered": 1, "active": 1},
 		])
 	);
-	assert_eq!(stats["totalStake"], (23_500 * UNIT).to_string());
-	assert_eq!(stats["totalUnbonding"], (1_500 * UNIT).to_string());
+	assert_eq!(stats["totalStake"], (20_500 * UNIT).to_string());
+	assert_eq!(stats["totalUnbonding"], (4_500 * UNIT).to_string());
 
 	// The listing at an earlier block still shows the past.
 	let (total, _) = {
@@ -179,6 +224,53 @@ fn providers_register_with_real_extrinsics_and_the_registry_rpc_lists_them() {
 	the_generated_rpc_client_reads_the_same(&node);
 }
 
+/// `registry_providers(query)` once the node's index answers it (it has caught up with the best
+/// block): the query and the answer.
+fn answered_by_index(node: &Node, query: Value) -> (Value, Value) {
+	wait_for(Duration::from_secs(30), "an answer from the index", || {
+		let page = node.rpc.call("registry_providers", json!([query.clone()])).ok()?;
+		(page["at"]["source"] == "index").then_some((query.clone(), page))
+	})
+	.unwrap()
+}
+
+/// A `registry_subscribeProviders` subscriber on its own thread (a WebSocket client), collecting
+/// what it receives.
+struct Subscriber {
+	received: std::sync::mpsc::Receiver<interlattice_rpc::json::ProviderChangeJson>,
+}
+
+impl Subscriber {
+	/// The first `n` changes (waiting up to 60 s for them).
+	fn take(&self, n: usize) -> Vec<interlattice_rpc::json::ProviderChangeJson> {
+		(0..n)
+			.map(|i| self.received.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|e| panic!("change {i}: {e}")))
+			.collect()
+	}
+}
+
+fn subscribe(node: &Node) -> Subscriber {
+	use interlattice_rpc::registry::RegistryApiClient;
+	let url = format!("ws://127.0.0.1:{}", node.config.rpc_port);
+	let (tx, received) = std::sync::mpsc::channel();
+	let (ready_tx, ready) = std::sync::mpsc::channel();
+	std::thread::spawn(move || {
+		tokio::runtime::Runtime::new().unwrap().block_on(async move {
+			let client = jsonrpsee::ws_client::WsClientBuilder::default().build(url).await.unwrap();
+			let mut subscription =
+				RegistryApiClient::<sp_core::H256>::subscribe_providers(&client).await.expect("subscribed");
+			ready_tx.send(()).unwrap();
+			while let Some(Ok(change)) = subscription.next().await {
+				if tx.send(change).is_err() {
+					break;
+				}
+			}
+		})
+	});
+	ready.recv_timeout(Duration::from_secs(30)).expect("the subscription started");
+	Subscriber { received }
+}
+
 /// A Rust caller uses the clients jsonrpsee generates from our RPC traits
 /// (`interlattice_rpc::{registry::RegistryApiClient, escrow::EscrowApiClient}`) and reads what
 /// the raw JSON says, with errors as typed values.
@@ -194,14 +286,17 @@ fn the_generated_rpc_client_reads_the_same(node: &Node) {
 		.unwrap();
 	tokio::runtime::Runtime::new().unwrap().block_on(async {
 		let query = ProviderQuery { country: Some("de".into()), ..Default::default() };
-		let page = RegistryApiClient::<Hash>::providers(&client, Some(query.clone()), None).await.unwrap();
-		let raw = node.rpc.call("registry_providers", json!([query])).unwrap();
+		// At one block (a new one may come between two calls).
+		let best = node.rpc.call("chain_getBlockHash", json!([])).unwrap();
+		let hash: Hash = serde_json::from_value(best.clone()).unwrap();
+		let page = RegistryApiClient::<Hash>::providers(&client, Some(query.clone()), Some(hash)).await.unwrap();
+		let raw = node.rpc.call("registry_providers", json!([query, best])).unwrap();
 		assert_eq!(serde_json::to_value(&page).unwrap(), raw);
 		assert!(page.providers.iter().any(|p| p.account == ss58(Charlie) && p.services == ServicesJson::Vpn));
 		let charlie = RegistryApiClient::<Hash>::provider(&client, ss58(Charlie), None).await.unwrap().unwrap();
 		assert_eq!(charlie.country, "DE");
-		let stats = RegistryApiClient::<Hash>::stats(&client, None).await.unwrap();
-		assert_eq!(serde_json::to_value(&stats).unwrap(), node.rpc.call("registry_stats", json!([])).unwrap());
+		let stats = RegistryApiClient::<Hash>::stats(&client, Some(hash)).await.unwrap();
+		assert_eq!(serde_json::to_value(&stats).unwrap(), node.rpc.call("registry_stats", json!([best])).unwrap());
 		match RegistryApiClient::<Hash>::provider(&client, "not-an-account".into(), None).await {
 			Err(jsonrpsee::core::ClientError::Call(e)) => assert_eq!(e.code(), -32602, "{e}"),
 			other => panic!("expected invalid params, got {other:?}"),

@@ -6,6 +6,8 @@ extern crate alloc;
 pub use pallet::*;
 
 mod impls;
+#[cfg(feature = "std")]
+pub mod index;
 pub mod query;
 pub mod types;
 pub mod weights;

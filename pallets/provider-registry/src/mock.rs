@@ -89,6 +89,12 @@ pub fn new_test_ext() -> TestExternalities {
 	TestExternalities(ext)
 }
 
+/// Externalities as [`new_test_ext`]'s, without the `try_state` check at the end: for tests
+/// that write records straight into storage (the index's property test).
+pub fn new_unchecked_ext() -> sp_io::TestExternalities {
+	new_test_ext().0
+}
+
 /// Runs `try_state` after every test body.
 pub struct TestExternalities(sp_io::TestExternalities);
 

@@ -178,7 +178,8 @@ impl<T: Config> Pallet<T> {
 			&& filter.min_stake.is_none_or(|m| record.stake >= m)
 	}
 
-	fn info(account: T::AccountId, record: ProviderRecordOf<T>) -> ProviderInfoOf<T> {
+	/// A record as the query surface shows it.
+	pub fn provider_info(account: T::AccountId, record: ProviderRecordOf<T>) -> ProviderInfoOf<T> {
 		let active = record.is_active(T::MinStake::get());
 		let unbonding = record.total_held().saturating_sub(record.stake);
 		ProviderInfo {
@@ -233,20 +234,42 @@ impl<T: Config> Pallet<T> {
 			.into_iter()
 			.skip(offset as usize)
 			.take(limit.min(MAX_PAGE_LIMIT) as usize)
-			.filter_map(|(_, who)| Providers::<T>::get(&who).map(|r| Self::info(who, r)))
+			.filter_map(|(_, who)| Providers::<T>::get(&who).map(|r| Self::provider_info(who, r)))
 			.collect();
 		ProviderPage { total, providers }
 	}
 
 	/// [`ProviderRegistryApi::provider`].
 	pub fn query_provider(account: T::AccountId) -> Option<ProviderInfoOf<T>> {
-		Providers::<T>::get(&account).map(|r| Self::info(account, r))
+		Providers::<T>::get(&account).map(|r| Self::provider_info(account, r))
 	}
 
 	/// [`ProviderRegistryApi::stats`].
 	pub fn query_stats() -> RegistryStats<BalanceOf<T>> {
 		let min_stake = T::MinStake::get();
-		let mut stats = RegistryStats {
+		let mut stats = RegistryStats::empty(min_stake);
+		for (_, r) in Providers::<T>::iter() {
+			let unbonding = r.total_held().saturating_sub(r.stake);
+			stats.add(r.services, r.location.country, r.is_active(min_stake), r.stake, unbonding);
+		}
+		stats
+	}
+}
+
+impl ProviderCounts {
+	/// Counts one more provider.
+	pub fn count(&mut self, active: bool) {
+		self.registered.saturating_inc();
+		if active {
+			self.active.saturating_inc();
+		}
+	}
+}
+
+impl<Balance: Zero + Saturating + Copy> RegistryStats<Balance> {
+	/// The statistics of no providers.
+	pub fn empty(min_stake: Balance) -> Self {
+		RegistryStats {
 			providers: ProviderCounts::default(),
 			vpn: ProviderCounts::default(),
 			cdn: ProviderCounts::default(),
@@ -254,33 +277,27 @@ impl<T: Config> Pallet<T> {
 			total_stake: Zero::zero(),
 			total_unbonding: Zero::zero(),
 			min_stake,
-		};
-		let count = |c: &mut ProviderCounts, active: bool| {
-			c.registered.saturating_inc();
-			if active {
-				c.active.saturating_inc();
-			}
-		};
-		for (_, r) in Providers::<T>::iter() {
-			let active = r.is_active(min_stake);
-			count(&mut stats.providers, active);
-			if r.services.offers(ServiceKind::Vpn) {
-				count(&mut stats.vpn, active);
-			}
-			if r.services.offers(ServiceKind::Cdn) {
-				count(&mut stats.cdn, active);
-			}
-			let i = match stats.countries.binary_search_by(|(c, _)| c.cmp(&r.location.country)) {
-				Ok(i) => i,
-				Err(i) => {
-					stats.countries.insert(i, (r.location.country, ProviderCounts::default()));
-					i
-				},
-			};
-			count(&mut stats.countries[i].1, active);
-			stats.total_stake.saturating_accrue(r.stake);
-			stats.total_unbonding.saturating_accrue(r.total_held().saturating_sub(r.stake));
 		}
-		stats
+	}
+
+	/// Counts one provider in.
+	pub fn add(&mut self, services: Services, country: [u8; 2], active: bool, stake: Balance, unbonding: Balance) {
+		self.providers.count(active);
+		if services.offers(ServiceKind::Vpn) {
+			self.vpn.count(active);
+		}
+		if services.offers(ServiceKind::Cdn) {
+			self.cdn.count(active);
+		}
+		let i = match self.countries.binary_search_by(|(c, _)| c.cmp(&country)) {
+			Ok(i) => i,
+			Err(i) => {
+				self.countries.insert(i, (country, ProviderCounts::default()));
+				i
+			},
+		};
+		self.countries[i].1.count(active);
+		self.total_stake = self.total_stake.saturating_add(stake);
+		self.total_unbonding = self.total_unbonding.saturating_add(unbonding);
 	}
 }

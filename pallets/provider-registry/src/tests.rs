@@ -626,3 +626,128 @@ fn stats_count_services_countries_and_stake() {
 		assert_eq!(s.total_unbonding, 600 + 4_000);
 	});
 }
+
+mod index {
+	use proptest::prelude::*;
+
+	use super::*;
+	use crate::index::{ProviderChange, ProviderIndex};
+
+	/// One provider's record: what the listing filters and orders look at, drawn small so
+	/// ties (equal stakes, prices, blocks) are common.
+	fn arbitrary_record() -> impl Strategy<Value = ProviderRecordOf<Test>> {
+		(0u8..3, 0u8..3, any::<bool>(), (0u128..4, 0u128..4), 0u128..4, 0u128..3, any::<bool>(), 0u64..4, any::<u8>())
+			.prop_map(|(services, country, residential, (per_gib, per_hour), stake, unbonding, gone, at, key_byte)| {
+				let mut unbonding_chunks = Vec::new();
+				if unbonding > 0 {
+					unbonding_chunks.push(UnbondingChunk { amount: unbonding * 100, unlock_at: 9 });
+				}
+				ProviderRecord {
+					services: [Services::Vpn, Services::Cdn, Services::Both][usize::from(services)],
+					endpoints: endpoints(&["vpn.example.net:51820"]),
+					location: Location {
+						country: [b"DE", b"BR", b"JP"][usize::from(country)].to_owned(),
+						region: Default::default(),
+						hosting: if residential { Hosting::Residential } else { Hosting::Datacenter },
+					},
+					prices: Prices { per_gib, per_hour },
+					service_key: key(key_byte),
+					stake: stake * MIN_STAKE / 2,
+					unbonding: unbonding_chunks.try_into().unwrap(),
+					status: if gone { ProviderStatus::Deregistered } else { ProviderStatus::Registered },
+					registered_at: at,
+				}
+			})
+	}
+
+	fn arbitrary_filter() -> impl Strategy<Value = ProviderFilter<Balance>> {
+		(
+			proptest::option::of(prop_oneof![Just(ServiceKind::Vpn), Just(ServiceKind::Cdn)]),
+			proptest::option::of(prop_oneof![Just(*b"DE"), Just(*b"BR"), Just(*b"US")]),
+			proptest::option::of(prop_oneof![Just(Hosting::Datacenter), Just(Hosting::Residential)]),
+			proptest::option::of(0u128..4),
+			proptest::option::of(0u128..4),
+			proptest::option::of(0u128..2000),
+			any::<bool>(),
+		)
+			.prop_map(
+				|(service, country, hosting, max_price_per_gib, max_price_per_hour, min_stake, active_only)| {
+					ProviderFilter {
+						service,
+						country,
+						hosting,
+						max_price_per_gib,
+						max_price_per_hour,
+						min_stake,
+						active_only,
+					}
+				},
+			)
+	}
+
+	fn arbitrary_order() -> impl Strategy<Value = ProviderOrder> {
+		prop_oneof![
+			Just(ProviderOrder::StakeDescending),
+			Just(ProviderOrder::PricePerGibAscending),
+			Just(ProviderOrder::PricePerHourAscending),
+			Just(ProviderOrder::RegisteredAtAscending),
+		]
+	}
+
+	proptest! {
+		#![proptest_config(ProptestConfig::with_cases(64))]
+
+		/// Random registry changes (records set and removed in any order) applied to the state
+		/// and, as the node does, to the index: every listing, lookup and the statistics agree.
+		#[test]
+		fn the_index_answers_as_the_runtime_does(
+			changes in proptest::collection::vec((0u64..12, proptest::option::of(arbitrary_record())), 1..40),
+			queries in proptest::collection::vec((arbitrary_filter(), arbitrary_order(), 0u32..14, 0u32..120), 1..12),
+		) {
+			new_unchecked_ext().execute_with(|| {
+				let mut index = ProviderIndex::new(MIN_STAKE);
+				for (who, record) in changes {
+					match record {
+						Some(r) => Providers::<Test>::insert(who, r),
+						None => Providers::<Test>::remove(who),
+					}
+					let change = index.apply(who, Registry::query_provider(who));
+					if let Some(ProviderChange::Added(p) | ProviderChange::Changed(p)) = &change {
+						let runtime = Registry::query_provider(who);
+						prop_assert_eq!(Some(p), runtime.as_ref());
+					}
+				}
+				for who in 0..12 {
+					prop_assert_eq!(index.provider(&who).cloned(), Registry::query_provider(who));
+				}
+				prop_assert_eq!(index.stats(), Registry::query_stats());
+				for (filter, order, offset, limit) in queries {
+					prop_assert_eq!(
+						index.providers(&filter, order, offset, limit),
+						Registry::query_providers(filter.clone(), order, offset, limit),
+						"{:?} {:?} {} {}", filter, order, offset, limit
+					);
+				}
+				Ok(())
+			})?;
+		}
+	}
+
+	#[test]
+	fn the_index_reports_additions_changes_and_removals_once() {
+		new_unchecked_ext().execute_with(|| {
+			let mut index = ProviderIndex::new(MIN_STAKE);
+			assert_ok!(register(1, 1, MIN_STAKE));
+			let added = index.apply(1, Registry::query_provider(1));
+			assert!(matches!(added, Some(ProviderChange::Added(p)) if p.account == 1));
+			assert_eq!(index.apply(1, Registry::query_provider(1)), None, "nothing changed");
+			assert_ok!(Registry::bond_extra(RuntimeOrigin::signed(1), 5));
+			let changed = index.apply(1, Registry::query_provider(1));
+			assert!(matches!(changed, Some(ProviderChange::Changed(p)) if p.stake == MIN_STAKE + 5));
+			Providers::<Test>::remove(1);
+			assert_eq!(index.apply(1, None), Some(ProviderChange::Removed(1)));
+			assert_eq!(index.apply(1, None), None);
+			assert!(index.is_empty());
+		});
+	}
+}
