@@ -41,7 +41,7 @@ impl Rpc {
 	pub fn post_raw(&self, body: &[u8]) -> Result<(u16, Value), RpcError> {
 		let mut stream =
 			TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| RpcError::Transport(e.to_string()))?;
-		stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| RpcError::Transport(e.to_string()))?;
+		stream.set_read_timeout(Some(Duration::from_secs(120))).map_err(|e| RpcError::Transport(e.to_string()))?;
 		let head = format!(
 			"POST / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\n\
 			 Content-Length: {}\r\nConnection: close\r\n\r\n",

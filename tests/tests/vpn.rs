@@ -964,6 +964,27 @@ fn first_flight(pcap: &[u8], from: [u8; 4]) -> Option<Vec<u8>> {
 	None
 }
 
+/// The first UDP payload from `from` to port `port` in a pcap file (Ethernet, IPv4) whose first
+/// byte is a QUIC long header's: a client's QUIC Initial.
+fn first_quic_initial(pcap: &[u8], from: [u8; 4], port: u16) -> Option<Vec<u8>> {
+	let mut at = 24;
+	while at + 16 <= pcap.len() {
+		let captured = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().ok()?) as usize;
+		let frame = pcap.get(at + 16..at + 16 + captured)?;
+		at += 16 + captured;
+		let ip = frame.get(14..)?;
+		if ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 17 || ip[12..16] != from {
+			continue;
+		}
+		let udp = &ip[usize::from(ip[0] & 0x0f) * 4..];
+		let payload = udp.get(8..)?;
+		if udp.get(2..4)? == port.to_be_bytes() && payload.first().is_some_and(|b| b & 0xc0 == 0xc0) {
+			return Some(payload.to_vec());
+		}
+	}
+	None
+}
+
 /// Sends `bytes` to `addr` over TCP from inside `ns` and returns what comes back before the
 /// server closes or is silent for 3 s.
 fn probe_tcp(ns: &Netns, addr: &'static str, bytes: Vec<u8>) -> Vec<u8> {
@@ -1165,6 +1186,19 @@ fn behind_a_censor_the_web_transports_carry_paid_tunnels_and_probes_see_only_a_w
 		assert!(answer.is_empty() || answer[0] == 0x15, "a TLS alert or nothing: {answer:02x?}");
 		assert!(!String::from_utf8_lossy(&answer).contains("interlattice"));
 	}
+	// A replay of the HTTP/3 client's first flight (its QUIC Initial) gets what any QUIC server
+	// sends to a new Initial: its own long-header handshake packets, nothing of ours.
+	let initial = first_quic_initial(&std::fs::read(&pcap).unwrap(), [10, 99, 3, 2], 7310)
+		.expect("a QUIC Initial in the capture");
+	let answer = censor.enter(move || {
+		let socket = std::net::UdpSocket::bind("10.99.1.2:0").unwrap();
+		socket.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+		socket.send_to(&initial, "10.99.1.1:7310").unwrap();
+		let mut buf = [0u8; 2048];
+		socket.recv_from(&mut buf).map(|(n, _)| buf[..n].to_vec()).unwrap_or_default()
+	});
+	assert!(answer.first().is_some_and(|b| b & 0xc0 == 0xc0), "a QUIC handshake answer: {answer:02x?}");
+	assert!(!String::from_utf8_lossy(&answer).contains("interlattice"));
 	// Random bytes on the UDP port (WireGuard's and HTTP/3's): no answer, as from a QUIC server (too
 	// short for an Initial packet, no connection of its) and from WireGuard (no valid message).
 	let udp_silent = censor.enter(|| {

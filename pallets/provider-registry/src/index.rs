@@ -4,16 +4,14 @@
 //! block's storage changes; the runtime API stays the reference it is tested against
 //! (`tests::the_index_answers_as_the_runtime_does`).
 //!
-//! Each order keeps its sort keys in a `BTreeSet`, so a listing walks the matches in order and
-//! reads only the page's records; counting the matches of a filter visits every provider once
-//! (as the runtime does), in memory.
+//! Each order keeps its sort keys in a `BTreeMap`, each with the few fields a filter looks at,
+//! so a listing walks them in order, reads only the page's records, and counts the matches of a
+//! filter without visiting any record (it scans every provider's key, as the runtime visits
+//! every record, but in memory and compactly).
 //!
 //! [`ProviderRegistryApi`]: crate::ProviderRegistryApi
 
-use std::{
-	cmp::Reverse,
-	collections::{BTreeMap, BTreeSet},
-};
+use std::{cmp::Reverse, collections::BTreeMap};
 
 use codec::Decode;
 use frame_support::storage::StoragePrefixedMap;
@@ -38,16 +36,47 @@ fn order_key<A, Balance: Copy + From<u32>, B: Copy + TryInto<u32>>(
 	}
 }
 
+/// What a filter looks at, kept beside each sort key: a listing scans these without visiting
+/// the records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Listed<Balance> {
+	services: crate::Services,
+	country: [u8; 2],
+	hosting: crate::Hosting,
+	per_gib: Balance,
+	per_hour: Balance,
+	stake: Balance,
+	active: bool,
+}
+
+impl<Balance: Copy> Listed<Balance> {
+	fn of<A, B>(p: &ProviderInfo<A, Balance, B>) -> Self {
+		Listed {
+			services: p.services,
+			country: p.country,
+			hosting: p.hosting,
+			per_gib: p.prices.per_gib,
+			per_hour: p.prices.per_hour,
+			stake: p.stake,
+			active: p.active,
+		}
+	}
+}
+
 impl<Balance: Ord + Copy> ProviderFilter<Balance> {
 	/// Whether `p` matches (the rule [`crate::Pallet::query_providers`] applies to records).
 	pub fn matches<A, B>(&self, p: &ProviderInfo<A, Balance, B>) -> bool {
+		self.matches_listed(&Listed::of(p))
+	}
+
+	fn matches_listed(&self, p: &Listed<Balance>) -> bool {
 		let at_most = |limit: &Option<Balance>, value: Balance| limit.is_none_or(|l| value <= l);
 		(!self.active_only || p.active)
 			&& self.service.is_none_or(|s| p.services.offers(s))
 			&& self.country.is_none_or(|c| p.country == c)
 			&& self.hosting.is_none_or(|h| p.hosting == h)
-			&& at_most(&self.max_price_per_gib, p.prices.per_gib)
-			&& at_most(&self.max_price_per_hour, p.prices.per_hour)
+			&& at_most(&self.max_price_per_gib, p.per_gib)
+			&& at_most(&self.max_price_per_hour, p.per_hour)
 			&& self.min_stake.is_none_or(|m| p.stake >= m)
 	}
 }
@@ -67,10 +96,10 @@ pub enum ProviderChange<AccountId, Balance, BlockNumber> {
 #[derive(Clone, Debug)]
 pub struct ProviderIndex<AccountId, Balance, BlockNumber> {
 	providers: BTreeMap<AccountId, ProviderInfo<AccountId, Balance, BlockNumber>>,
-	by_stake: BTreeSet<(Reverse<Balance>, AccountId)>,
-	by_price_per_gib: BTreeSet<(Balance, AccountId)>,
-	by_price_per_hour: BTreeSet<(Balance, AccountId)>,
-	by_registration: BTreeSet<(Balance, AccountId)>,
+	by_stake: BTreeMap<(Reverse<Balance>, AccountId), Listed<Balance>>,
+	by_price_per_gib: BTreeMap<(Balance, AccountId), Listed<Balance>>,
+	by_price_per_hour: BTreeMap<(Balance, AccountId), Listed<Balance>>,
+	by_registration: BTreeMap<(Balance, AccountId), Listed<Balance>>,
 	min_stake: Balance,
 }
 
@@ -85,10 +114,10 @@ where
 	pub fn new(min_stake: Balance) -> Self {
 		ProviderIndex {
 			providers: BTreeMap::new(),
-			by_stake: BTreeSet::new(),
-			by_price_per_gib: BTreeSet::new(),
-			by_price_per_hour: BTreeSet::new(),
-			by_registration: BTreeSet::new(),
+			by_stake: BTreeMap::new(),
+			by_price_per_gib: BTreeMap::new(),
+			by_price_per_hour: BTreeMap::new(),
+			by_registration: BTreeMap::new(),
 			min_stake,
 		}
 	}
@@ -117,11 +146,11 @@ where
 	}
 
 	fn link(&mut self, p: &ProviderInfo<AccountId, Balance, BlockNumber>) {
-		let who = p.account.clone();
-		self.by_stake.insert((Reverse(p.stake), who.clone()));
-		self.by_price_per_gib.insert((p.prices.per_gib, who.clone()));
-		self.by_price_per_hour.insert((p.prices.per_hour, who.clone()));
-		self.by_registration.insert((order_key(ProviderOrder::RegisteredAtAscending, p), who));
+		let (who, listed) = (p.account.clone(), Listed::of(p));
+		self.by_stake.insert((Reverse(p.stake), who.clone()), listed);
+		self.by_price_per_gib.insert((p.prices.per_gib, who.clone()), listed);
+		self.by_price_per_hour.insert((p.prices.per_hour, who.clone()), listed);
+		self.by_registration.insert((order_key(ProviderOrder::RegisteredAtAscending, p), who), listed);
 	}
 
 	/// Sets `account`'s record (`None`: removed); returns what changed, if anything did.
@@ -168,18 +197,18 @@ where
 	where
 		ProviderInfo<AccountId, Balance, BlockNumber>: Clone,
 	{
-		let accounts: Box<dyn Iterator<Item = &AccountId> + '_> = match order {
-			ProviderOrder::StakeDescending => Box::new(self.by_stake.iter().map(|(_, a)| a)),
-			ProviderOrder::PricePerGibAscending => Box::new(self.by_price_per_gib.iter().map(|(_, a)| a)),
-			ProviderOrder::PricePerHourAscending => Box::new(self.by_price_per_hour.iter().map(|(_, a)| a)),
-			ProviderOrder::RegisteredAtAscending => Box::new(self.by_registration.iter().map(|(_, a)| a)),
+		let listed: Box<dyn Iterator<Item = (&AccountId, &Listed<Balance>)> + '_> = match order {
+			ProviderOrder::StakeDescending => Box::new(self.by_stake.iter().map(|((_, a), l)| (a, l))),
+			ProviderOrder::PricePerGibAscending => Box::new(self.by_price_per_gib.iter().map(|((_, a), l)| (a, l))),
+			ProviderOrder::PricePerHourAscending => Box::new(self.by_price_per_hour.iter().map(|((_, a), l)| (a, l))),
+			ProviderOrder::RegisteredAtAscending => Box::new(self.by_registration.iter().map(|((_, a), l)| (a, l))),
 		};
 		let (skip, take) = (offset as usize, limit.min(MAX_PAGE_LIMIT) as usize);
 		let mut total = 0usize;
 		let mut page = Vec::with_capacity(take.min(self.providers.len()));
-		for p in accounts.filter_map(|a| self.providers.get(a)).filter(|p| filter.matches(p)) {
+		for (account, _) in listed.filter(|(_, l)| filter.matches_listed(l)) {
 			if total >= skip && page.len() < take {
-				page.push(p.clone());
+				page.extend(self.providers.get(account).cloned());
 			}
 			total += 1;
 		}
