@@ -943,46 +943,41 @@ fn censored(ns: &Netns, rule: &str) -> u64 {
 		.unwrap_or_else(|| panic!("no rule {rule} in {text}"))
 }
 
-/// The payload of the first TCP segment from `from` in a pcap file (Ethernet, IPv4): a
-/// client's first flight.
-fn first_flight(pcap: &[u8], from: [u8; 4]) -> Option<Vec<u8>> {
+/// The transport-layer bytes of every IPv4 packet of `protocol` (6 TCP, 17 UDP) from `from` in
+/// a pcap file (Ethernet), in capture order.
+fn ipv4_payloads(pcap: &[u8], from: [u8; 4], protocol: u8) -> Vec<&[u8]> {
+	let mut packets = Vec::new();
 	let mut at = 24;
 	while at + 16 <= pcap.len() {
-		let captured = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().ok()?) as usize;
-		let frame = pcap.get(at + 16..at + 16 + captured)?;
+		let captured = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().unwrap()) as usize;
+		let Some(frame) = pcap.get(at + 16..at + 16 + captured) else { break };
 		at += 16 + captured;
-		let ip = frame.get(14..)?;
-		if ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 6 || ip[12..16] != from {
-			continue;
-		}
-		let tcp = &ip[usize::from(ip[0] & 0x0f) * 4..];
-		let payload = tcp.get(usize::from(tcp[12] >> 4) * 4..)?;
-		if !payload.is_empty() {
-			return Some(payload.to_vec());
+		let Some(ip) = frame.get(14..) else { continue };
+		if ip.len() >= 20 && ip[0] >> 4 == 4 && ip[9] == protocol && ip[12..16] == from {
+			packets.push(&ip[usize::from(ip[0] & 0x0f) * 4..]);
 		}
 	}
-	None
+	packets
 }
 
-/// The first UDP payload from `from` to port `port` in a pcap file (Ethernet, IPv4) whose first
-/// byte is a QUIC long header's: a client's QUIC Initial.
+/// The payload of the first TCP segment from `from` that carries data: a client's first flight.
+fn first_flight(pcap: &[u8], from: [u8; 4]) -> Option<Vec<u8>> {
+	ipv4_payloads(pcap, from, 6)
+		.into_iter()
+		.filter_map(|tcp| tcp.get(usize::from(*tcp.get(12)? >> 4) * 4..))
+		.find(|payload| !payload.is_empty())
+		.map(<[u8]>::to_vec)
+}
+
+/// The first UDP payload from `from` to port `port` whose first byte is a QUIC long header's: a
+/// client's QUIC Initial.
 fn first_quic_initial(pcap: &[u8], from: [u8; 4], port: u16) -> Option<Vec<u8>> {
-	let mut at = 24;
-	while at + 16 <= pcap.len() {
-		let captured = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().ok()?) as usize;
-		let frame = pcap.get(at + 16..at + 16 + captured)?;
-		at += 16 + captured;
-		let ip = frame.get(14..)?;
-		if ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 17 || ip[12..16] != from {
-			continue;
-		}
-		let udp = &ip[usize::from(ip[0] & 0x0f) * 4..];
-		let payload = udp.get(8..)?;
-		if udp.get(2..4)? == port.to_be_bytes() && payload.first().is_some_and(|b| b & 0xc0 == 0xc0) {
-			return Some(payload.to_vec());
-		}
-	}
-	None
+	ipv4_payloads(pcap, from, 17)
+		.into_iter()
+		.filter(|udp| udp.get(2..4) == Some(&port.to_be_bytes()[..]))
+		.filter_map(|udp| udp.get(8..))
+		.find(|payload| payload.first().is_some_and(|b| b & 0xc0 == 0xc0))
+		.map(<[u8]>::to_vec)
 }
 
 /// Sends `bytes` to `addr` over TCP from inside `ns` and returns what comes back before the
