@@ -297,7 +297,7 @@ pub struct ProviderJson {
 	/// Prices.
 	pub prices: PricesJson,
 	/// ML-DSA-65 service public key, `0x` + hex (1952 bytes).
-	pub service_key: interlattice_pq_crypto::MlDsaPublicKey,
+	pub service_key: HexJson,
 	/// Bonded stake.
 	pub stake: Amount,
 	/// Stake held but unbonding.
@@ -332,7 +332,7 @@ impl ProviderJson {
 			region: text(p.region),
 			hosting: p.hosting.into(),
 			prices: PricesJson { per_gib: Amount(p.prices.per_gib), per_hour: Amount(p.prices.per_hour) },
-			service_key: p.service_key,
+			service_key: HexJson::new(&p.service_key.0),
 			stake: Amount(p.stake),
 			unbonding: Amount(p.unbonding),
 			status: match p.status {
@@ -345,6 +345,46 @@ impl ProviderJson {
 	}
 }
 
+/// Bytes as a JSON string, `0x` + hex, held already serialised: the node's serialisation of
+/// an answer (generic code, compiled in the node crate, unoptimised in dev builds) copies it
+/// as it is instead of checking each of its characters for escapes, which cost ~0.2 ms per
+/// 1,952-byte key (most of a listing's time at 100,000 providers, docs/benchmarks.md).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct HexJson(Box<serde_json::value::RawValue>);
+
+impl HexJson {
+	/// `bytes` as `"0x…"`.
+	pub fn new(bytes: &[u8]) -> Self {
+		const DIGITS: &[u8; 16] = b"0123456789abcdef";
+		let mut hex = vec![0u8; 2 + 2 * bytes.len()];
+		hex[..2].copy_from_slice(b"0x");
+		for (pair, b) in hex[2..].chunks_exact_mut(2).zip(bytes) {
+			pair[0] = DIGITS[usize::from(b >> 4)];
+			pair[1] = DIGITS[usize::from(b & 0xf)];
+		}
+		// Only ASCII was written.
+		let hex = String::from_utf8(hex).unwrap_or_default();
+		// `to_raw_value`, not `RawValue::from_string`: that one parses the JSON again, in
+		// `serde_json`'s own (unoptimised in dev builds) code. Serialising a string does not
+		// fail (were it to, `null`).
+		HexJson(serde_json::value::to_raw_value(&hex).unwrap_or_default())
+	}
+
+	/// The hex, `0x` included, without the quotes.
+	pub fn as_str(&self) -> &str {
+		self.0.get().trim_matches('"')
+	}
+}
+
+impl PartialEq for HexJson {
+	fn eq(&self, other: &Self) -> bool {
+		self.0.get() == other.0.get()
+	}
+}
+
+impl Eq for HexJson {}
+
 /// Answer of `registry_providers`.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -354,10 +394,24 @@ pub struct ProviderPageJson {
 	/// Matches skipped.
 	pub offset: u32,
 	/// This page.
+	#[serde(serialize_with = "serialize_providers")]
 	pub providers: Vec<ProviderJson>,
 	/// The block it answers at, and whether the node's index or the runtime API answered.
 	#[serde(default, skip_serializing_if = "Option::is_none")]
 	pub at: Option<AnsweredAtJson>,
+}
+
+/// A page's providers, serialised by [`render_providers`] and written out as they are.
+fn serialize_providers<S: serde::Serializer>(providers: &[ProviderJson], s: S) -> Result<S::Ok, S::Error> {
+	render_providers(providers).map_err(serde::ser::Error::custom)?.serialize(s)
+}
+
+/// A page's providers as JSON, made here: not generic, so compiled (optimised) in this crate.
+/// Serialised by the node's RPC server directly, a page of 100 (~420 KB) went through generic
+/// code compiled in the node crate, unoptimised in dev builds (docs/benchmarks.md).
+#[inline(never)]
+fn render_providers(providers: &[ProviderJson]) -> serde_json::Result<Box<serde_json::value::RawValue>> {
+	serde_json::value::to_raw_value(providers)
 }
 
 /// Where a registry answer comes from.

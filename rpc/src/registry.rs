@@ -67,6 +67,36 @@ impl<C, Block: BlockT> Registry<C, Block> {
 	}
 }
 
+/// How long a query without `at` waits for the index to reach a new best block (it gets there
+/// within milliseconds of the import) rather than going to the runtime API, which takes seconds
+/// with many providers.
+const INDEX_WAIT: std::time::Duration = std::time::Duration::from_millis(1_000);
+
+impl<C, Block> Registry<C, Block>
+where
+	Block: BlockT,
+	C: HeaderBackend<Block>,
+{
+	/// `read` on the index at the block asked about (`at_hash`, or the best block), if the
+	/// index is there; for the best block, after waiting up to [`INDEX_WAIT`] for it to get
+	/// there. Otherwise the block the runtime API is to answer at.
+	async fn indexed_answer<R>(
+		&self,
+		at_hash: Option<Block::Hash>,
+		read: impl Fn(&crate::index::Index, Block::Hash, u32) -> R,
+	) -> Result<R, Block::Hash> {
+		let block = at(&*self.client, at_hash);
+		let Some(index) = &self.index else { return Err(block) };
+		if let Some(answer) = index.read(block, |index, number| read(index, block, number)) {
+			return Ok(answer);
+		}
+		if at_hash.is_some() || !index.wait_until_at(block, INDEX_WAIT).await {
+			return Err(block);
+		}
+		index.read(block, |index, number| read(index, block, number)).ok_or(block)
+	}
+}
+
 fn answered_at<Hash: AsRef<[u8]>>(hash: &Hash, number: u32, source: &str) -> AnsweredAtJson {
 	AnsweredAtJson { hash: format!("0x{}", hex::encode(hash.as_ref())), number, source: source.into() }
 }
@@ -109,21 +139,21 @@ where
 	) -> RpcResult<ProviderPageJson> {
 		let query = query.unwrap_or_default().check().map_err(invalid_params)?;
 		let (client, prefix) = (self.client.clone(), self.ss58_prefix);
-		let block = at(&*client, at_hash);
-		let indexed = self.index.as_ref().and_then(|index| {
-			index.read(block, |index, number| {
-				let page = index.providers(&query.filter, query.order, query.offset, query.limit);
+		let block = match self
+			.indexed_answer(at_hash, |index, block, number| {
+				let (total, providers) = crate::index::providers_json(index, &query, prefix);
 				ProviderPageJson {
-					total: page.total,
+					total,
 					offset: query.offset,
-					providers: page.providers.into_iter().map(|p| ProviderJson::new(p, prefix)).collect(),
+					providers,
 					at: Some(answered_at(&block, number, "index")),
 				}
 			})
-		});
-		if let Some(page) = indexed {
-			return Ok(page);
-		}
+			.await
+		{
+			Ok(page) => return Ok(page),
+			Err(block) => block,
+		};
 		self.queries
 			.run(move || {
 				let page = client
@@ -144,13 +174,13 @@ where
 		let account: crate::json::Account =
 			account.parse().map_err(|e: String| invalid_params(format!("account: {e}")))?;
 		let (client, prefix) = (self.client.clone(), self.ss58_prefix);
-		let block = at(&*client, at_hash);
-		let indexed = self.index.as_ref().and_then(|index| {
-			index.read(block, |index, _| index.provider(&account.0).map(|p| ProviderJson::new(p.clone(), prefix)))
-		});
-		if let Some(answer) = indexed {
-			return Ok(answer);
-		}
+		let block = match self
+			.indexed_answer(at_hash, |index, _, _| crate::index::provider_json(index, &account.0, prefix))
+			.await
+		{
+			Ok(answer) => return Ok(answer),
+			Err(block) => block,
+		};
 		self.queries
 			.run(move || {
 				let info = client.runtime_api().provider(block, account.0).map_err(runtime_error)?;
@@ -161,16 +191,16 @@ where
 
 	async fn stats(&self, at_hash: Option<Block::Hash>) -> RpcResult<RegistryStatsJson> {
 		let client = self.client.clone();
-		let block = at(&*client, at_hash);
-		let indexed = self.index.as_ref().and_then(|index| {
-			index.read(block, |index, number| RegistryStatsJson {
+		let block = match self
+			.indexed_answer(at_hash, |index, block, number| RegistryStatsJson {
 				at: Some(answered_at(&block, number, "index")),
-				..index.stats().into()
+				..crate::index::stats_json(index)
 			})
-		});
-		if let Some(stats) = indexed {
-			return Ok(stats);
-		}
+			.await
+		{
+			Ok(stats) => return Ok(stats),
+			Err(block) => block,
+		};
 		self.queries
 			.run(move || {
 				let stats = client.runtime_api().stats(block).map_err(runtime_error)?;

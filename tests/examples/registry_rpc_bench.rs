@@ -15,6 +15,9 @@
 //! source scripts/env.sh && cargo test --workspace --no-run -q   # builds node + this example
 //! cargo run -q -p interlattice-tests --example registry_rpc_bench -- --providers 100000 --runs 200 --runtime-runs 3
 //! ```
+//!
+//! `--runtime-runs 0` times the index only; `--serve` starts the node and keeps it up (its
+//! port printed) for profiling by hand.
 
 use std::time::{Duration, Instant};
 
@@ -29,9 +32,9 @@ fn time(node: &Node, method: &str, params: Value, runs: usize) -> (Vec<f64>, Val
 	// One warm-up call (the first runtime call after start compiles nothing, but fills caches).
 	node.rpc.call(method, params.clone()).expect("call succeeds");
 	for _ in 0..runs {
-		let t = Instant::now();
-		last = node.rpc.call(method, params.clone()).expect("call succeeds");
-		samples.push(t.elapsed().as_secs_f64() * 1e3);
+		let (took, answer) = node.rpc.call_timed(method, params.clone()).expect("call succeeds");
+		samples.push(took.as_secs_f64() * 1e3);
+		last = answer;
 	}
 	samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
 	(samples, last)
@@ -90,6 +93,13 @@ fn main() {
 			(page["at"]["source"] == "index").then_some(started.elapsed())
 		})
 		.unwrap();
+	if std::env::args().any(|a| a == "--serve") {
+		// For profiling by hand: keep the node up until this process is stopped.
+		eprintln!("[bench] serving JSON-RPC on 127.0.0.1:{} until stopped", node.rpc.port);
+		loop {
+			std::thread::sleep(Duration::from_secs(3600));
+		}
+	}
 	let built = node.log_tail(100_000).lines().find(|l| l.contains("registry index built")).map(str::to_string);
 	eprintln!("[bench] node up with block 1 after {up:.1?}, index answering after {indexed:.1?}");
 	eprintln!("[bench] {}", built.as_deref().unwrap_or("(no index build line in the log)"));
@@ -129,18 +139,21 @@ fn main() {
 	println!("|---|---:|---:|---:|---:|---:|---:|");
 	for (name, method, query) in cases {
 		let (index, last) = time(&node, method, params(&query, None), runs);
-		let (runtime, runtime_last) = time(&node, method, params(&query, Some(&genesis)), runtime_runs);
-		if method == "registry_providers" {
-			assert_eq!(last["total"], runtime_last["total"], "{name}: the index and the runtime agree");
-		}
+		// `--runtime-runs 0`: the index only (the runtime API takes seconds per call).
+		let runtime = (runtime_runs > 0).then(|| {
+			let (runtime, runtime_last) = time(&node, method, params(&query, Some(&genesis)), runtime_runs);
+			if method == "registry_providers" {
+				assert_eq!(last["total"], runtime_last["total"], "{name}: the index and the runtime agree");
+			}
+			format!("{:.1} | {:.1}", percentile(&runtime, 0.5), runtime[runtime.len() - 1])
+		});
 		let matches = last.get("total").and_then(Value::as_u64).map(|t| t.to_string()).unwrap_or("—".into());
 		println!(
-			"| {name} | {matches} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} |",
+			"| {name} | {matches} | {:.2} | {:.2} | {:.2} | {} |",
 			percentile(&index, 0.5),
 			percentile(&index, 0.99),
 			index[index.len() - 1],
-			percentile(&runtime, 0.5),
-			runtime[runtime.len() - 1]
+			runtime.as_deref().unwrap_or("— | —")
 		);
 	}
 	node.stop();

@@ -39,6 +39,11 @@ pub struct Rpc {
 impl Rpc {
 	/// POSTs `body` as is and returns the HTTP status and the parsed JSON body.
 	pub fn post_raw(&self, body: &[u8]) -> Result<(u16, Value), RpcError> {
+		parse_response(&self.exchange(body)?)
+	}
+
+	/// POSTs `body` on a new connection and returns every byte of the answer.
+	fn exchange(&self, body: &[u8]) -> Result<Vec<u8>, RpcError> {
 		let mut stream =
 			TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| RpcError::Transport(e.to_string()))?;
 		stream.set_read_timeout(Some(Duration::from_secs(120))).map_err(|e| RpcError::Transport(e.to_string()))?;
@@ -54,32 +59,26 @@ impl Rpc {
 			.map_err(|e| RpcError::Transport(e.to_string()))?;
 		let mut response = Vec::new();
 		stream.read_to_end(&mut response).map_err(|e| RpcError::Transport(e.to_string()))?;
-		let text = String::from_utf8_lossy(&response);
-		let (head, body) = text
-			.split_once("\r\n\r\n")
-			.ok_or_else(|| RpcError::Malformed(format!("no HTTP header end in {text:?}")))?;
-		let status = head
-			.split_whitespace()
-			.nth(1)
-			.and_then(|s| s.parse().ok())
-			.ok_or_else(|| RpcError::Malformed(format!("no status in {head:?}")))?;
-		let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-			dechunk(body)
-		} else {
-			body.to_string()
-		};
-		let value = serde_json::from_str(&body).map_err(|e| RpcError::Malformed(format!("{e}: {body:?}")))?;
-		Ok((status, value))
+		Ok(response)
+	}
+
+	/// Calls `method` with `params` and also returns how long the node took to answer: from
+	/// connecting until the answer's last byte arrived (the caller's parsing of the JSON, after
+	/// that, is not counted: a benchmark of the node's latency).
+	pub fn call_timed(&self, method: &str, params: Value) -> Result<(Duration, Value), RpcError> {
+		let request = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+		let started = std::time::Instant::now();
+		let response = self.exchange(request.as_bytes())?;
+		let elapsed = started.elapsed();
+		let (_, response) = parse_response(&response)?;
+		Ok((elapsed, result_of(response)?))
 	}
 
 	/// Calls `method` with `params`; a JSON-RPC error becomes [`RpcError::Server`].
 	pub fn call(&self, method: &str, params: Value) -> Result<Value, RpcError> {
 		let request = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
 		let (_, response) = self.post_raw(request.to_string().as_bytes())?;
-		if let Some(error) = response.get("error") {
-			return Err(RpcError::Server(error.clone()));
-		}
-		response.get("result").cloned().ok_or_else(|| RpcError::Malformed(format!("no result in {response}")))
+		result_of(response)
 	}
 
 	/// The best block's number, if the node answers.
@@ -99,6 +98,30 @@ impl Rpc {
 	pub fn block_hash(&self, number: u64) -> Option<String> {
 		self.call("chain_getBlockHash", json!([number])).ok()?.as_str().map(str::to_owned)
 	}
+}
+
+/// The status and JSON body of an HTTP answer.
+fn parse_response(response: &[u8]) -> Result<(u16, Value), RpcError> {
+	let text = String::from_utf8_lossy(response);
+	let (head, body) =
+		text.split_once("\r\n\r\n").ok_or_else(|| RpcError::Malformed(format!("no HTTP header end in {text:?}")))?;
+	let status = head
+		.split_whitespace()
+		.nth(1)
+		.and_then(|s| s.parse().ok())
+		.ok_or_else(|| RpcError::Malformed(format!("no status in {head:?}")))?;
+	let body =
+		if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+	let value = serde_json::from_str(&body).map_err(|e| RpcError::Malformed(format!("{e}: {body:?}")))?;
+	Ok((status, value))
+}
+
+/// A JSON-RPC answer's result; its error as [`RpcError::Server`].
+fn result_of(mut response: Value) -> Result<Value, RpcError> {
+	if let Some(error) = response.get("error") {
+		return Err(RpcError::Server(error.clone()));
+	}
+	response.get_mut("result").map(Value::take).ok_or_else(|| RpcError::Malformed(format!("no result in {response}")))
 }
 
 /// Parses a hex block number ("0x1a") as the RPC returns it.

@@ -222,6 +222,14 @@ fn providers_register_with_real_extrinsics_and_the_registry_rpc_lists_them() {
 		ss58(Charlie)
 	);
 	the_generated_rpc_client_reads_the_same(&node);
+
+	// A restarted node builds its index again from the state: the same registry, from the index.
+	let (_, before) = answered_by_index(&node, json!({"activeOnly": false, "order": "registeredAt"}));
+	let node = node.restart().expect("the node starts again");
+	let (_, after) = answered_by_index(&node, json!({"activeOnly": false, "order": "registeredAt"}));
+	assert_eq!((&after["total"], &after["providers"]), (&before["total"], &before["providers"]));
+	let stats = node.rpc.call("registry_stats", json!([])).unwrap();
+	assert_eq!(stats["providers"], json!({"registered": 4, "active": 2}), "{stats}");
 }
 
 /// `registry_providers(query)` once the node's index answers it (it has caught up with the best

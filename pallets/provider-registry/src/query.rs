@@ -264,6 +264,14 @@ impl ProviderCounts {
 			self.active.saturating_inc();
 		}
 	}
+
+	/// Counts one provider out (the inverse of [`Self::count`]).
+	pub fn uncount(&mut self, active: bool) {
+		self.registered.saturating_dec();
+		if active {
+			self.active.saturating_dec();
+		}
+	}
 }
 
 impl<Balance: Zero + Saturating + Copy> RegistryStats<Balance> {
@@ -299,5 +307,27 @@ impl<Balance: Zero + Saturating + Copy> RegistryStats<Balance> {
 		self.countries[i].1.count(active);
 		self.total_stake = self.total_stake.saturating_add(stake);
 		self.total_unbonding = self.total_unbonding.saturating_add(unbonding);
+	}
+
+	/// Counts out one provider counted in with the same arguments (the inverse of
+	/// [`Self::add`]; a country without providers left is dropped, as a count from scratch
+	/// would not list it). Exact while the sums fit a `Balance`: they are sums of held
+	/// balances, bounded by the total issuance.
+	pub fn remove(&mut self, services: Services, country: [u8; 2], active: bool, stake: Balance, unbonding: Balance) {
+		self.providers.uncount(active);
+		if services.offers(ServiceKind::Vpn) {
+			self.vpn.uncount(active);
+		}
+		if services.offers(ServiceKind::Cdn) {
+			self.cdn.uncount(active);
+		}
+		if let Ok(i) = self.countries.binary_search_by(|(c, _)| c.cmp(&country)) {
+			self.countries[i].1.uncount(active);
+			if self.countries[i].1.registered == 0 {
+				self.countries.remove(i);
+			}
+		}
+		self.total_stake = self.total_stake.saturating_sub(stake);
+		self.total_unbonding = self.total_unbonding.saturating_sub(unbonding);
 	}
 }

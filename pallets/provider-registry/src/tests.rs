@@ -706,7 +706,15 @@ mod index {
 		) {
 			new_unchecked_ext().execute_with(|| {
 				let mut index = ProviderIndex::new(MIN_STAKE);
+				// One listing between changes too: what a change leaves of the index's lists
+				// for listings (made at the first listing after a change) is current.
+				let (between_filter, between_order, between_offset, between_limit) = queries[0].clone();
 				for (who, record) in changes {
+					let listed = index.providers(&between_filter, between_order, between_offset, between_limit);
+					prop_assert_eq!(
+						listed,
+						Registry::query_providers(between_filter.clone(), between_order, between_offset, between_limit)
+					);
 					match record {
 						Some(r) => Providers::<Test>::insert(who, r),
 						None => Providers::<Test>::remove(who),
