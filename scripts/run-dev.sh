@@ -3,14 +3,14 @@
 # chain (state kept in ./data/dev, so a second run resumes it), the dCDN provider agent (Dave)
 # and, where the machine allows it (root and /dev/net/tun), the dVPN provider agent (Charlie),
 # both registered and staked at genesis; and a dCDN agent for Charlie too (a provider serving
-# both services), which registers its service and endpoint itself. Prints the endpoints and
-# what to try next.
+# both services), which registers its service and endpoint itself; and the explorer page
+# (explorer/, docs/explorer.md). Prints the endpoints, the explorer's URL and what to try next.
 # Ctrl-C stops everything cleanly: the agents settle their last receipts first, then the node.
 #
 # Environment: INTERLATTICE_DATA (default ./data), RPC_PORT (9944), P2P_PORT (30333),
-# PROMETHEUS_PORT (9615), INTERLATTICE_SKIP_BUILD=1 (binaries already built), NO_VPN=1 (chain
-# and dCDN only). The agents' ports: dCDN 7320 (Dave) and 7321 (Charlie), dVPN 7310 (and 7311
-# for its metrics).
+# PROMETHEUS_PORT (9615), EXPLORER_PORT (8080: the explorer page's HTTP server),
+# INTERLATTICE_SKIP_BUILD=1 (binaries already built), NO_VPN=1 (chain and dCDN only). The
+# agents' ports: dCDN 7320 (Dave) and 7321 (Charlie), dVPN 7310 (and 7311 for its metrics).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$INTERLATTICE_ROOT"
@@ -18,6 +18,7 @@ DATA="${INTERLATTICE_DATA:-$INTERLATTICE_ROOT/data}"
 RPC_PORT="${RPC_PORT:-9944}"
 P2P_PORT="${P2P_PORT:-30333}"
 PROMETHEUS_PORT="${PROMETHEUS_PORT:-9615}"
+EXPLORER_PORT="${EXPLORER_PORT:-8080}"
 BIN="$CARGO_TARGET_DIR/debug"
 say() { echo "[run] $*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -41,11 +42,11 @@ elif [ ! -c /dev/net/tun ]; then
 	VPN=""; say "the dVPN agent needs /dev/net/tun (in a container: --device /dev/net/tun --cap-add NET_ADMIN): skipping it"
 fi
 
-ports=("$RPC_PORT" "$P2P_PORT" "$PROMETHEUS_PORT" 7320 7321)
+ports=("$RPC_PORT" "$P2P_PORT" "$PROMETHEUS_PORT" "$EXPLORER_PORT" 7320 7321)
 [ -n "$VPN" ] && ports+=(7310 7311)
 for port in "${ports[@]}"; do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-		die "port $port on 127.0.0.1 is in use (another run-dev.sh?); stop what uses it, or set RPC_PORT/P2P_PORT/PROMETHEUS_PORT"
+		die "port $port on 127.0.0.1 is in use (another run-dev.sh?); stop what uses it, or set RPC_PORT/P2P_PORT/PROMETHEUS_PORT/EXPLORER_PORT"
 	fi
 done
 
@@ -131,10 +132,17 @@ if [ -n "$VPN" ]; then
 	wait_until "the dVPN agent" 60 "$DATA/logs/vpn-agent.log" grep -q "vpn-agent serving" "$DATA/logs/vpn-agent.log"
 fi
 
+# Started last, so stopped first: it only reads.
+say "starting the explorer page (log: $DATA/logs/explorer.log)"
+start "explorer" "$DATA/logs/explorer.log" node explorer/serve.mjs --port "$EXPLORER_PORT"
+wait_until "the explorer page" 30 "$DATA/logs/explorer.log" curl -sf -o /dev/null "http://127.0.0.1:$EXPLORER_PORT/"
+EXPLORER_URL="http://127.0.0.1:$EXPLORER_PORT/?rpc=ws://127.0.0.1:$RPC_PORT"
+
 best=$(rpc chain_getHeader | jq -r '.result.number')
 cat >&2 <<EOF
 [run] ready at block $((best)).
   JSON-RPC (HTTP and WebSocket)  http://127.0.0.1:$RPC_PORT   ws://127.0.0.1:$RPC_PORT
+  explorer (open in a browser)   $EXPLORER_URL
   dCDN agent (Dave)              https://127.0.0.1:7320   (metrics: /metrics; publish token: dev-publish-token)
   dCDN agent (Charlie)           https://127.0.0.1:7321   (Charlie serves both services)
 $([ -n "$VPN" ] && echo "  dVPN agent (Charlie)           127.0.0.1:7310 (control TCP + WireGuard UDP; metrics: http://127.0.0.1:7311/metrics)" || echo "  dVPN agent                     not running (see above)")

@@ -92,14 +92,23 @@ if ! rustup toolchain list | grep -q '^debian-web'; then
 	log "linking rustup toolchain debian-web -> /usr"
 	rustup toolchain link debian-web /usr
 fi
-# @polkadot/api and its dependencies, at the versions tests/js/package-lock.json pins, for the
-# test that runs unmodified polkadot.js against a node (tests/tests/polkadot_js.rs).
-JS="$here/../tests/js"
-if ! cmp -s "$JS/package-lock.json" "$JS/node_modules/.interlattice-installed-lock" 2>/dev/null; then
-	log "installing the JavaScript test dependencies (npm ci in tests/js)"
-	(cd "$JS" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-	cp "$JS/package-lock.json" "$JS/node_modules/.interlattice-installed-lock"
-else
-	log "JavaScript test dependencies present"
-fi
+# npm packages, at the versions each package-lock.json pins; again only when the lockfile changed
+# since the last install (a copy of it in node_modules says which was installed).
+npm_ci() { # directory (under the repository) what
+	local dir="$here/../$1" what="$2"
+	if ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.interlattice-installed-lock" 2>/dev/null; then
+		log "installing $what (npm ci in $1)"
+		(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+		cp "$dir/package-lock.json" "$dir/node_modules/.interlattice-installed-lock"
+	else
+		log "$what present"
+	fi
+}
+# @polkadot/api, for the test that runs unmodified polkadot.js against a node
+# (tests/tests/polkadot_js.rs); puppeteer-core, which drives Debian's Chromium through the
+# explorer page (tests/tests/explorer.rs).
+npm_ci tests/js "the JavaScript test dependencies"
+# The explorer page's map and country data and topojson-client (explorer/serve.mjs serves
+# them under /vendor/; docs/explorer.md).
+npm_ci explorer "the explorer's map data"
 log "done"
