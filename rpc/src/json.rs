@@ -356,24 +356,15 @@ pub struct HexJson(Box<serde_json::value::RawValue>);
 impl HexJson {
 	/// `bytes` as `"0x…"`.
 	pub fn new(bytes: &[u8]) -> Self {
-		const DIGITS: &[u8; 16] = b"0123456789abcdef";
 		let mut hex = vec![0u8; 2 + 2 * bytes.len()];
 		hex[..2].copy_from_slice(b"0x");
-		for (pair, b) in hex[2..].chunks_exact_mut(2).zip(bytes) {
-			pair[0] = DIGITS[usize::from(b >> 4)];
-			pair[1] = DIGITS[usize::from(b & 0xf)];
-		}
-		// Only ASCII was written.
+		// The output is exactly twice the input's length: no error; only ASCII is written.
+		let _ = hex::encode_to_slice(bytes, &mut hex[2..]);
 		let hex = String::from_utf8(hex).unwrap_or_default();
 		// `to_raw_value`, not `RawValue::from_string`: that one parses the JSON again, in
 		// `serde_json`'s own (unoptimised in dev builds) code. Serialising a string does not
 		// fail (were it to, `null`).
 		HexJson(serde_json::value::to_raw_value(&hex).unwrap_or_default())
-	}
-
-	/// The hex, `0x` included, without the quotes.
-	pub fn as_str(&self) -> &str {
-		self.0.get().trim_matches('"')
 	}
 }
 

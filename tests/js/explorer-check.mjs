@@ -194,10 +194,13 @@ async function main() {
     const newcomer = await unregisteredAccount(api, keyring, rpc);
     const charlie = de.providers[0];
     const bob = keyring.addFromUri('//Bob');
+    // A hostile provider: markup in its region (what it registers is shown to every visitor).
+    // The page must show it as text and run nothing.
+    const HOSTILE_REGION = '<img src=x onerror="window.__pwned=1">Tokyo';
     const register = api.tx.providerRegistry.registerProvider(
       'Vpn',
       ['203.0.113.7:51820'],
-      { country: new Uint8Array([0x4a, 0x50]) /* JP */, region: 'Tokyo', hosting: 'Datacenter' },
+      { country: new Uint8Array([0x4a, 0x50]) /* JP */, region: HOSTILE_REGION, hosting: 'Datacenter' },
       { perGib: 300n * (UNIT / 1000n), perHour: 40n * (UNIT / 1000n) },
       randomBytes(1952),
       // The largest stake on a dev chain: first in the page's default order (stake).
@@ -235,6 +238,13 @@ async function main() {
       cells: [...r.cells].map((c) => c.textContent.trim()),
     }));
     check(newRow.country === 'JP', `the new provider's row says country ${newRow.country}`);
+    const hostile = await page.evaluate((account) => ({
+      pwned: window.__pwned,
+      images: document.querySelectorAll(`#providers tr[data-account="${account}"] img`).length,
+      text: document.querySelector(`#providers tr[data-account="${account}"]`).textContent,
+    }), newcomer.address);
+    check(hostile.pwned === undefined && hostile.images === 0 && hostile.text.includes(HOSTILE_REGION),
+      `the markup in the new provider's region was not shown as text: ${JSON.stringify(hostile)}`);
     await waitInPage(page, 'the live feed lists the registration', PAGE_TIMEOUT_MS,
       (account) => document.querySelector(`#live-feed li[data-change="added"][data-account="${account}"]`), newcomer.address);
     step(`c. new provider listed without a reload (total ${all.total + 1}): ${newRow.cells.slice(0, 9).join(' | ')}`);

@@ -5,7 +5,8 @@
 //! provider total and rows are `registry_providers`' answer, that the world map is drawn and
 //! shaded, that a country filter (DE) narrows the list to that country, that a provider
 //! registered meanwhile (JP, signed with `@polkadot/api`) appears and the total goes up by one
-//! without a reload (through `registry_subscribeProviders`), and that a session opened meanwhile
+//! without a reload (through `registry_subscribeProviders`), with the markup a hostile provider
+//! put in its region shown as text and never run, and that a session opened meanwhile
 //! shows among the client's sessions with its deposit, settled amount and state. The
 //! screenshot it takes is kept as a test artifact: `$INTERLATTICE_ARTIFACTS/explorer.png`, else
 //! `<target dir>/artifacts/explorer.png`.

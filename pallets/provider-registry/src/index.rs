@@ -65,11 +65,8 @@ impl<Balance: Copy> Listed<Balance> {
 }
 
 impl<Balance: Ord + Copy> ProviderFilter<Balance> {
-	/// Whether `p` matches (the rule [`crate::Pallet::query_providers`] applies to records).
-	pub fn matches<A, B>(&self, p: &ProviderInfo<A, Balance, B>) -> bool {
-		self.matches_listed(&Listed::of(p))
-	}
-
+	/// Whether the provider `p` lists matches (the rule [`crate::Pallet::query_providers`]
+	/// applies to records).
 	fn matches_listed(&self, p: &Listed<Balance>) -> bool {
 		let at_most = |limit: &Option<Balance>, value: Balance| limit.is_none_or(|l| value <= l);
 		(!self.active_only || p.active)

@@ -127,18 +127,16 @@ fixed_bytes!(
 	[[u8; ML_DSA_65_SIGNATURE_LEN / 3]; 3]
 );
 
-/// Lower-case hex with a `0x` prefix. `#[inline]`: compiled into each caller, at the
-/// caller's optimisation (the node's RPC answers write a 1,952-byte key per provider).
-#[inline]
+/// Lower-case hex with a `0x` prefix.
 pub fn to_hex(bytes: &[u8]) -> alloc::string::String {
 	const DIGITS: &[u8; 16] = b"0123456789abcdef";
-	let mut out = alloc::vec::Vec::with_capacity(2 + bytes.len() * 2);
-	out.extend_from_slice(b"0x");
+	let mut s = alloc::string::String::with_capacity(2 + bytes.len() * 2);
+	s.push_str("0x");
 	for b in bytes {
-		out.extend_from_slice(&[DIGITS[(b >> 4) as usize], DIGITS[(b & 0xf) as usize]]);
+		s.push(DIGITS[(b >> 4) as usize] as char);
+		s.push(DIGITS[(b & 0xf) as usize] as char);
 	}
-	// Only ASCII digits and letters were written.
-	alloc::string::String::from_utf8(out).unwrap_or_default()
+	s
 }
 
 /// Parses hex, with or without a `0x` prefix.
