@@ -27,10 +27,10 @@ bench() { # pallet output
 # The runtime owns its measured weights: runtime/src/weights/<pallet>.rs implements each
 # pallet's WeightInfo trait. Other pallets (e.g. frame_benchmarking for the baseline sr25519
 # numbers) are printed only.
-pallets=("${@:-pallet_provider_registry pallet_pq_weights pallet_session_escrow}")
+pallets=("${@:-pallet_provider_registry pallet_pq_weights pallet_session_escrow pallet_pq_accounts}")
 for p in ${pallets[@]}; do
 	case "$p" in
-		pallet_provider_registry | pallet_pq_weights | pallet_session_escrow) bench "$p" "runtime/src/weights/$p.rs" ;;
+		pallet_provider_registry | pallet_pq_weights | pallet_session_escrow | pallet_pq_accounts) bench "$p" "runtime/src/weights/$p.rs" ;;
 		*) bench "$p" ;;
 	esac
 done

@@ -88,6 +88,7 @@ impl_runtime_apis! {
 			tx: <Block as BlockT>::Extrinsic,
 			block_hash: <Block as BlockT>::Hash,
 		) -> TransactionValidity {
+			crate::signature::check_before_pool(&tx)?;
 			Executive::validate_transaction(source, tx, block_hash)
 		}
 	}

@@ -6,8 +6,13 @@
 //! - `testnet`: four validators (Alice, Bob, Charlie, Dave); GRANDPA finalizes with any three.
 //!
 //! All three use the well-known development keys: they are for development and testing only.
+//! Each also endows the development ML-DSA account `alice` (`pq-key generate --dev-account
+//! alice`) and puts its key on chain.
 
-use crate::{AccountId, BalancesConfig, ProviderRegistryConfig, RuntimeGenesisConfig, SudoConfig, MILLI_UNIT, UNIT};
+use crate::{
+	AccountId, BalancesConfig, PqAccountsConfig, ProviderRegistryConfig, RuntimeGenesisConfig, SudoConfig, MILLI_UNIT,
+	UNIT,
+};
 use alloc::{string::String, vec, vec::Vec};
 use frame_support::build_struct_json_patch;
 use interlattice_pq_crypto::{dev_keys, MlDsaPublicKey};
@@ -69,7 +74,15 @@ fn bootstrap_providers() -> ProviderRegistryConfig {
 	}
 }
 
+/// The key of the development ML-DSA account `alice`.
+pub fn dev_ml_dsa_account_key() -> MlDsaPublicKey {
+	MlDsaPublicKey(*dev_keys::ALICE_ACCOUNT)
+}
+
 fn genesis(initial_authorities: Vec<(AuraId, GrandpaId)>, endowed_accounts: Vec<AccountId>, root: AccountId) -> Value {
+	let ml_dsa_alice = dev_ml_dsa_account_key();
+	let mut endowed_accounts = endowed_accounts;
+	endowed_accounts.push(AccountId::new(ml_dsa_alice.account_id()));
 	build_struct_json_patch!(RuntimeGenesisConfig {
 		balances: BalancesConfig {
 			balances: endowed_accounts.iter().cloned().map(|k| (k, ENDOWMENT)).collect::<Vec<_>>(),
@@ -82,6 +95,7 @@ fn genesis(initial_authorities: Vec<(AuraId, GrandpaId)>, endowed_accounts: Vec<
 		},
 		sudo: SudoConfig { key: Some(root) },
 		provider_registry: bootstrap_providers(),
+		pq_accounts: PqAccountsConfig { keys: vec![ml_dsa_alice] },
 	})
 }
 

@@ -22,13 +22,10 @@ use alloc::vec::Vec;
 pub mod apis;
 pub mod configs;
 pub mod genesis_config_presets;
+pub mod signature;
 pub mod weights;
 
-use sp_runtime::{
-	generic, impl_opaque_keys,
-	traits::{BlakeTwo256, IdentifyAccount, Verify},
-	MultiAddress, MultiSignature,
-};
+use sp_runtime::{generic, impl_opaque_keys, traits::BlakeTwo256, MultiAddress};
 use sp_version::{runtime_version, RuntimeVersion};
 
 pub use frame_system::Call as SystemCall;
@@ -39,10 +36,12 @@ pub use sp_runtime::BuildStorage;
 
 /// Block number.
 pub type BlockNumber = u32;
-/// Signature of a transaction (sr25519, ed25519 or ecdsa).
-pub type Signature = MultiSignature;
-/// An account is identified by the public key of its transaction signing scheme.
-pub type AccountId = <<Signature as Verify>::Signer as IdentifyAccount>::AccountId;
+/// Signature of a transaction: sr25519, ed25519, ecdsa (encoded as Substrate's
+/// `MultiSignature`) or ML-DSA-65 ([`signature`]).
+pub use signature::Signature;
+/// An account id: 32 bytes, a classical public key (or its hash, for ecdsa) or the derived id
+/// of an ML-DSA-65 key (`interlattice_pq_crypto::account::account_id`).
+pub type AccountId = sp_runtime::AccountId32;
 /// Balance of an account, in the smallest unit (see [`UNIT`]).
 pub type Balance = u128;
 /// Number of transactions an account has sent.
@@ -110,7 +109,7 @@ pub const VERSION: RuntimeVersion = RuntimeVersion {
 	spec_name: alloc::borrow::Cow::Borrowed("interlattice"),
 	impl_name: alloc::borrow::Cow::Borrowed("interlattice-node"),
 	authoring_version: 1,
-	spec_version: 105,
+	spec_version: 106,
 	impl_version: 1,
 	apis: apis::RUNTIME_API_VERSIONS,
 	transaction_version: 3,
@@ -218,6 +217,9 @@ mod runtime {
 
 	#[runtime::pallet_index(10)]
 	pub type SessionEscrow = pallet_session_escrow;
+
+	#[runtime::pallet_index(11)]
+	pub type PqAccounts = pallet_pq_accounts;
 }
 
 #[cfg(feature = "runtime-benchmarks")]
@@ -232,5 +234,6 @@ mod benches {
 		[pallet_provider_registry, ProviderRegistry]
 		[pallet_pq_weights, PqWeights]
 		[pallet_session_escrow, SessionEscrow]
+		[pallet_pq_accounts, PqAccounts]
 	);
 }

@@ -4,11 +4,12 @@
 // Rust test tests/tests/polkadot_js.rs starts the node and checks every field.
 //
 // usage: node check.mjs <ws-url> <hash of a block holding a settlement call>
+//                       [<hash of a block holding ML-DSA-signed transactions>]
 import { ApiPromise, WsProvider } from '@polkadot/api';
 import { Keyring } from '@polkadot/keyring';
 import { cryptoWaitReady, mnemonicGenerate } from '@polkadot/util-crypto';
 
-const [url, settlementBlock] = process.argv.slice(2);
+const [url, settlementBlock, mlDsaBlock] = process.argv.slice(2);
 if (!url || !settlementBlock) {
   console.error('usage: node check.mjs <ws-url> <block-hash>');
   process.exit(2);
@@ -92,6 +93,25 @@ async function main() {
     // Re-encoding what was decoded gives the same bytes: the metadata describes the wire format.
     entry.roundTrip = xt.toHex() === api.createType('Extrinsic', xt.toHex()).toHex();
     out.settlementBlock.extrinsics.push(entry);
+  }
+
+  // A block with ML-DSA-65-signed transactions: decoded by the signature type the metadata
+  // declares (variants 3 and 4 of the chain's own signature enum), and re-encoded unchanged.
+  if (mlDsaBlock) {
+    const pqBlock = await api.rpc.chain.getBlock(mlDsaBlock);
+    out.mlDsaBlock = { extrinsics: [] };
+    for (const xt of pqBlock.block.extrinsics) {
+      const { section, method } = xt.method;
+      const entry = { call: `${section}.${method}`, signer: xt.isSigned ? xt.signer.toString() : null };
+      if (xt.isSigned) {
+        // The signature enum itself (`xt.signature` is the variant's value).
+        const multi = xt.inner.signature.multiSignature;
+        entry.signatureType = multi.type;
+        entry.signatureBytes = multi.toU8a().length;
+      }
+      entry.roundTrip = xt.toHex() === api.createType('Extrinsic', xt.toHex()).toHex();
+      out.mlDsaBlock.extrinsics.push(entry);
+    }
   }
 
   // A signed transfer from Alice to a fresh account, with every transaction extension the

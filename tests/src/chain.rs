@@ -38,7 +38,20 @@ pub fn signed_extrinsic_by(
 	nonce: Nonce,
 	genesis: H256,
 ) -> UncheckedExtrinsic {
-	interlattice_agent_core::chain::sign_extrinsic(call, signer, nonce, genesis)
+	signed_extrinsic_with(call, &signer.clone().into(), nonce, genesis, false)
+}
+
+/// Signs `call` with any account key, sr25519 or ML-DSA-65 (`key_on_chain`: whether an ML-DSA
+/// key is on chain, else it travels with the signature).
+pub fn signed_extrinsic_with(
+	call: RuntimeCall,
+	signer: &interlattice_agent_core::account::AccountKey,
+	nonce: Nonce,
+	genesis: H256,
+	key_on_chain: bool,
+) -> UncheckedExtrinsic {
+	interlattice_agent_core::chain::sign_extrinsic(call, signer, nonce, genesis, key_on_chain)
+		.expect("signing needs only randomness")
 }
 
 pub use interlattice_agent_core::chain::tx_extension;
@@ -108,9 +121,18 @@ pub fn submit_and_wait(
 	let genesis = genesis_hash(&node.rpc).expect("genesis hash");
 	let nonce = next_nonce(&node.rpc, &who.to_account_id()).expect("nonce");
 	let xt = signed_extrinsic(call, who, nonce, genesis);
+	submit_extrinsic_and_wait(node, &xt)
+}
+
+/// Submits a signed extrinsic and waits for its block; returns the block's hash and the
+/// extrinsic's events.
+pub fn submit_extrinsic_and_wait(
+	node: &mut crate::Node,
+	xt: &UncheckedExtrinsic,
+) -> (String, Vec<interlattice_runtime::RuntimeEvent>) {
 	let xt_hex = format!("0x{}", hex::encode(xt.encode()));
 	let start = node.rpc.best_number().expect("best block");
-	submit(&node.rpc, &xt).expect("the pool accepts the extrinsic");
+	submit(&node.rpc, xt).expect("the pool accepts the extrinsic");
 	let (block, index) = node
 		.wait(std::time::Duration::from_secs(60), "inclusion", |n| find_extrinsic(&n.rpc, &xt_hex, start))
 		.expect("the extrinsic is included");

@@ -13,6 +13,7 @@ pub mod origin;
 pub mod reference;
 pub mod rpc;
 pub mod spec;
+pub mod throughput;
 
 pub use node::{Node, NodeConfig};
 pub use rpc::{Rpc, RpcError};

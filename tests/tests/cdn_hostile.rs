@@ -227,7 +227,7 @@ fn hostile_clients_and_strangers_cost_the_provider_at_most_its_credit_while_an_h
 				(chain.clone(), dave.clone(), endpoint.clone(), bob_out.clone(), dir.path().join("bob"));
 			tokio::spawn(async move {
 				let client = CdnClient::new(chain, &state);
-				let mut session = client.open_session(&Bob.pair(), &dave, UNIT, 1_000).await?;
+				let mut session = client.open_session(&Bob.pair().into(), &dave, UNIT, 1_000).await?;
 				session.endpoint = endpoint;
 				client.get(&mut session, &root, &bob_out, |_| {}).await
 			})
@@ -236,7 +236,7 @@ fn hostile_clients_and_strangers_cost_the_provider_at_most_its_credit_while_an_h
 		// Alice's session: its client (the attacker) holds the session's key and never pays.
 		let alice_state = dir.path().join("alice");
 		let client = CdnClient::new(chain.clone(), &alice_state);
-		let mut attack = client.open_session(&Alice.pair(), &dave, UNIT, 1_000).await.unwrap();
+		let mut attack = client.open_session(&Alice.pair().into(), &dave, UNIT, 1_000).await.unwrap();
 		attack.endpoint = endpoint.clone();
 		let key = SessionKeys::new(&alice_state).for_session(attack.session_id, &attack.terms.client_key).unwrap();
 		let (provider, attack_id) = (attack.terms.provider, attack.session_id);
@@ -375,7 +375,7 @@ fn hostile_clients_and_strangers_cost_the_provider_at_most_its_credit_while_an_h
 		// Ended sessions get no service (item 8's dCDN form): a session past its expiry, an
 		// unknown (or finalized) one, and a session its client closed, whose token stops
 		// working once the agent sees it closing.
-		let mut short = client.open_session(&Alice.pair(), &dave, UNIT, 2).await.unwrap();
+		let mut short = client.open_session(&Alice.pair().into(), &dave, UNIT, 2).await.unwrap();
 		short.endpoint = endpoint.clone();
 		let short_key = SessionKeys::new(&alice_state).for_session(short.session_id, &short.terms.client_key).unwrap();
 		let expires_at = u64::from(chain.session(short.session_id).await.unwrap().unwrap().expires_at);
@@ -393,7 +393,7 @@ fn hostile_clients_and_strangers_cost_the_provider_at_most_its_credit_while_an_h
 		let close = interlattice_runtime::RuntimeCall::SessionEscrow(pallet_session_escrow::Call::close_session {
 			session_id: attack.session_id,
 		});
-		chain.submit_and_watch(close, &Alice.pair()).await.unwrap();
+		chain.submit_and_watch(close, &Alice.pair().into()).await.unwrap();
 		let mut refused = None;
 		for _ in 0..40 {
 			let answer = request(

@@ -2,19 +2,21 @@
 //! polkadot.js apps, the extension and most wallets and dApps; pinned in
 //! `tests/js/package-lock.json`, installed by `scripts/setup.sh`) initialises from our
 //! metadata, reads the registry's and the escrow's storage and constants, decodes a block
-//! holding a settlement call (3,309-byte ML-DSA-65 signatures inside), and signs and submits
-//! a transfer that lands. Also: no fixed array in any metadata version is longer than
+//! holding a settlement call (3,309-byte ML-DSA-65 signatures inside) and a block holding
+//! transactions signed by ML-DSA-65 accounts (the chain's own signature variants), and signs
+//! and submits an sr25519 transfer that lands. Also: no fixed array in any metadata version is longer than
 //! polkadot.js accepts.
 
 use std::process::Command;
 
 use codec::Encode;
 use frame_metadata::RuntimeMetadata;
+use interlattice_agent_core::account::AccountKey;
 use interlattice_pq_crypto::{keys::MlDsaKeyPair, MlDsaSignature, SignedUsageReceipt};
 use interlattice_runtime::{Runtime, RuntimeCall, UNIT};
 use interlattice_tests::reference::runtime_metadata_at;
 use interlattice_tests::{
-	chain::{self, submit_and_wait, succeeded},
+	chain::{self, submit_and_wait, submit_extrinsic_and_wait, succeeded},
 	Node,
 };
 use pallet_provider_registry::{Prices, ServiceKind};
@@ -105,11 +107,31 @@ fn unmodified_polkadot_js_reads_decodes_and_submits() {
 	let settle = RuntimeCall::SessionEscrow(EscrowCall::settle_receipt { receipt: Box::new(signed) });
 	let (settlement_block, events) = submit_and_wait(&mut node, Charlie, settle);
 	assert!(succeeded(&events), "{events:?}");
+	// The dev ML-DSA account (key on chain) pays a fresh ML-DSA account, whose first
+	// transaction carries its key and registers it.
+	let genesis = chain::genesis_hash(&node.rpc).unwrap();
+	let ml_dsa = AccountKey::ml_dsa(MlDsaKeyPair::dev_account("alice"));
+	let fresh_pair = MlDsaKeyPair::generate().unwrap();
+	let fresh_key = fresh_pair.public().clone();
+	let fresh = AccountKey::ml_dsa(fresh_pair);
+	let fund = RuntimeCall::Balances(interlattice_runtime::BalancesCall::transfer_keep_alive {
+		dest: fresh.account_id().into(),
+		value: 3 * UNIT,
+	});
+	let nonce = chain::next_nonce(&node.rpc, &ml_dsa.account_id()).unwrap();
+	let (_, events) =
+		submit_extrinsic_and_wait(&mut node, &chain::signed_extrinsic_with(fund, &ml_dsa, nonce, genesis, true));
+	assert!(succeeded(&events), "{events:?}");
+	let register = RuntimeCall::PqAccounts(pallet_pq_accounts::Call::register_key { public_key: Box::new(fresh_key) });
+	let (ml_dsa_block, events) =
+		submit_extrinsic_and_wait(&mut node, &chain::signed_extrinsic_with(register, &fresh, 0, genesis, false));
+	assert!(succeeded(&events), "{events:?}");
 
 	let out = Command::new("node")
 		.arg(js.join("check.mjs"))
 		.arg(format!("ws://127.0.0.1:{}", node.rpc.port))
 		.arg(&settlement_block)
+		.arg(&ml_dsa_block)
 		.current_dir(&js)
 		.output()
 		.expect("node (Node.js) runs: scripts/setup.sh installs it");
@@ -146,6 +168,18 @@ fn unmodified_polkadot_js_reads_decodes_and_submits() {
 	assert_eq!(settlement["receipts"][0]["sessionId"], session_id);
 	assert_eq!(settlement["receipts"][0]["amount"], (UNIT / 4).to_string());
 	assert_eq!(settlement["receipts"][0]["signatureBytes"], 3309);
+	assert!(xts.iter().all(|x| x["roundTrip"] == true), "{xts:?}");
+	// The block with the ML-DSA account's first transaction, decoded: its signer and its
+	// signature (variant MlDsa65WithKey: its index, the key, the signature), re-encoded unchanged.
+	let xts = report["mlDsaBlock"]["extrinsics"].as_array().unwrap();
+	let registration = xts.iter().find(|x| x["call"] == "pqAccounts.registerKey").expect("the registration is decoded");
+	let ss58 = |a: &interlattice_runtime::AccountId| {
+		use sp_core::crypto::{Ss58AddressFormat, Ss58Codec};
+		a.to_ss58check_with_version(Ss58AddressFormat::custom(interlattice_runtime::SS58_PREFIX))
+	};
+	assert_eq!(registration["signer"], ss58(&fresh.account_id()));
+	assert_eq!(registration["signatureType"], "MlDsa65WithKey");
+	assert_eq!(registration["signatureBytes"], 1 + 1952 + 3309);
 	assert!(xts.iter().all(|x| x["roundTrip"] == true), "{xts:?}");
 	// The transfer landed with every extension, ours included.
 	let extensions: Vec<&str> =

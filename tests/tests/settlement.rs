@@ -41,7 +41,7 @@ async fn the_settler_settles_batches_skips_settled_and_isolates_refused_receipts
 			deposit: UNIT,
 			duration: 1_000,
 		});
-		chain.submit_and_watch(call, &Alice.pair()).await.expect("open_session succeeds");
+		chain.submit_and_watch(call, &Alice.pair().into()).await.expect("open_session succeeds");
 	}
 	let sessions = chain.client_sessions(&Alice.to_account_id()).await.unwrap();
 	assert_eq!(sessions.len(), 2);
@@ -58,7 +58,7 @@ async fn the_settler_settles_batches_skips_settled_and_isolates_refused_receipts
 	record(b1);
 
 	let dave0 = chain.free_balance(&Dave.to_account_id()).await.unwrap();
-	let settler = Settler::new(chain.clone(), Dave.pair(), store.clone());
+	let settler = Settler::new(chain.clone(), Dave.pair().into(), store.clone());
 	let report = settler.settle_once().await.expect("a settlement round");
 	// Only the newest receipt per session goes on-chain: two receipts in one batch.
 	assert_eq!((report.settled, report.rejected, report.already_settled), (2, 0, 0));
@@ -77,11 +77,11 @@ async fn the_settler_settles_batches_skips_settled_and_isolates_refused_receipts
 	// The settler account Dave designated (a watchtower) settles a newer receipt first: the
 	// settler sees it settled and does not submit it again.
 	let designate = RuntimeCall::SessionEscrow(EscrowCall::set_settler { settler: Some(Ferdie.to_account_id()) });
-	chain.submit_and_watch(designate, &Dave.pair()).await.expect("Dave designates Ferdie");
+	chain.submit_and_watch(designate, &Dave.pair().into()).await.expect("Dave designates Ferdie");
 	let a3 = next_receipt(&terms_a, 2, 40 * MIB, 0).unwrap();
 	record(a3);
 	let call = RuntimeCall::SessionEscrow(EscrowCall::settle_receipt { receipt: Box::new(sign(&client_key, a3)) });
-	chain.submit_and_watch(call, &Ferdie.pair()).await.expect("the designated settler settles");
+	chain.submit_and_watch(call, &Ferdie.pair().into()).await.expect("the designated settler settles");
 	let report = settler.settle_once().await.unwrap();
 	assert_eq!((report.settled, report.already_settled), (0, 1));
 
@@ -124,21 +124,21 @@ async fn a_closing_session_is_settled_at_once() {
 		duration_blocks: 1_000,
 	};
 	let (session, key) =
-		interlattice_agent_core::open_session(&chain, &Alice.pair(), &keys, &dave, &request).await.unwrap();
+		interlattice_agent_core::open_session(&chain, &Alice.pair().into(), &keys, &dave, &request).await.unwrap();
 	let terms = session_terms(&session, chain.genesis_hash().0);
 	let store = Arc::new(Mutex::new(ReceiptStore::open(&dir.path().join("receipts")).unwrap()));
 	let receipt = next_receipt(&terms, 0, 10 * MIB, 0).unwrap();
 	store.lock().unwrap().record(sign(&key, receipt)).unwrap();
 
 	// Rounds every 10 minutes; a look for urgent sessions every second.
-	let settler =
-		Settler::new(chain.clone(), Dave.pair(), store.clone()).with_watch_period(std::time::Duration::from_secs(1));
+	let settler = Settler::new(chain.clone(), Dave.pair().into(), store.clone())
+		.with_watch_period(std::time::Duration::from_secs(1));
 	let stop = tokio_util::sync::CancellationToken::new();
 	let running = tokio::spawn(settler.run(std::time::Duration::from_secs(600), stop.clone(), |_| {}));
 	tokio::time::sleep(std::time::Duration::from_secs(3)).await;
 	assert_eq!(chain.session(session.session_id).await.unwrap().unwrap().settled, 0, "no round yet");
 	let close = RuntimeCall::SessionEscrow(EscrowCall::close_session { session_id: session.session_id });
-	chain.submit_and_watch(close, &Alice.pair()).await.unwrap();
+	chain.submit_and_watch(close, &Alice.pair().into()).await.unwrap();
 	let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
 	loop {
 		let s = chain.session(session.session_id).await.unwrap().unwrap();

@@ -454,11 +454,12 @@ fn a_paid_tunnel_carries_traffic_settles_exactly_and_refuses_bad_clients() {
 	let charlie =
 		w.runtime.block_on(w.chain.provider(&sp_keyring::Sr25519Keyring::Charlie.to_account_id())).unwrap().unwrap();
 	let max = pallet_provider_registry::Prices { per_gib: UNIT, per_hour: UNIT };
-	let bobs = w.runtime.block_on(bob_client.open_session(&Bob.pair(), &eve_provider, max, UNIT, 1000)).unwrap();
+	let bobs = w.runtime.block_on(bob_client.open_session(&Bob.pair().into(), &eve_provider, max, UNIT, 1000)).unwrap();
 	let alice_elsewhere = VpnClient::new(w.chain.clone(), &w.dir.path().join("x"));
 	let with_charlie =
-		w.runtime.block_on(alice_elsewhere.open_session(&Alice.pair(), &charlie, max, UNIT, 1000)).unwrap();
-	let short = w.runtime.block_on(alice_elsewhere.open_session(&Alice.pair(), &eve_provider, max, UNIT, 1)).unwrap();
+		w.runtime.block_on(alice_elsewhere.open_session(&Alice.pair().into(), &charlie, max, UNIT, 1000)).unwrap();
+	let short =
+		w.runtime.block_on(alice_elsewhere.open_session(&Alice.pair().into(), &eve_provider, max, UNIT, 1)).unwrap();
 	wait_for(Duration::from_secs(30), "the short session to expire", || {
 		(w.node.rpc.best_number()? > u64::from(short.expires_at)).then_some(())
 	})

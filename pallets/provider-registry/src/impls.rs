@@ -40,7 +40,7 @@ impl<T: Config> Pallet<T> {
 	}
 
 	fn ensure_service_key_free(key: &MlDsaPublicKey, who: &T::AccountId) -> DispatchResult {
-		match ServiceKeyOwners::<T>::get(key.account_id()) {
+		match ServiceKeyOwners::<T>::get(key.key_id()) {
 			Some(owner) if &owner != who => Err(Error::<T>::ServiceKeyInUse.into()),
 			_ => Ok(()),
 		}
@@ -73,7 +73,7 @@ impl<T: Config> Pallet<T> {
 
 		T::Currency::hold(&Self::hold_reason(), &who, stake)?;
 		let country = location.country;
-		ServiceKeyOwners::<T>::insert(service_key.account_id(), &who);
+		ServiceKeyOwners::<T>::insert(service_key.key_id(), &who);
 		Providers::<T>::insert(
 			&who,
 			ProviderRecord {
@@ -126,8 +126,8 @@ impl<T: Config> Pallet<T> {
 			record.prices = p;
 		}
 		if let Some(k) = service_key {
-			ServiceKeyOwners::<T>::remove(record.service_key.account_id());
-			ServiceKeyOwners::<T>::insert(k.account_id(), &who);
+			ServiceKeyOwners::<T>::remove(record.service_key.key_id());
+			ServiceKeyOwners::<T>::insert(k.key_id(), &who);
 			record.service_key = k;
 		}
 		Providers::<T>::insert(&who, record);
@@ -207,7 +207,7 @@ impl<T: Config> Pallet<T> {
 			Self::deposit_event(Event::StakeWithdrawn { provider: who.clone(), amount });
 		}
 		if removable {
-			ServiceKeyOwners::<T>::remove(record.service_key.account_id());
+			ServiceKeyOwners::<T>::remove(record.service_key.key_id());
 			Providers::<T>::remove(&who);
 			ProviderCount::<T>::mutate(|c| *c = c.saturating_sub(1));
 			Self::deposit_event(Event::ProviderRemoved { provider: who });
@@ -277,7 +277,7 @@ impl<T: Config> Pallet<T> {
 			let held = T::Currency::balance_on_hold(&Self::hold_reason(), &who);
 			ensure!(held == record.total_held(), "provider hold differs from its recorded stake");
 			ensure!(
-				ServiceKeyOwners::<T>::get(record.service_key.account_id()).as_ref() == Some(&who),
+				ServiceKeyOwners::<T>::get(record.service_key.key_id()).as_ref() == Some(&who),
 				"service key owner missing"
 			);
 			ensure!(record.unbonding.iter().all(|c| !c.amount.is_zero()), "empty unbonding chunk");

@@ -193,7 +193,7 @@ fn update_provider_changes_only_given_fields() {
 		assert_eq!(r.prices, new_prices);
 		assert_eq!(r.service_key, key(5));
 		// The old key is free again, the new one taken.
-		assert_eq!(ServiceKeyOwners::<Test>::get(key(1).account_id()), None);
+		assert_eq!(ServiceKeyOwners::<Test>::get(key(1).key_id()), None);
 		assert_ok!(register(BOB, 1, MIN_STAKE));
 		assert_noop!(register(CHARLIE, 5, MIN_STAKE), Error::<Test>::ServiceKeyInUse);
 		System::assert_has_event(Event::ProviderUpdated { provider: ALICE }.into());

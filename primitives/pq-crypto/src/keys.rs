@@ -14,7 +14,10 @@ use std::{
 use libcrux_ml_dsa::ml_dsa_65;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::{types, MlDsaPublicKey, MlDsaSignature, CONTEXT, MESSAGE_CONTEXT, ML_DSA_65_SEED_LEN, TLS_CONTEXT};
+use crate::{
+	types, MlDsaPublicKey, MlDsaSignature, CONTEXT, MESSAGE_CONTEXT, ML_DSA_65_SEED_LEN, TLS_CONTEXT,
+	TRANSACTION_CONTEXT,
+};
 
 /// Errors of key handling.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +92,12 @@ impl MlDsaKeyPair {
 		Self::from_seed(crate::dev_keys::dev_seed(name))
 	}
 
+	/// The well-known development ML-DSA account key `name` (see
+	/// [`crate::dev_keys::dev_account_seed`]): its secret is public.
+	pub fn dev_account(name: &str) -> Self {
+		Self::from_seed(crate::dev_keys::dev_account_seed(name))
+	}
+
 	/// The public key.
 	pub fn public(&self) -> &MlDsaPublicKey {
 		&self.public
@@ -110,6 +119,12 @@ impl MlDsaKeyPair {
 	/// handshake signature, whatever the message's bytes.
 	pub fn sign_message(&self, message: &[u8]) -> Result<MlDsaSignature, KeyError> {
 		self.sign_with_context(message, MESSAGE_CONTEXT)
+	}
+
+	/// Signs a transaction's signing payload as an ML-DSA account (context
+	/// [`TRANSACTION_CONTEXT`]; see [`crate::account`]).
+	pub fn sign_transaction(&self, payload: &[u8]) -> Result<MlDsaSignature, KeyError> {
+		self.sign_with_context(payload, TRANSACTION_CONTEXT)
 	}
 
 	/// Signs inside TLS 1.3 or X.509 (context [`TLS_CONTEXT`]): an agent's certificate and

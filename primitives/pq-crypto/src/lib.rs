@@ -20,6 +20,7 @@
 
 extern crate alloc;
 
+pub mod account;
 pub mod dev_keys;
 pub mod receipt;
 pub mod runtime_api;
@@ -52,6 +53,11 @@ pub const CONTEXT: &[u8] = b"interlattice";
 /// signature made under it never verifies under [`CONTEXT`], so no message a user is asked
 /// to sign can ever be a receipt or a handshake, whatever its bytes.
 pub const MESSAGE_CONTEXT: &[u8] = b"interlattice/message";
+
+/// The FIPS 204 context string of transaction signatures: an ML-DSA account signs a
+/// transaction's signing payload (the bytes an sr25519 account would sign) under it, so no
+/// transaction signature is ever a valid receipt, handshake or message signature.
+pub const TRANSACTION_CONTEXT: &[u8] = b"interlattice/transaction";
 
 /// The FIPS 204 context string of signatures inside TLS 1.3 and X.509 (the empty one, as
 /// RFC 9881 and draft-ietf-tls-mldsa fix it): an agent's certificate and its handshake
@@ -124,6 +130,11 @@ pub fn verify(public_key: &MlDsaPublicKey, message: &[u8], signature: &MlDsaSign
 /// Verifies a TLS 1.3 handshake or X.509 signature (context [`TLS_CONTEXT`]).
 pub fn verify_tls(public_key: &MlDsaPublicKey, message: &[u8], signature: &MlDsaSignature) -> bool {
 	pq_crypto::ml_dsa_65_verify(public_key.as_ref(), TLS_CONTEXT, message, signature.as_ref())
+}
+
+/// Verifies a transaction signature (context [`TRANSACTION_CONTEXT`]).
+pub fn verify_transaction(public_key: &MlDsaPublicKey, payload: &[u8], signature: &MlDsaSignature) -> bool {
+	pq_crypto::ml_dsa_65_verify(public_key.as_ref(), TRANSACTION_CONTEXT, payload, signature.as_ref())
 }
 
 /// Verifies a signature over an arbitrary message (context [`MESSAGE_CONTEXT`]).

@@ -111,10 +111,16 @@ fixed_bytes!(
 	[u8; ML_DSA_65_PUBLIC_KEY_LEN]
 );
 impl MlDsaPublicKey {
-	/// The 32-byte account id of this key: `blake2_256(public key bytes)`. The same
-	/// derivation is used by the chain, the agents and the tools.
-	pub fn account_id(&self) -> [u8; 32] {
+	/// The 32-byte id of this key as a service key: `blake2_256(public key bytes)` (the
+	/// registry maps it to the provider that holds the key). Not an account id: an ML-DSA
+	/// account's id is [`crate::account::account_id`].
+	pub fn key_id(&self) -> [u8; 32] {
 		sp_crypto_hashing::blake2_256(&self.0)
+	}
+
+	/// The id of the ML-DSA account this key controls ([`crate::account::account_id`]).
+	pub fn account_id(&self) -> [u8; 32] {
+		crate::account::account_id(self)
 	}
 }
 

@@ -284,5 +284,15 @@ fn shipped_development_keys_match_their_public_seeds() {
 		assert_eq!(dev_public_key(name).as_ref(), Some(pair.public()), "dev-keys/{name}.pk is stale");
 	}
 	assert_ne!(dev_public_key("charlie"), dev_public_key("dave"));
+	let alice = interlattice_pq_crypto::keys::MlDsaKeyPair::dev_account("alice");
+	let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/dev-keys/account-alice.pk");
+	if std::env::var_os("INTERLATTICE_BLESS").is_some() {
+		std::fs::write(shipped, alice.public().as_ref()).unwrap();
+	}
+	assert_eq!(
+		interlattice_pq_crypto::dev_keys::ALICE_ACCOUNT,
+		&alice.public().0,
+		"dev-keys/account-alice.pk is stale"
+	);
 	assert_eq!(dev_public_key("mallory"), None);
 }

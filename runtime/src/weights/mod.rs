@@ -2,6 +2,7 @@
 //! `benchmark pallet` run by this node); see `docs/benchmarks.md` for the numbers and how
 //! they were produced. Never edit the generated files by hand.
 
+pub mod pallet_pq_accounts;
 #[cfg(feature = "runtime-benchmarks")]
 pub mod pallet_pq_weights;
 pub mod pallet_provider_registry;

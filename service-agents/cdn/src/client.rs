@@ -23,6 +23,7 @@ use hyper_util::{
 	client::legacy::{connect::HttpConnector, Client},
 	rt::TokioExecutor,
 };
+use interlattice_agent_core::account::AccountKey;
 use interlattice_agent_core::{
 	chain::{ChainClient, Provider, Session},
 	meter::next_receipt,
@@ -34,7 +35,6 @@ use interlattice_pq_crypto::{keys::MlDsaKeyPair, MlDsaPublicKey, SignedUsageRece
 use interlattice_runtime::AccountId;
 use pallet_provider_registry::{ProviderFilter, ProviderOrder, ProviderPage, ServiceKind};
 use serde::{Deserialize, Serialize};
-use sp_core::sr25519;
 use tokio::sync::mpsc;
 
 use crate::{
@@ -262,7 +262,7 @@ impl CdnClient {
 	/// key, and returns it.
 	pub async fn open_session(
 		&self,
-		account: &sr25519::Pair,
+		account: &AccountKey,
 		provider: &Provider,
 		deposit: u128,
 		duration_blocks: u32,

@@ -18,8 +18,10 @@ use jsonrpsee::{
 use pallet_provider_registry::ProviderInfo;
 use pallet_session_escrow::SessionInfo;
 use serde_json::Value;
-use sp_core::{sr25519, Pair, H256};
-use sp_runtime::{generic::Era, DispatchError, MultiAddress, MultiSignature};
+use sp_core::H256;
+use sp_runtime::{generic::Era, DispatchError, MultiAddress};
+
+use crate::account::AccountKey;
 
 /// A session as the runtime API returns it.
 pub type Session = SessionInfo<AccountId, u128, BlockNumber>;
@@ -75,6 +77,9 @@ pub enum ChainError {
 		/// Ours.
 		ours: u32,
 	},
+	/// The account key could not sign (no randomness for an ML-DSA signature).
+	#[error("signing the transaction: {0}")]
+	Signing(String),
 	/// The extrinsic was not seen in a block in time.
 	#[error("transaction 0x{hash} was not included within {timeout:?}", hash = hex::encode(.1), timeout = .0)]
 	NotIncluded(Duration, H256),
@@ -174,7 +179,7 @@ impl ChainClient {
 				method: method.to_string(),
 				code: e.code(),
 				message: e.message().to_string(),
-				data: e.data().map(|d| d.get().trim_matches('"').to_string()),
+				data: e.data().map(|d| explain_refusal(d.get().trim_matches('"'))),
 			},
 			jsonrpsee::core::ClientError::ParseError(e) => {
 				ChainError::Malformed { method: method.to_string(), detail: e.to_string() }
@@ -259,9 +264,28 @@ impl ChainClient {
 		Ok(n as Nonce)
 	}
 
-	/// Signs `call` with `signer` (immortal, no tip) at `nonce`.
-	pub fn sign(&self, call: RuntimeCall, signer: &sr25519::Pair, nonce: Nonce) -> UncheckedExtrinsic {
-		sign_extrinsic(call, signer, nonce, self.genesis_hash)
+	/// Signs `call` with `signer` (immortal, no tip) at `nonce`. `key_on_chain`: whether an
+	/// ML-DSA signer's key is on chain ([`Self::ml_dsa_key_on_chain`]); ignored for sr25519.
+	pub fn sign(
+		&self,
+		call: RuntimeCall,
+		signer: &AccountKey,
+		nonce: Nonce,
+		key_on_chain: bool,
+	) -> Result<UncheckedExtrinsic, ChainError> {
+		sign_extrinsic(call, signer, nonce, self.genesis_hash, key_on_chain)
+	}
+
+	/// Whether `account` has an ML-DSA transaction key on chain (`PqAccounts::AccountKeys`).
+	pub async fn ml_dsa_key_on_chain(&self, account: &AccountId) -> Result<bool, ChainError> {
+		let key = [
+			sp_crypto_hashing::twox_128(b"PqAccounts").as_slice(),
+			&sp_crypto_hashing::twox_128(b"AccountKeys"),
+			&sp_crypto_hashing::blake2_128(account.as_ref()),
+			account.as_ref(),
+		]
+		.concat();
+		Ok(self.storage::<pallet_pq_accounts::AccountKey<AccountId, u128>>(&key, None).await?.is_some())
 	}
 
 	/// Submits a signed extrinsic to the pool; returns its hash.
@@ -272,12 +296,32 @@ impl ChainClient {
 	}
 
 	/// Signs `call` as `signer` with its next nonce, submits it and waits until a block on
-	/// the best chain includes it; fails with [`ChainError::DispatchFailed`] if it did not
+	/// the best chain includes it (an ML-DSA account whose key is not on chain yet sends
+	/// `register_key` with it, in one `batch_all`); fails with [`ChainError::DispatchFailed`] if it did not
 	/// succeed there.
-	pub async fn submit_and_watch(&self, call: RuntimeCall, signer: &sr25519::Pair) -> Result<Inclusion, ChainError> {
-		let account: AccountId = signer.public().into();
+	pub async fn submit_and_watch(&self, call: RuntimeCall, signer: &AccountKey) -> Result<Inclusion, ChainError> {
+		let account = signer.account_id();
 		let nonce = self.next_nonce(&account).await?;
-		let xt = self.sign(call, signer, nonce);
+		let key_on_chain = match signer {
+			AccountKey::Sr25519(_) => false,
+			AccountKey::MlDsa65 { .. } => self.ml_dsa_key_on_chain(&account).await?,
+		};
+		// An ML-DSA account's first transaction carries its key and puts it on chain, so that
+		// the key travels once (the account pays the deposit).
+		let call = match signer {
+			AccountKey::MlDsa65 { pair, bound_to: None } if !key_on_chain => {
+				let register = RuntimeCall::PqAccounts(pallet_pq_accounts::Call::register_key {
+					public_key: Box::new(pair.public().clone()),
+				});
+				if call == register {
+					call
+				} else {
+					RuntimeCall::Utility(pallet_utility::Call::batch_all { calls: vec![register, call] })
+				}
+			},
+			_ => call,
+		};
+		let xt = self.sign(call, signer, nonce, key_on_chain)?;
 		let from = self.best_number().await?;
 		let hash = self.submit(&xt).await?;
 		let inclusion = self.wait_for_inclusion(&xt, hash, from).await?;
@@ -353,15 +397,35 @@ pub fn tx_extension(nonce: Nonce) -> TxExtension {
 }
 
 /// Signs `call` (see [`ChainClient::sign`]).
-pub fn sign_extrinsic(call: RuntimeCall, signer: &sr25519::Pair, nonce: Nonce, genesis: H256) -> UncheckedExtrinsic {
+pub fn sign_extrinsic(
+	call: RuntimeCall,
+	signer: &AccountKey,
+	nonce: Nonce,
+	genesis: H256,
+	key_on_chain: bool,
+) -> Result<UncheckedExtrinsic, ChainError> {
 	let tx_ext = tx_extension(nonce);
 	// What the extensions add to the signed payload without sending it.
 	let implicit =
 		((), VERSION.spec_version, VERSION.transaction_version, genesis, genesis, (), (), (), (), None::<[u8; 32]>, ());
 	let payload = SignedPayload::from_raw(call.clone(), tx_ext.clone(), implicit);
-	let signature = payload.using_encoded(|bytes| signer.sign(bytes));
-	let account: AccountId = signer.public().into();
-	UncheckedExtrinsic::new_signed(call, MultiAddress::Id(account), MultiSignature::Sr25519(signature), tx_ext)
+	let signature = payload
+		.using_encoded(|bytes| signer.sign_payload(bytes, key_on_chain))
+		.map_err(|e| ChainError::Signing(e.to_string()))?;
+	Ok(UncheckedExtrinsic::new_signed(call, MultiAddress::Id(signer.account_id()), signature, tx_ext))
+}
+
+/// The pool's reason for refusing a transaction, with what our own validity codes mean
+/// (`pallet_pq_accounts::VALIDITY_*`).
+pub fn explain_refusal(data: &str) -> String {
+	let code = |c: u8| data.ends_with(&format!("Custom error: {c}"));
+	if code(pallet_pq_accounts::VALIDITY_ACCOUNT_LOCKED) {
+		format!("{data}: the account is locked to its ML-DSA key; sign with that key (ml-dsa:<key file>@<account>)")
+	} else if code(pallet_pq_accounts::VALIDITY_UNKNOWN_KEY) {
+		format!("{data}: the account's ML-DSA key is not on chain; send it with the transaction or bind it")
+	} else {
+		data.to_string()
+	}
 }
 
 /// A dispatch error with the pallet error's name where the runtime's metadata gives one.

@@ -103,10 +103,12 @@ pub struct ChainSection {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderSection {
-	/// The provider account's sr25519 secret URI. Better kept out of this file: `account_file`
+	/// The provider account: an sr25519 secret URI, or `ml-dsa:<key file>` (an ML-DSA account;
+	/// `ml-dsa:<key file>@<account>` for a key bound to a classical account). Better kept out
+	/// of this file: `account_file`
 	/// or the `INTERLATTICE_ACCOUNT` environment variable.
 	pub account: Option<String>,
-	/// A file (mode 0600) holding the provider account's secret URI.
+	/// A file (mode 0600) holding the provider account (secret URI or `ml-dsa:<key file>`).
 	pub account_file: Option<PathBuf>,
 	/// The ML-DSA-65 service key: a seed file (mode 0600) made by `pq-key generate`, or
 	/// `dev:<name>` for a well-known development key (or `INTERLATTICE_SERVICE_KEY`).

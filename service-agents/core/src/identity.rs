@@ -1,4 +1,5 @@
-//! Who an agent is: the provider account (sr25519, signs registrations and settlements) and
+//! Who an agent is: the provider account (sr25519 or ML-DSA-65, signs registrations and
+//! settlements; [`AccountKey`]) and
 //! the service key (ML-DSA-65, proves the agent in handshakes). Secrets come from the
 //! environment or from files only their owner can read, never from the command line.
 
@@ -6,10 +7,12 @@ use std::path::Path;
 
 use interlattice_pq_crypto::keys::MlDsaKeyPair;
 use interlattice_runtime::AccountId;
-use sp_core::{sr25519, Pair};
 use zeroize::Zeroizing;
 
-use crate::config::{load_service_key, ProviderSection};
+use crate::{
+	account::AccountKey,
+	config::{load_service_key, ProviderSection},
+};
 
 /// The environment variable that overrides the account's secret URI.
 pub const ACCOUNT_ENV: &str = "INTERLATTICE_ACCOUNT";
@@ -19,7 +22,7 @@ pub const SERVICE_KEY_ENV: &str = "INTERLATTICE_SERVICE_KEY";
 /// The agent's keys.
 pub struct Identity {
 	/// The provider account's key pair.
-	pub account: sr25519::Pair,
+	pub account: AccountKey,
 	/// Its account id.
 	pub provider: AccountId,
 	/// The ML-DSA-65 service key (none for an agent that does no handshakes).
@@ -52,8 +55,7 @@ impl Identity {
 				))
 				},
 			};
-		let account = sr25519::Pair::from_string(&secret, None)
-			.map_err(|e| format!("the provider account is not a valid sr25519 secret URI: {e:?}"))?;
+		let account = AccountKey::from_secret(&secret).map_err(|e| format!("the provider account: {e}"))?;
 		let service_key = match std::env::var(SERVICE_KEY_ENV).ok().or_else(|| provider.service_key.clone()) {
 			Some(spec) => Some(load_service_key(&spec)?),
 			None if needs_service_key => {
@@ -61,7 +63,7 @@ impl Identity {
 			},
 			None => None,
 		};
-		Ok(Identity { provider: account.public().into(), account, service_key })
+		Ok(Identity { provider: account.account_id(), account, service_key })
 	}
 }
 

@@ -18,6 +18,7 @@ macro_rules! agent_only {
 }
 
 // What clients and agents share.
+pub mod account;
 pub mod chain;
 pub mod cli;
 pub mod keys;

@@ -2,10 +2,10 @@
 //! disk first, the `open_session` extrinsic, the new session's id from its `SessionOpened`
 //! event, then the key bound to that id.
 
+use crate::account::AccountKey;
 use interlattice_pq_crypto::keys::MlDsaKeyPair;
 use interlattice_runtime::{RuntimeCall, RuntimeEvent};
 use pallet_provider_registry::{Prices, ServiceKind};
-use sp_core::sr25519;
 
 use crate::{
 	chain::{ChainClient, ChainError, Provider, Session},
@@ -49,7 +49,7 @@ pub struct SessionRequest {
 /// returns the session as the chain stores it and its key.
 pub async fn open_session(
 	chain: &ChainClient,
-	account: &sr25519::Pair,
+	account: &AccountKey,
 	keys: &SessionKeys,
 	provider: &Provider,
 	request: &SessionRequest,

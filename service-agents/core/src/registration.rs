@@ -180,7 +180,7 @@ mod tests {
 		let account = sp_keyring::Sr25519Keyring::Charlie.pair();
 		Identity {
 			provider: account.public().into(),
-			account,
+			account: account.into(),
 			service_key: Some(interlattice_pq_crypto::keys::MlDsaKeyPair::dev("charlie")),
 		}
 	}

@@ -19,7 +19,7 @@ use std::{
 
 use interlattice_pq_crypto::SignedUsageReceipt;
 use interlattice_runtime::{RuntimeCall, RuntimeEvent};
-use sp_core::sr25519;
+use crate::account::AccountKey;
 
 use crate::{
 	chain::{describe, ChainClient, ChainError},
@@ -64,7 +64,7 @@ pub struct SettleReport {
 #[derive(Clone)]
 pub struct Settler {
 	chain: ChainClient,
-	signer: sr25519::Pair,
+	signer: AccountKey,
 	store: Arc<Mutex<ReceiptStore>>,
 	max_batch: usize,
 	turn: Arc<tokio::sync::Mutex<()>>,
@@ -83,7 +83,7 @@ pub fn max_settle_interval(window: Duration) -> Duration {
 impl Settler {
 	/// Settles `store`'s receipts on `chain`, signing the extrinsics with `signer` (the
 	/// provider's account key; anyone may submit receipts, the provider pays the fee).
-	pub fn new(chain: ChainClient, signer: sr25519::Pair, store: Arc<Mutex<ReceiptStore>>) -> Self {
+	pub fn new(chain: ChainClient, signer: AccountKey, store: Arc<Mutex<ReceiptStore>>) -> Self {
 		Settler { chain, signer, store, max_batch: MAX_BATCH, turn: Default::default(), watch_period: WATCH_PERIOD }
 	}
 

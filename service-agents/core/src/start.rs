@@ -9,7 +9,7 @@ use std::{
 
 use interlattice_runtime::AccountId;
 use pallet_provider_registry::ServiceKind;
-use sp_core::sr25519;
+use crate::account::AccountKey;
 use tokio::net::TcpListener;
 
 use crate::{
@@ -131,7 +131,7 @@ pub fn payments<S>(
 	file: &AgentFile<S>,
 	chain: &ChainClient,
 	provider: AccountId,
-	account: sr25519::Pair,
+	account: AccountKey,
 	metrics: &Metrics,
 	life: &Lifecycle,
 ) -> Result<Payments, StartError> {

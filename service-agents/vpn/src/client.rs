@@ -8,6 +8,7 @@ use std::{
 	time::{Duration, Instant},
 };
 
+use interlattice_agent_core::account::AccountKey;
 use interlattice_agent_core::{
 	chain::{ChainClient, Provider, Session},
 	meter::next_receipt,
@@ -17,7 +18,6 @@ use interlattice_pq_crypto::{keys::MlDsaKeyPair, SignedUsageReceipt};
 use interlattice_runtime::{AccountId, RuntimeCall};
 use pallet_provider_registry::{ProviderFilter, ProviderOrder, ProviderPage, ServiceKind};
 use serde::{Deserialize, Serialize};
-use sp_core::sr25519;
 use tokio::{
 	io::{AsyncRead, AsyncWrite, AsyncWriteExt},
 	net::TcpStream,
@@ -317,7 +317,7 @@ impl VpnClient {
 	/// `duration_blocks`, at the provider's current prices (refused if they exceed `max_prices`).
 	pub async fn open_session(
 		&self,
-		account: &sr25519::Pair,
+		account: &AccountKey,
 		provider: &Provider,
 		max_prices: pallet_provider_registry::Prices<u128>,
 		deposit: u128,
@@ -332,7 +332,7 @@ impl VpnClient {
 
 	/// Closes `session_id` on-chain as its client (the provider may still settle during the
 	/// settlement window; the rest is refunded when it is finalized).
-	pub async fn close_on_chain(&self, account: &sr25519::Pair, session_id: u64) -> Result<(), ClientError> {
+	pub async fn close_on_chain(&self, account: &AccountKey, session_id: u64) -> Result<(), ClientError> {
 		let call = RuntimeCall::SessionEscrow(pallet_session_escrow::Call::close_session { session_id });
 		self.chain.submit_and_watch(call, account).await?;
 		Ok(())

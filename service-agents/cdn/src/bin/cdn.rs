@@ -5,6 +5,7 @@ use std::{io::Write, path::PathBuf};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use interlattice_agent_core::{
+	account::AccountKey,
 	chain::ChainClient,
 	lat::{format_lat as lat, UNIT},
 };
@@ -12,7 +13,7 @@ use interlattice_cdn::{
 	client::{cdn_providers, http_endpoint, CdnClient},
 	content::parse_hash,
 };
-use sp_core::{crypto::Ss58Codec, Pair};
+use sp_core::crypto::Ss58Codec;
 
 /// Find dCDN providers, fetch verified content paying per byte, publish content.
 #[derive(Parser)]
@@ -177,8 +178,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 		Command::Get { hash, provider, endpoint: dial, output, account, session, deposit, duration } => {
 			let root = parse_hash(&hash).context("the hash must be 64 hex digits")?;
 			let chain = ChainClient::connect(&cli.rpc).await?;
-			let payer = sp_core::sr25519::Pair::from_string(&account, None)
-				.map_err(|e| anyhow::anyhow!("--account is not a valid secret URI: {e:?}"))?;
+			let payer = AccountKey::from_secret(&account).context("--account")?;
 			let providers = cdn_providers(&chain).await?;
 			let find = |p: &String| {
 				providers.iter().find(|x| names(x, p)).cloned().with_context(|| format!("no active CDN provider {p}"))

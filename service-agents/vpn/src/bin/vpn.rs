@@ -6,13 +6,14 @@ use std::{io::Write, path::PathBuf, time::Duration};
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use interlattice_agent_core::{
+	account::AccountKey,
 	chain::{ChainClient, Provider, Session},
 	lat::{format_lat as lat, parse_lat},
 };
 use interlattice_vpn::client::{
 	control_endpoint, vpn_providers, ConnectOptions, Status, Summary, Transport, VpnClient,
 };
-use sp_core::{crypto::Ss58Codec, Pair};
+use sp_core::crypto::Ss58Codec;
 
 /// Find dVPN providers, open a paid post-quantum WireGuard tunnel, close it.
 #[derive(Parser)]
@@ -166,10 +167,9 @@ fn stop_signal() -> interlattice_agent_core::lifecycle::CancellationToken {
 }
 
 /// The provider, the endpoint to dial, the client and the session.
-async fn prepare(cli: &Cli, select: &Select) -> anyhow::Result<(VpnClient, sp_core::sr25519::Pair, Session, String)> {
+async fn prepare(cli: &Cli, select: &Select) -> anyhow::Result<(VpnClient, AccountKey, Session, String)> {
 	let chain = ChainClient::connect(&cli.rpc).await?;
-	let payer = sp_core::sr25519::Pair::from_string(&select.account, None)
-		.map_err(|e| anyhow::anyhow!("--account is not a valid secret URI: {e:?}"))?;
+	let payer = AccountKey::from_secret(&select.account).context("--account")?;
 	let client = VpnClient::new(chain.clone(), &cli.state_dir);
 	let (session, provider): (Session, Option<Provider>) = match select.session {
 		Some(id) => {
@@ -227,7 +227,7 @@ fn status_line(s: &Status) {
 
 async fn finish(
 	client: &VpnClient,
-	payer: &sp_core::sr25519::Pair,
+	payer: &AccountKey,
 	session: &Session,
 	select: &Select,
 	result: Result<Summary, interlattice_vpn::client::ClientError>,
@@ -332,8 +332,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 		},
 		Command::Close { session, account } => {
 			let chain = ChainClient::connect(&cli.rpc).await?;
-			let payer = sp_core::sr25519::Pair::from_string(account, None)
-				.map_err(|e| anyhow::anyhow!("--account is not a valid secret URI: {e:?}"))?;
+			let payer = AccountKey::from_secret(account).context("--account")?;
 			VpnClient::new(chain, &cli.state_dir).close_on_chain(&payer, *session).await?;
 			writeln!(out, "session {session} closed by the client: the provider can settle its last receipts during the settlement window; the rest of the deposit is refunded after it")?;
 		},
