@@ -4,10 +4,13 @@
 
 use alloc::boxed::Box;
 use frame_benchmarking::v2::*;
-use frame_support::traits::fungible::Mutate;
+use frame_support::traits::{
+	fungible::{Mutate, MutateHold},
+	Get,
+};
 use frame_system::{pallet_prelude::BlockNumberFor, RawOrigin};
 use interlattice_pq_crypto::{account, benchmark_sign};
-use sp_runtime::traits::Zero;
+use sp_runtime::{traits::Zero, Saturating};
 
 use crate::*;
 
