@@ -365,3 +365,35 @@ settle_interval_secs = 2
 	let _ = child.kill();
 	let _ = child.wait();
 }
+
+#[test]
+fn pq_key_binds_and_locks_a_classical_account_and_then_signs_for_it() {
+	use sp_core::crypto::{Ss58AddressFormat, Ss58Codec};
+	let dir = tempfile::tempdir().unwrap();
+	let node = Node::start_dev(&dir.path().join("node"));
+	let rpc = format!("http://127.0.0.1:{}", node.config.rpc_port);
+	let key = dir.path().join("ferdie.mldsa").to_str().unwrap().to_string();
+	pq_key(&["generate", "--out", &key]);
+	let ferdie = sp_keyring::Sr25519Keyring::Ferdie.to_account_id();
+	let ferdie_ss58 = ferdie.to_ss58check_with_version(Ss58AddressFormat::custom(interlattice_runtime::SS58_PREFIX));
+	let alice = Alice.to_account_id().to_ss58check();
+
+	let out = pq_key(&["bind-key", "--rpc", &rpc, "--from", "//Ferdie", "--key", &key, "--lock"]);
+	assert!(out.contains("locked"), "{out}");
+	// Ferdie's sr25519 key is refused, with the reason.
+	let refused = std::process::Command::new(interlattice_tests::node::workspace_binary("pq-key"))
+		.args(["transfer", "--rpc", &rpc, "--from", "//Ferdie", "--to", &alice, "--amount", "1"])
+		.output()
+		.unwrap();
+	assert!(!refused.status.success());
+	let stderr = String::from_utf8_lossy(&refused.stderr);
+	assert!(stderr.contains("locked to its ML-DSA key"), "{stderr}");
+	// The bound ML-DSA key signs for Ferdie: a transfer, and any call given encoded.
+	let signer = format!("ml-dsa:{key}@{ferdie_ss58}");
+	let out = pq_key(&["transfer", "--rpc", &rpc, "--from", &signer, "--to", &alice, "--amount", "1"]);
+	assert!(out.contains("ML-DSA-65") && out.contains(&ferdie_ss58), "{out}");
+	let remark = RuntimeCall::System(frame_system::Call::remark_with_event { remark: b"post-quantum".to_vec() });
+	let out =
+		pq_key(&["submit", "--rpc", &rpc, "--from", &signer, "--call", &format!("0x{}", hex::encode(remark.encode()))]);
+	assert!(out.contains("included"), "{out}");
+}
