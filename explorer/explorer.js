@@ -222,6 +222,29 @@ function renderProviders(page, query) {
 const SERVICES = { vpn: 'VPN', cdn: 'CDN', both: 'VPN + CDN' };
 const HOSTING = { datacenter: 'data centre', residential: 'residential' };
 
+// A service offered without an endpoint of its own form (a URL for the dCDN, host:port for
+// the dVPN) is unlisted: the provider reveals an endpoint, sealed, to each paying client.
+function unlistedServices(services, endpoints) {
+  const offers = { vpn: services === 'vpn' || services === 'both', cdn: services === 'cdn' || services === 'both' };
+  const cdnListed = endpoints.some((e) => e.includes('://'));
+  const vpnListed = endpoints.some((e) => !e.includes('://'));
+  const unlisted = [];
+  if (offers.vpn && !vpnListed) unlisted.push('VPN');
+  if (offers.cdn && !cdnListed) unlisted.push('CDN');
+  return unlisted;
+}
+
+function endpointsCell(services, endpoints) {
+  const unlisted = unlistedServices(services, endpoints);
+  const note = unlisted.length
+    ? el('span', { class: 'badge unlisted', title: 'endpoint revealed only to paying clients, sealed to their session key' },
+      `unlisted${endpoints.length ? ` (${unlisted.join(', ')})` : ''}`)
+    : null;
+  return el('td', { class: 'endpoints', title: endpoints.join('\n') },
+    endpoints[0] ?? (note ? '' : '—'), endpoints.length > 1 ? el('span', { class: 'sub' }, ` +${endpoints.length - 1}`) : null,
+    endpoints.length && note ? ' ' : null, note);
+}
+
 function providerRow(p) {
   const amount = (v, extra) => el('td', { class: 'num', title: exactAmount(v) }, formatAmount(v), extra);
   const unbonding = p.unbonding && p.unbonding !== '0'
@@ -256,8 +279,7 @@ function providerRow(p) {
     amount(p.prices?.perHour),
     el('td', {}, el('span', { class: `badge ${status}`, title: statusTitle }, status)),
     el('td', { class: 'num' }, formatBlock(p.registeredAt)),
-    el('td', { class: 'endpoints', title: endpoints.join('\n') },
-      endpoints[0] ?? '—', endpoints.length > 1 ? el('span', { class: 'sub' }, ` +${endpoints.length - 1}`) : null),
+    endpointsCell(p.services, endpoints),
     el('td', { class: 'mono', title: 'ML-DSA-65 key its agent proves in handshakes (1952 bytes)' }, shortKey(p.serviceKey)),
   );
 }

@@ -26,7 +26,6 @@ impl<T: Config> Pallet<T> {
 	}
 
 	fn validate_endpoints(endpoints: &EndpointsOf<T>) -> DispatchResult {
-		ensure!(!endpoints.is_empty(), Error::<T>::NoEndpoints);
 		for e in endpoints.iter() {
 			ensure!(!e.is_empty() && e.iter().all(|b| b.is_ascii_graphic()), Error::<T>::InvalidEndpoint);
 		}
@@ -309,7 +308,7 @@ impl<T: Config> ProviderRegistry<T::AccountId, BalanceOf<T>> for Pallet<T> {
 		Self::do_register(
 			who.clone(),
 			Services::Both,
-			alloc::vec![endpoint].try_into().map_err(|_| Error::<T>::NoEndpoints)?,
+			alloc::vec![endpoint].try_into().map_err(|_| Error::<T>::InvalidEndpoint)?,
 			crate::Location { country: *b"DE", region: Default::default(), hosting: crate::Hosting::Datacenter },
 			prices,
 			MlDsaPublicKey(key),

@@ -217,7 +217,8 @@ pub mod pallet {
 		InsufficientBalance,
 		/// An amount of zero was given.
 		ZeroAmount,
-		/// No endpoint was given.
+		/// No longer returned: a provider without endpoints is unlisted (issue 21). Kept so
+		/// that the indices of the errors after it do not change.
 		NoEndpoints,
 		/// An endpoint is empty or not printable ASCII.
 		InvalidEndpoint,
@@ -295,14 +296,16 @@ pub mod pallet {
 		///
 		/// - `origin`: the provider's account (signed); pays the stake from its free balance.
 		/// - `services`: VPN, CDN or both.
-		/// - `endpoints`: at least one; printable ASCII, e.g. `vpn.example.net:51820`.
+		/// - `endpoints`: printable ASCII, e.g. `vpn.example.net:51820`. A service offered
+		///   without an endpoint of its own is unlisted: clients open sessions with
+		///   `open_unlisted_session` and the provider reveals an endpoint to each of them.
 		/// - `location`: ISO 3166-1 alpha-2 country (upper case), region (UTF-8), hosting.
 		/// - `prices`: per GiB and per hour, in the smallest unit.
 		/// - `service_key`: the agent's ML-DSA-65 public key (boxed: 1952 bytes would bloat
 		///   every `RuntimeCall`); unique among providers.
 		/// - `stake`: at least `MinStake`; held with `HoldReason::ProviderStake`.
 		///
-		/// Errors: `AlreadyRegistered`, `StakeTooLow`, `InsufficientBalance`, `NoEndpoints`,
+		/// Errors: `AlreadyRegistered`, `StakeTooLow`, `InsufficientBalance`,
 		/// `InvalidEndpoint`, `InvalidCountryCode`, `InvalidRegion`, `ServiceKeyInUse`.
 		#[pallet::call_index(0)]
 		#[pallet::weight(T::WeightInfo::register_provider())]
@@ -324,7 +327,7 @@ pub mod pallet {
 		///
 		/// - `origin`: the provider (signed).
 		///
-		/// Errors: `NotRegistered`, `ProviderDeregistered`, `NoEndpoints`, `InvalidEndpoint`,
+		/// Errors: `NotRegistered`, `ProviderDeregistered`, `InvalidEndpoint`,
 		/// `InvalidCountryCode`, `InvalidRegion`, `ServiceKeyInUse`.
 		#[pallet::call_index(1)]
 		#[pallet::weight(T::WeightInfo::update_provider())]

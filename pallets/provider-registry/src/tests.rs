@@ -110,10 +110,33 @@ fn register_fails_with_bad_endpoints() {
 				MIN_STAKE,
 			)
 		};
-		assert_noop!(call(endpoints(&[])), Error::<Test>::NoEndpoints);
 		assert_noop!(call(endpoints(&[""])), Error::<Test>::InvalidEndpoint);
 		assert_noop!(call(endpoints(&["has space:1"])), Error::<Test>::InvalidEndpoint);
 		assert_noop!(call(endpoints(&["ok:1", "bad\u{7f}"])), Error::<Test>::InvalidEndpoint);
+	});
+}
+
+/// Issue 21: a provider may register without endpoints (unlisted), and a listed one may
+/// become unlisted; everything a client chooses by stays on record.
+#[test]
+fn a_provider_without_endpoints_is_unlisted() {
+	new_test_ext().execute_with(|| {
+		assert_ok!(Registry::register_provider(
+			RuntimeOrigin::signed(ALICE),
+			Services::Vpn,
+			endpoints(&[]),
+			location(b"DE"),
+			prices(),
+			Box::new(key(1)),
+			MIN_STAKE,
+		));
+		let record = Providers::<Test>::get(ALICE).expect("registered");
+		assert!(record.endpoints.is_empty());
+		assert_eq!(record.location.country, *b"DE");
+		assert_ok!(register(BOB, 2, MIN_STAKE));
+		assert_ok!(Registry::update_provider(RuntimeOrigin::signed(BOB), None, Some(endpoints(&[])), None, None, None));
+		assert!(Providers::<Test>::get(BOB).expect("registered").endpoints.is_empty());
+		Registry::do_try_state().expect("invariants hold");
 	});
 }
 
@@ -214,10 +237,6 @@ fn update_fails_for_non_owner_and_bad_input() {
 		assert_noop!(
 			Registry::update_provider(RuntimeOrigin::signed(BOB), None, None, None, None, Some(Box::new(key(1)))),
 			Error::<Test>::ServiceKeyInUse
-		);
-		assert_noop!(
-			Registry::update_provider(RuntimeOrigin::signed(ALICE), None, Some(endpoints(&[])), None, None, None),
-			Error::<Test>::NoEndpoints
 		);
 		assert_noop!(
 			Registry::update_provider(RuntimeOrigin::signed(ALICE), None, None, Some(location(b"x1")), None, None),

@@ -6,7 +6,11 @@ use alloc::vec::Vec;
 use frame_benchmarking::v2::*;
 use frame_support::traits::{fungible::Mutate, Get};
 use frame_system::{pallet_prelude::BlockNumberFor, RawOrigin};
-use interlattice_pq_crypto::{benchmark_sign, MlDsaPublicKey, SignedUsageReceipt, UsageReceipt};
+use interlattice_pq_crypto::{
+	benchmark_sign,
+	reveal::{MlKemCiphertext, MlKemEncapsulationKey, SealedEndpoint, SealedEndpointCiphertext},
+	MlDsaPublicKey, SignedUsageReceipt, UsageReceipt,
+};
 use pallet_provider_registry::{Prices, ProviderRegistry, ServiceKind};
 use sp_runtime::traits::{Saturating, Zero};
 
@@ -55,6 +59,25 @@ fn open<T: Config>(client: &T::AccountId, provider: &T::AccountId, key: MlDsaPub
 		 deposits and callers open fewer than MaxSessionsPerClient sessions per client, the \
 		 duration is the maximum allowed; qed",
 	)
+}
+
+/// A valid ML-KEM-768 encapsulation key (every coefficient zero passes the modulus check).
+fn reveal_key() -> MlKemEncapsulationKey {
+	MlKemEncapsulationKey([0u8; MlKemEncapsulationKey::LEN])
+}
+
+/// A sealed endpoint (its bytes do not matter to the runtime).
+fn sealed() -> SealedEndpoint {
+	SealedEndpoint {
+		kem_ciphertext: MlKemCiphertext([7u8; MlKemCiphertext::LEN]),
+		ciphertext: SealedEndpointCiphertext([8u8; SealedEndpointCiphertext::LEN]),
+	}
+}
+
+/// Makes session `id` an unlisted one with an endpoint revealed (what finalization removes).
+fn make_unlisted<T: Config>(id: SessionId) {
+	RevealKeys::<T>::insert(id, reveal_key());
+	SealedEndpoints::<T>::insert(id, sealed());
 }
 
 /// The benchmark key of seed `n`.
@@ -174,6 +197,7 @@ mod benchmarks {
 		let provider = provider::<T>();
 		let client = funded::<T>("client", 0);
 		let id = open::<T>(&client, &provider, key(0));
+		make_unlisted::<T>(id);
 		Pallet::<T>::do_settle(&provider, &signed_receipt::<T>(0, id)).expect("settles");
 
 		#[extrinsic_call]
@@ -187,6 +211,7 @@ mod benchmarks {
 		let provider = provider::<T>();
 		let client = funded::<T>("client", 0);
 		let id = open::<T>(&client, &provider, key(0));
+		make_unlisted::<T>(id);
 		Pallet::<T>::do_settle(&provider, &signed_receipt::<T>(0, id)).expect("settles");
 		let end: BlockNumberFor<T> = frame_system::Pallet::<T>::block_number()
 			.saturating_add(T::MaxSessionDuration::get())
@@ -211,6 +236,61 @@ mod benchmarks {
 		_(RawOrigin::Signed(provider.clone()), Some(settler.clone()));
 
 		assert_eq!(Settlers::<T>::get(&provider), Some(settler));
+	}
+
+	/// The client has `MaxSessionsPerClient - 1` sessions already; the key passes the
+	/// modulus check (all of it is read).
+	#[benchmark]
+	fn open_unlisted_session() {
+		let provider = provider::<T>();
+		let client = funded::<T>("client", 0);
+		for _ in 1..T::MaxSessionsPerClient::get() {
+			open::<T>(&client, &provider, key(0));
+		}
+		let client_key = alloc::boxed::Box::new(key(0));
+
+		#[extrinsic_call]
+		_(
+			RawOrigin::Signed(client.clone()),
+			provider,
+			ServiceKind::Vpn,
+			client_key,
+			PRICES,
+			deposit::<T>(),
+			T::MaxSessionDuration::get(),
+			alloc::boxed::Box::new(reveal_key()),
+		);
+
+		let id = NextSessionId::<T>::get() - 1;
+		assert!(RevealKeys::<T>::contains_key(id));
+	}
+
+	/// By the settler (one more read than by the provider), replacing an earlier reveal.
+	#[benchmark]
+	fn reveal_endpoint() {
+		let provider = provider::<T>();
+		let client = funded::<T>("client", 0);
+		let id = open::<T>(&client, &provider, key(0));
+		make_unlisted::<T>(id);
+		let settler = settler::<T>(&provider);
+
+		#[extrinsic_call]
+		_(RawOrigin::Signed(settler), id, alloc::boxed::Box::new(sealed()));
+
+		assert!(SealedEndpoints::<T>::contains_key(id));
+	}
+
+	#[benchmark]
+	fn report_unreachable() {
+		let provider = provider::<T>();
+		let client = funded::<T>("client", 0);
+		let id = open::<T>(&client, &provider, key(0));
+		make_unlisted::<T>(id);
+
+		#[extrinsic_call]
+		_(RawOrigin::Signed(client), id);
+
+		assert!(SealedEndpoints::<T>::contains_key(id));
 	}
 
 	impl_benchmark_test_suite!(Pallet, crate::mock::new_test_ext().0, crate::mock::Test);

@@ -10,7 +10,10 @@ use frame_support::{
 	},
 };
 use frame_system::pallet_prelude::BlockNumberFor;
-use interlattice_pq_crypto::{MlDsaPublicKey, SignedUsageReceipt};
+use interlattice_pq_crypto::{
+	reveal::{encapsulation_key_is_valid, MlKemEncapsulationKey, SealedEndpoint},
+	MlDsaPublicKey, SignedUsageReceipt,
+};
 use pallet_provider_registry::{Prices, ProviderRegistry, ServiceKind};
 use sp_runtime::{
 	traits::{Saturating, Zero},
@@ -110,6 +113,47 @@ impl<T: Config> Pallet<T> {
 			nonce,
 		});
 		Ok(session_id)
+	}
+
+	#[allow(clippy::too_many_arguments)]
+	pub(crate) fn do_open_unlisted_session(
+		client: T::AccountId,
+		provider: T::AccountId,
+		service: ServiceKind,
+		client_key: MlDsaPublicKey,
+		max_prices: Prices<BalanceOf<T>>,
+		deposit: BalanceOf<T>,
+		duration: BlockNumberFor<T>,
+		reveal_key: MlKemEncapsulationKey,
+	) -> DispatchResult {
+		ensure!(encapsulation_key_is_valid(&reveal_key), Error::<T>::InvalidRevealKey);
+		let session_id =
+			Self::do_open_session(client, provider.clone(), service, client_key, max_prices, deposit, duration)?;
+		RevealKeys::<T>::insert(session_id, reveal_key);
+		Self::deposit_event(Event::EndpointRequested { session_id, provider });
+		Ok(())
+	}
+
+	pub(crate) fn do_reveal_endpoint(
+		who: T::AccountId,
+		session_id: SessionId,
+		sealed: SealedEndpoint,
+	) -> DispatchResult {
+		let session = Sessions::<T>::get(session_id).ok_or(Error::<T>::SessionNotFound)?;
+		ensure!(Self::may_settle(&who, &session), Error::<T>::NotSettler);
+		ensure!(session.status == SessionStatus::Open, Error::<T>::SessionClosing);
+		ensure!(RevealKeys::<T>::contains_key(session_id), Error::<T>::NoRevealRequested);
+		SealedEndpoints::<T>::insert(session_id, sealed);
+		Self::deposit_event(Event::EndpointRevealed { session_id, provider: session.provider });
+		Ok(())
+	}
+
+	pub(crate) fn do_report_unreachable(who: T::AccountId, session_id: SessionId) -> DispatchResult {
+		let session = Sessions::<T>::get(session_id).ok_or(Error::<T>::SessionNotFound)?;
+		ensure!(session.client == who, Error::<T>::NotClient);
+		ensure!(SealedEndpoints::<T>::contains_key(session_id), Error::<T>::NotRevealed);
+		Self::deposit_event(Event::EndpointReported { session_id, client: who, provider: session.provider });
+		Ok(())
 	}
 
 	pub(crate) fn do_top_up(who: T::AccountId, session_id: SessionId, amount: BalanceOf<T>) -> DispatchResult {
@@ -302,6 +346,8 @@ impl<T: Config> Pallet<T> {
 			}
 		});
 		ProviderSessions::<T>::remove(&session.provider, session_id);
+		RevealKeys::<T>::remove(session_id);
+		SealedEndpoints::<T>::remove(session_id);
 		Self::deposit_event(Event::SessionClosed { session_id, settled: session.settled, refunded });
 		Ok(())
 	}
@@ -310,7 +356,9 @@ impl<T: Config> Pallet<T> {
 	/// - every client's deposit hold equals the sum of its sessions' remaining deposits;
 	/// - no session settled more than its deposit, or more than its usage costs;
 	/// - the client and provider indexes list exactly the stored sessions;
-	/// - every session id is below `NextSessionId`.
+	/// - every session id is below `NextSessionId`;
+	/// - encapsulation keys and sealed endpoints belong to stored sessions, and an endpoint
+	///   is sealed only to a session that sent a key.
 	#[cfg(any(feature = "try-runtime", test))]
 	pub fn do_try_state() -> Result<(), sp_runtime::TryRuntimeError> {
 		use alloc::collections::btree_map::BTreeMap;
@@ -341,6 +389,12 @@ impl<T: Config> Pallet<T> {
 		}
 		ensure!(indexed == count, "client index lists sessions that do not exist");
 		ensure!(ProviderSessions::<T>::iter().count() == count, "provider index lists sessions that do not exist");
+		for id in RevealKeys::<T>::iter_keys() {
+			ensure!(Sessions::<T>::contains_key(id), "an encapsulation key outlived its session");
+		}
+		for id in SealedEndpoints::<T>::iter_keys() {
+			ensure!(RevealKeys::<T>::contains_key(id), "an endpoint was sealed without an encapsulation key");
+		}
 		if let Some(dest) = T::FeeDestination::get() {
 			ensure!(frame_system::Pallet::<T>::account_exists(&dest), "the fee destination does not exist");
 		}

@@ -33,7 +33,10 @@ pub mod pallet {
 		traits::fungible::{Inspect, InspectHold, Mutate, MutateHold},
 	};
 	use frame_system::pallet_prelude::*;
-	use interlattice_pq_crypto::{MlDsaPublicKey, SignedUsageReceipt};
+	use interlattice_pq_crypto::{
+		reveal::{MlKemEncapsulationKey, SealedEndpoint},
+		MlDsaPublicKey, SignedUsageReceipt,
+	};
 	use pallet_provider_registry::{Prices, ProviderRegistry, ServiceKind};
 	use sp_runtime::{traits::Zero, Perbill};
 
@@ -126,6 +129,16 @@ pub mod pallet {
 	/// key of its agent, so the provider's own key can stay offline).
 	#[pallet::storage]
 	pub type Settlers<T: Config> = StorageMap<_, Blake2_128Concat, T::AccountId, T::AccountId, OptionQuery>;
+
+	/// The ML-KEM-768 encapsulation key of each session opened with `open_unlisted_session`:
+	/// the provider seals its endpoint to it. Removed when the session is finalized.
+	#[pallet::storage]
+	pub type RevealKeys<T: Config> = StorageMap<_, Twox64Concat, SessionId, MlKemEncapsulationKey, OptionQuery>;
+
+	/// The endpoint a provider sealed to a session's client (the latest, if it moved the
+	/// client to another address). Removed when the session is finalized.
+	#[pallet::storage]
+	pub type SealedEndpoints<T: Config> = StorageMap<_, Twox64Concat, SessionId, SealedEndpoint, OptionQuery>;
 
 	/// Creates the fee destination account, if one is configured, with a provider reference:
 	/// it then exists for good, and fees below the existential deposit can be paid into it.
@@ -239,6 +252,30 @@ pub mod pallet {
 			/// The settler, if any.
 			settler: Option<T::AccountId>,
 		},
+		/// A client opened a session with an encapsulation key: its provider is asked to
+		/// seal its endpoint to it (`reveal_endpoint`).
+		EndpointRequested {
+			/// The session.
+			session_id: SessionId,
+			/// The provider asked.
+			provider: T::AccountId,
+		},
+		/// A provider sealed an endpoint to a session's client (`SealedEndpoints`).
+		EndpointRevealed {
+			/// The session.
+			session_id: SessionId,
+			/// The provider.
+			provider: T::AccountId,
+		},
+		/// A session's client reported that the endpoint revealed to it cannot be reached.
+		EndpointReported {
+			/// The session.
+			session_id: SessionId,
+			/// The reporting client.
+			client: T::AccountId,
+			/// The provider whose endpoint it is.
+			provider: T::AccountId,
+		},
 	}
 
 	#[pallet::error]
@@ -299,6 +336,13 @@ pub mod pallet {
 		/// The receipt names another session nonce: it was signed for another opening of
 		/// this session id (another chain with the same genesis, or another fork).
 		WrongSessionNonce,
+		/// The ML-KEM-768 encapsulation key fails FIPS 203's modulus check.
+		InvalidRevealKey,
+		/// The session was not opened with an encapsulation key (`open_unlisted_session`):
+		/// there is nothing to seal an endpoint to.
+		NoRevealRequested,
+		/// No endpoint was revealed to the session yet: there is nothing to report.
+		NotRevealed,
 	}
 
 	#[pallet::hooks]
@@ -451,6 +495,78 @@ pub mod pallet {
 		pub fn set_settler(origin: OriginFor<T>, settler: Option<T::AccountId>) -> DispatchResult {
 			let provider = ensure_signed(origin)?;
 			Self::do_set_settler(provider, settler)
+		}
+
+		/// Open a session, like `open_session`, with a provider whose endpoint is not public
+		/// (unlisted): `reveal_key` is a fresh ML-KEM-768 encapsulation key to which the
+		/// provider seals the endpoint it gives this client (`reveal_endpoint`). The key is
+		/// kept until the session is finalized; the client pays for it in its transaction's
+		/// length fee.
+		///
+		/// - `reveal_key`: 1184 bytes (boxed); must pass FIPS 203's modulus check.
+		/// - the other arguments: as `open_session`.
+		///
+		/// Errors: `InvalidRevealKey`, and those of `open_session`.
+		#[pallet::call_index(7)]
+		#[pallet::weight(T::WeightInfo::open_unlisted_session())]
+		#[allow(clippy::too_many_arguments)]
+		pub fn open_unlisted_session(
+			origin: OriginFor<T>,
+			provider: T::AccountId,
+			service: ServiceKind,
+			client_key: Box<MlDsaPublicKey>,
+			max_prices: Prices<BalanceOf<T>>,
+			deposit: BalanceOf<T>,
+			duration: BlockNumberFor<T>,
+			reveal_key: Box<MlKemEncapsulationKey>,
+		) -> DispatchResult {
+			let client = ensure_signed(origin)?;
+			Self::do_open_unlisted_session(
+				client,
+				provider,
+				service,
+				*client_key,
+				max_prices,
+				deposit,
+				duration,
+				*reveal_key,
+			)
+		}
+
+		/// Seal an endpoint to a session's client: stored in `SealedEndpoints` (replacing an
+		/// earlier one, e.g. when the provider moves the client off a burned address) until
+		/// the session is finalized. The provider pays the fee. The runtime cannot read the
+		/// endpoint; it checks who seals and that the session asked for it.
+		///
+		/// - `origin`: the session's provider or its settler (signed).
+		/// - `session_id`: an open session opened with `open_unlisted_session`.
+		/// - `sealed`: ML-KEM-768 ciphertext and the sealed, padded endpoint (boxed: 1.4 KB).
+		///
+		/// Errors: `SessionNotFound`, `NotSettler`, `SessionClosing`, `NoRevealRequested`.
+		#[pallet::call_index(8)]
+		#[pallet::weight(T::WeightInfo::reveal_endpoint())]
+		pub fn reveal_endpoint(
+			origin: OriginFor<T>,
+			session_id: SessionId,
+			sealed: Box<SealedEndpoint>,
+		) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			Self::do_reveal_endpoint(who, session_id, *sealed)
+		}
+
+		/// Report that the endpoint revealed to this session cannot be reached (blocked).
+		/// Only an event: the provider knows which address it revealed to the session, and
+		/// decides from the reports of distinct paying clients whether it is burned.
+		///
+		/// - `origin`: the session's client (signed).
+		/// - `session_id`: a session with a revealed endpoint.
+		///
+		/// Errors: `SessionNotFound`, `NotClient`, `NotRevealed`.
+		#[pallet::call_index(9)]
+		#[pallet::weight(T::WeightInfo::report_unreachable())]
+		pub fn report_unreachable(origin: OriginFor<T>, session_id: SessionId) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			Self::do_report_unreachable(who, session_id)
 		}
 	}
 

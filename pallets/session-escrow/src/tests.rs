@@ -936,3 +936,125 @@ mod pool_check {
 		});
 	}
 }
+
+mod unlisted {
+	//! Issue 21: the sealed reveal of an unlisted provider's endpoint.
+	use super::*;
+	use interlattice_pq_crypto::reveal::{
+		MlKemCiphertext, MlKemEncapsulationKey, SealedEndpoint, SealedEndpointCiphertext,
+	};
+
+	fn reveal_key() -> MlKemEncapsulationKey {
+		MlKemEncapsulationKey([0x11; MlKemEncapsulationKey::LEN])
+	}
+
+	fn sealed(byte: u8) -> SealedEndpoint {
+		SealedEndpoint {
+			kem_ciphertext: MlKemCiphertext([byte; MlKemCiphertext::LEN]),
+			ciphertext: SealedEndpointCiphertext([byte; SealedEndpointCiphertext::LEN]),
+		}
+	}
+
+	fn open_unlisted(key: MlKemEncapsulationKey) -> sp_runtime::DispatchResult {
+		Escrow::open_unlisted_session(
+			RuntimeOrigin::signed(CLIENT),
+			VPN_PROVIDER,
+			ServiceKind::Vpn,
+			Box::new(client_key(1).public().clone()),
+			LOOSE,
+			1_000,
+			100,
+			Box::new(key),
+		)
+	}
+
+	#[test]
+	fn the_key_is_kept_the_reveal_stored_and_both_removed_at_finalization() {
+		new_test_ext().execute_with(|| {
+			let id = NextSessionId::<Test>::get();
+			assert_ok!(open_unlisted(reveal_key()));
+			assert_eq!(RevealKeys::<Test>::get(id), Some(reveal_key()));
+			System::assert_has_event(Event::EndpointRequested { session_id: id, provider: VPN_PROVIDER }.into());
+			assert_eq!(held(CLIENT), 1_000);
+
+			assert_ok!(Escrow::reveal_endpoint(RuntimeOrigin::signed(VPN_PROVIDER), id, Box::new(sealed(1))));
+			assert_eq!(SealedEndpoints::<Test>::get(id), Some(sealed(1)));
+			System::assert_has_event(Event::EndpointRevealed { session_id: id, provider: VPN_PROVIDER }.into());
+			// The provider moves the client to another address: the reveal is replaced.
+			assert_ok!(Escrow::reveal_endpoint(RuntimeOrigin::signed(VPN_PROVIDER), id, Box::new(sealed(2))));
+			assert_eq!(SealedEndpoints::<Test>::get(id), Some(sealed(2)));
+
+			assert_ok!(Escrow::report_unreachable(RuntimeOrigin::signed(CLIENT), id));
+			System::assert_has_event(
+				Event::EndpointReported { session_id: id, client: CLIENT, provider: VPN_PROVIDER }.into(),
+			);
+			Escrow::do_try_state().expect("invariants hold");
+
+			assert_ok!(Escrow::close_session(RuntimeOrigin::signed(VPN_PROVIDER), id));
+			assert!(RevealKeys::<Test>::get(id).is_none());
+			assert!(SealedEndpoints::<Test>::get(id).is_none());
+			Escrow::do_try_state().expect("invariants hold");
+		});
+	}
+
+	#[test]
+	fn a_key_failing_the_modulus_check_opens_nothing() {
+		new_test_ext().execute_with(|| {
+			let mut bad = reveal_key();
+			bad.0[0] = 0xff;
+			bad.0[1] = 0x0f; // first coefficient 0xfff >= q
+			assert_noop!(open_unlisted(bad), Error::<Test>::InvalidRevealKey);
+			assert_eq!(held(CLIENT), 0);
+		});
+	}
+
+	#[test]
+	fn only_the_provider_or_its_settler_reveals_and_only_to_a_session_that_asked() {
+		new_test_ext().execute_with(|| {
+			let listed = open_vpn();
+			assert_noop!(
+				Escrow::reveal_endpoint(RuntimeOrigin::signed(VPN_PROVIDER), listed, Box::new(sealed(1))),
+				Error::<Test>::NoRevealRequested
+			);
+			let id = NextSessionId::<Test>::get();
+			assert_ok!(open_unlisted(reveal_key()));
+			// A stranger, the client itself, another provider: refused.
+			for who in [CLIENT, CDN_PROVIDER, 99] {
+				assert_noop!(
+					Escrow::reveal_endpoint(RuntimeOrigin::signed(who), id, Box::new(sealed(1))),
+					Error::<Test>::NotSettler
+				);
+			}
+			assert_noop!(
+				Escrow::reveal_endpoint(RuntimeOrigin::signed(VPN_PROVIDER), 77, Box::new(sealed(1))),
+				Error::<Test>::SessionNotFound
+			);
+			// Nothing to report before a reveal; only the client reports.
+			assert_noop!(Escrow::report_unreachable(RuntimeOrigin::signed(CLIENT), id), Error::<Test>::NotRevealed);
+			assert_ok!(Escrow::set_settler(RuntimeOrigin::signed(VPN_PROVIDER), Some(42)));
+			assert_ok!(Escrow::reveal_endpoint(RuntimeOrigin::signed(42), id, Box::new(sealed(3))));
+			assert_noop!(Escrow::report_unreachable(RuntimeOrigin::signed(VPN_PROVIDER), id), Error::<Test>::NotClient);
+			// A closing session gets no new reveal.
+			assert_ok!(Escrow::close_session(RuntimeOrigin::signed(CLIENT), id));
+			assert_noop!(
+				Escrow::reveal_endpoint(RuntimeOrigin::signed(VPN_PROVIDER), id, Box::new(sealed(4))),
+				Error::<Test>::SessionClosing
+			);
+			Escrow::do_try_state().expect("invariants hold");
+		});
+	}
+
+	#[test]
+	fn an_oversized_or_truncated_reveal_does_not_decode() {
+		use codec::{Decode, Encode};
+		let call = Call::<Test>::reveal_endpoint { session_id: 0, sealed: Box::new(sealed(1)) };
+		let bytes = call.encode();
+		assert!(Call::<Test>::decode(&mut &bytes[..bytes.len() - 1]).is_err());
+		let mut longer = bytes.clone();
+		longer.push(0);
+		let mut input = &longer[..];
+		let decoded = Call::<Test>::decode(&mut input).expect("the prefix decodes");
+		assert_eq!(decoded, call);
+		assert_eq!(input.len(), 1, "a trailing byte is left over, which makes an extrinsic invalid");
+	}
+}

@@ -18,6 +18,9 @@ pub trait WeightInfo {
 	fn close_session() -> Weight;
 	fn finalize_session() -> Weight;
 	fn set_settler() -> Weight;
+	fn open_unlisted_session() -> Weight;
+	fn reveal_endpoint() -> Weight;
+	fn report_unreachable() -> Weight;
 }
 
 /// For unit tests only.
@@ -41,6 +44,15 @@ impl WeightInfo for () {
 		Weight::zero()
 	}
 	fn set_settler() -> Weight {
+		Weight::zero()
+	}
+	fn open_unlisted_session() -> Weight {
+		Weight::zero()
+	}
+	fn reveal_endpoint() -> Weight {
+		Weight::zero()
+	}
+	fn report_unreachable() -> Weight {
 		Weight::zero()
 	}
 }

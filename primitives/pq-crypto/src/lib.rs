@@ -9,6 +9,8 @@
 //! - `keys` (native only): key pairs, signing, and 0600 seed files.
 //! - `cpu` (native only): the start-up check that the CPU has what the binary was built for.
 //! - [`dev_keys`]: well-known service keys of development networks (public secrets).
+//! - [`reveal`]: an unlisted provider's endpoint sealed to one session's client (ML-KEM-768
+//!   and ChaCha20-Poly1305).
 //! - [`runtime_api`]: the `PqCryptoApi` runtime API, through which clients can check a
 //!   signature or a receipt with the chain's own code.
 //!
@@ -23,6 +25,7 @@ extern crate alloc;
 pub mod account;
 pub mod dev_keys;
 pub mod receipt;
+pub mod reveal;
 pub mod runtime_api;
 #[cfg(feature = "serde")]
 pub mod serde_helpers;
@@ -34,7 +37,9 @@ pub mod cpu;
 pub mod keys;
 
 pub use receipt::{SignedUsageReceipt, UsageReceipt};
-pub use types::{MlDsaPublicKey, MlDsaSignature, WrongLength};
+pub use types::{
+	MlDsaPublicKey, MlDsaSignature, MlKemCiphertext, MlKemEncapsulationKey, SealedEndpointCiphertext, WrongLength,
+};
 
 use sp_runtime_interface::{pass_by::PassFatPointerAndRead, runtime_interface};
 

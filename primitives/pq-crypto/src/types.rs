@@ -159,3 +159,27 @@ pub fn from_hex(s: &str) -> Result<alloc::vec::Vec<u8>, &'static str> {
 	};
 	s.as_bytes().chunks(2).map(|p| Ok(digit(p[0])? << 4 | digit(p[1])?)).collect()
 }
+
+fixed_bytes!(
+	/// An ML-KEM-768 encapsulation key: 1184 bytes, FIPS 203 encoding. A client sends a fresh
+	/// one when it opens a session with an unlisted provider; the provider seals the endpoint
+	/// to it ([`crate::reveal`]).
+	MlKemEncapsulationKey,
+	crate::reveal::ML_KEM_768_ENCAPSULATION_KEY_LEN,
+	[u8; crate::reveal::ML_KEM_768_ENCAPSULATION_KEY_LEN]
+);
+
+fixed_bytes!(
+	/// An ML-KEM-768 ciphertext: 1088 bytes, FIPS 203 encoding.
+	MlKemCiphertext,
+	crate::reveal::ML_KEM_768_CIPHERTEXT_LEN,
+	[u8; crate::reveal::ML_KEM_768_CIPHERTEXT_LEN]
+);
+
+fixed_bytes!(
+	/// A sealed endpoint's AEAD ciphertext: the padded endpoint encrypted with
+	/// ChaCha20-Poly1305, tag included ([`crate::reveal`]).
+	SealedEndpointCiphertext,
+	crate::reveal::SEALED_ENDPOINT_CIPHERTEXT_LEN,
+	[u8; crate::reveal::SEALED_ENDPOINT_CIPHERTEXT_LEN]
+);

@@ -26,10 +26,11 @@ use hyper_util::{
 use interlattice_agent_core::account::AccountKey;
 use interlattice_agent_core::{
 	chain::{ChainClient, Provider, Session},
+	is_unlisted,
 	meter::next_receipt,
 	open_session,
 	provider_tls::{self, PinnedProviderKeys},
-	session_terms, ChainError, SessionKeys, SessionRequest, SessionTerms,
+	revealed_endpoint, session_terms, ChainError, SessionKeys, SessionRequest, SessionTerms,
 };
 use interlattice_pq_crypto::{keys::MlDsaKeyPair, MlDsaPublicKey, SignedUsageReceipt};
 use interlattice_runtime::AccountId;
@@ -268,16 +269,43 @@ impl CdnClient {
 		duration_blocks: u32,
 	) -> Result<PaidSession, ClientError> {
 		let chain = self.chain()?;
-		let endpoint = http_endpoint(provider).ok_or_else(|| {
-			ClientError::Other(format!("provider {} registered no http:// endpoint", provider.account))
-		})?;
+		let unlisted = is_unlisted(provider, ServiceKind::Cdn);
+		let listed = http_endpoint(provider);
+		if listed.is_none() && !unlisted {
+			return Err(ClientError::Other(format!("provider {} registered no http:// endpoint", provider.account)));
+		}
 		let request =
 			SessionRequest { service: ServiceKind::Cdn, max_prices: provider.prices, deposit, duration_blocks };
 		let (session, key) = open_session(chain, account, &self.keys, provider, &request)
 			.await
 			.map_err(|e| ClientError::Other(e.to_string()))?;
+		let endpoint = match listed {
+			Some(endpoint) => endpoint,
+			None => revealed_endpoint(chain, &self.keys, &session, None)
+				.await
+				.map_err(|e| ClientError::Other(e.to_string()))?
+				.trim_end_matches('/')
+				.to_string(),
+		};
 		self.pin(&endpoint, provider.service_key.clone());
 		self.with_key(&session, &endpoint, key)
+	}
+
+	/// The endpoint the (unlisted) provider of `session` revealed to it (waits for it),
+	/// pinned to the provider's registered service key.
+	pub async fn revealed_endpoint(&self, session: &Session) -> Result<String, ClientError> {
+		let chain = self.chain()?;
+		let endpoint = revealed_endpoint(chain, &self.keys, session, None)
+			.await
+			.map_err(|e| ClientError::Other(e.to_string()))?
+			.trim_end_matches('/')
+			.to_string();
+		let provider = chain
+			.provider(&session.provider)
+			.await?
+			.ok_or_else(|| ClientError::Other("the session's provider is not registered".into()))?;
+		self.pin(&endpoint, provider.service_key);
+		Ok(endpoint)
 	}
 
 	/// Continues an existing on-chain session (its key and state from the state directory).

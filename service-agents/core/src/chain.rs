@@ -232,6 +232,16 @@ impl ChainClient {
 			.ok_or_else(|| ChainError::Malformed { method: "chain_getHeader".into(), detail: header.to_string() })
 	}
 
+	/// The hash of block `number` of the best chain.
+	pub async fn block_hash(&self, number: u64) -> Result<H256, ChainError> {
+		let hash: Option<String> = self.request("chain_getBlockHash", rpc_params![number]).await?;
+		let hash = hash.ok_or_else(|| ChainError::Malformed {
+			method: "chain_getBlockHash".into(),
+			detail: format!("no block {number}"),
+		})?;
+		Ok(H256::from_slice(&self.hex("chain_getBlockHash", &hash, 32)?))
+	}
+
 	/// The free balance of `who` at the best block.
 	pub async fn free_balance(&self, who: &AccountId) -> Result<u128, ChainError> {
 		let key = frame_system::Account::<interlattice_runtime::Runtime>::hashed_key_for(who);

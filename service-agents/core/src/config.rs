@@ -41,6 +41,8 @@ pub struct AgentFile<S> {
 	pub limits: LimitsSection,
 	/// `[metrics]`.
 	pub metrics: MetricsSection,
+	/// `[unlisted]`: the service's endpoints are revealed to paying clients, not registered.
+	pub unlisted: Option<crate::unlisted::UnlistedSection>,
 	/// The service's own sections.
 	pub service: S,
 }
@@ -55,9 +57,11 @@ struct SharedSections {
 	limits: LimitsSection,
 	#[serde(default)]
 	metrics: MetricsSection,
+	#[serde(default)]
+	unlisted: Option<crate::unlisted::UnlistedSection>,
 }
 
-const SHARED_SECTIONS: [&str; 5] = ["chain", "provider", "payment", "limits", "metrics"];
+const SHARED_SECTIONS: [&str; 6] = ["chain", "provider", "payment", "limits", "metrics", "unlisted"];
 
 impl<S: ServiceSections> AgentFile<S> {
 	/// Parses and checks a file's text. Every key must be known: an unknown table or setting
@@ -75,17 +79,24 @@ impl<S: ServiceSections> AgentFile<S> {
 		let service: S = toml::from_str(text).map_err(|e| e.to_string())?;
 		shared.payment.check()?;
 		shared.limits.check()?;
+		if let Some(unlisted) = &shared.unlisted {
+			unlisted.check(S::KIND)?;
+			if shared.provider.endpoint.is_some() {
+				return Err("provider.endpoint and [unlisted] exclude each other: an unlisted service registers no endpoint".into());
+			}
+		}
 		let file = AgentFile {
 			chain: shared.chain,
 			provider: shared.provider,
 			payment: shared.payment,
 			limits: shared.limits,
 			metrics: shared.metrics,
+			unlisted: shared.unlisted,
 			service: (),
 		};
 		service.check(&file)?;
-		let AgentFile { chain, provider, payment, limits, metrics, .. } = file;
-		Ok(AgentFile { chain, provider, payment, limits, metrics, service })
+		let AgentFile { chain, provider, payment, limits, metrics, unlisted, .. } = file;
+		Ok(AgentFile { chain, provider, payment, limits, metrics, unlisted, service })
 	}
 }
 

@@ -27,12 +27,13 @@ pub mod lifecycle;
 pub mod meter;
 pub mod opening;
 pub mod provider_tls;
+pub mod reveal;
 pub mod tls;
 
 pub use chain::{ChainClient, ChainError};
 pub use keys::{PendingKey, SessionKeyError, SessionKeys};
 pub use meter::{Meter, PaymentRequired, ReceiptError, SessionTerms};
-pub use opening::{open_session, OpenSessionError, SessionRequest};
+pub use opening::{is_unlisted, open_session, report_unreachable, revealed_endpoint, OpenSessionError, SessionRequest};
 
 // The agents' skeleton. (`metrics` is declared outside the macro: it exports a macro by path.)
 #[cfg(feature = "agent")]
@@ -45,6 +46,7 @@ agent_only! {
 	pub mod receipts;
 	pub mod registration;
 	pub mod sessions;
+	pub mod unlisted;
 	pub mod settler;
 	pub mod start;
 	pub mod store;

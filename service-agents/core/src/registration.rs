@@ -15,14 +15,7 @@ use crate::{
 	identity::Identity,
 };
 
-/// Whether `endpoint` (as registered) belongs to `service`.
-pub fn endpoint_of(service: ServiceKind, endpoint: &[u8]) -> bool {
-	let is_url = endpoint.windows(3).any(|w| w == b"://");
-	match service {
-		ServiceKind::Cdn => is_url,
-		ServiceKind::Vpn => !is_url,
-	}
-}
+pub use crate::opening::endpoint_of;
 
 fn with(services: Services, service: ServiceKind) -> Services {
 	match (services, service) {
@@ -74,13 +67,20 @@ pub fn registration_call(
 	provider: &ProviderSection,
 	identity: &Identity,
 	existing: Option<&Provider>,
+	unlisted: bool,
 ) -> Result<Option<RuntimeCall>, String> {
 	use pallet_provider_registry::Call;
-	let endpoint = provider.endpoint.clone().ok_or("provider.endpoint is needed to register")?.into_bytes();
-	if !endpoint_of(service, &endpoint) {
+	// An unlisted service registers no endpoint (and removes one it had).
+	let endpoint = match (&provider.endpoint, unlisted) {
+		(None, true) => None,
+		(Some(_), true) => return Err("provider.endpoint and [unlisted] exclude each other".into()),
+		(None, false) => return Err("provider.endpoint is needed to register (or an [unlisted] section)".into()),
+		(Some(e), false) => Some(e.clone().into_bytes()),
+	};
+	if let Some(endpoint) = endpoint.as_ref().filter(|e| !endpoint_of(service, e)) {
 		return Err(format!(
 			"provider.endpoint {:?} is not a {} endpoint ({})",
-			String::from_utf8_lossy(&endpoint),
+			String::from_utf8_lossy(endpoint),
 			if service == ServiceKind::Cdn { "dCDN" } else { "dVPN" },
 			if service == ServiceKind::Cdn { "http://host:port or https://…" } else { "host:port" }
 		));
@@ -106,7 +106,7 @@ pub fn registration_call(
 		};
 		return Ok(Some(RuntimeCall::ProviderRegistry(Call::register_provider {
 			services: only(service),
-			endpoints: bounded_endpoints(vec![endpoint])?,
+			endpoints: bounded_endpoints(endpoint.into_iter().collect())?,
 			location,
 			prices: prices.ok_or("provider.price_per_gib and price_per_hour are needed to register")?,
 			service_key: Box::new(service_key.ok_or("provider.service_key is needed to register")?),
@@ -116,9 +116,9 @@ pub fn registration_call(
 	let services = with(p.services, service);
 	// Our endpoint replaces only our service's endpoints; the others stay, in order.
 	let mut endpoints: Vec<Vec<u8>> = p.endpoints.iter().filter(|e| !endpoint_of(service, e)).cloned().collect();
-	endpoints.push(endpoint);
 	let ours_now: Vec<&Vec<u8>> = p.endpoints.iter().filter(|e| endpoint_of(service, e)).collect();
-	let endpoints_change = ours_now.len() != 1 || ours_now[0] != endpoints.last().expect("pushed above; qed");
+	let endpoints_change = ours_now != endpoint.iter().collect::<Vec<_>>();
+	endpoints.extend(endpoint);
 	let country_change = provider.country.as_deref().map(country).transpose()?.filter(|c| *c != p.country);
 	let region_change = provider.region.as_ref().filter(|r| r.as_bytes() != p.region.as_slice());
 	let hosting_change = provider.hosting.as_deref().map(hosting).transpose()?.filter(|h| *h != p.hosting);
@@ -158,9 +158,10 @@ pub async fn register(
 	service: ServiceKind,
 	provider: &ProviderSection,
 	identity: &Identity,
+	unlisted: bool,
 ) -> Result<String, String> {
 	let existing = chain.provider(&identity.provider).await.map_err(|e| e.to_string())?;
-	match registration_call(service, provider, identity, existing.as_ref())? {
+	match registration_call(service, provider, identity, existing.as_ref(), unlisted)? {
 		None => Ok(format!("provider {} is registered as configured; nothing to do", identity.provider)),
 		Some(call) => {
 			let what = if existing.is_some() { "updated" } else { "registered" };
@@ -231,7 +232,7 @@ mod tests {
 	fn each_agent_changes_only_its_own_service_and_endpoint() {
 		let id = identity();
 		let p = registered(Services::Cdn, &["http://198.51.100.7:7320"]);
-		let call = update(registration_call(ServiceKind::Vpn, &section("198.51.100.7:7310"), &id, Some(&p)).unwrap());
+		let call = update(registration_call(ServiceKind::Vpn, &section("198.51.100.7:7310"), &id, Some(&p), false).unwrap());
 		let pallet_provider_registry::Call::update_provider { services, endpoints, location, prices, service_key } =
 			call
 		else {
@@ -243,14 +244,14 @@ mod tests {
 		assert!(location.is_none() && prices.is_none() && service_key.is_none());
 		// Registered as configured: nothing to do, for either agent.
 		let both = registered(Services::Both, &["http://198.51.100.7:7320", "198.51.100.7:7310"]);
-		assert!(registration_call(ServiceKind::Vpn, &section("198.51.100.7:7310"), &id, Some(&both))
+		assert!(registration_call(ServiceKind::Vpn, &section("198.51.100.7:7310"), &id, Some(&both), false)
 			.unwrap()
 			.is_none());
-		assert!(registration_call(ServiceKind::Cdn, &section("http://198.51.100.7:7320"), &id, Some(&both))
+		assert!(registration_call(ServiceKind::Cdn, &section("http://198.51.100.7:7320"), &id, Some(&both), false)
 			.unwrap()
 			.is_none());
 		// An endpoint of the wrong form is refused.
-		assert!(registration_call(ServiceKind::Cdn, &section("198.51.100.7:7320"), &id, Some(&both)).is_err());
+		assert!(registration_call(ServiceKind::Cdn, &section("198.51.100.7:7320"), &id, Some(&both), false).is_err());
 	}
 
 	/// Issue 17 item 3: a country change keeps the registered region and hosting (before:
@@ -262,7 +263,7 @@ mod tests {
 		let mut moved = section("198.51.100.7:7310");
 		moved.country = Some("NL".into());
 		let pallet_provider_registry::Call::update_provider { location, endpoints, .. } =
-			update(registration_call(ServiceKind::Vpn, &moved, &id, Some(&p)).unwrap())
+			update(registration_call(ServiceKind::Vpn, &moved, &id, Some(&p), false).unwrap())
 		else {
 			panic!("an update")
 		};
@@ -277,17 +278,45 @@ mod tests {
 		quiet.price_per_gib = None;
 		quiet.price_per_hour = None;
 		quiet.country = None;
-		assert!(registration_call(ServiceKind::Vpn, &quiet, &id, Some(&p)).unwrap().is_none());
+		assert!(registration_call(ServiceKind::Vpn, &quiet, &id, Some(&p), false).unwrap().is_none());
+	}
+
+	/// Issue 21: an unlisted service registers no endpoint and removes the one it had; the
+	/// other service's endpoint stays.
+	#[test]
+	fn an_unlisted_service_registers_no_endpoint() {
+		let id = identity();
+		let mut unlisted = section("198.51.100.7:7310");
+		unlisted.endpoint = None;
+		let both = registered(Services::Both, &["http://198.51.100.7:7320", "198.51.100.7:7310"]);
+		let pallet_provider_registry::Call::update_provider { endpoints, .. } =
+			update(registration_call(ServiceKind::Vpn, &unlisted, &id, Some(&both), true).unwrap())
+		else {
+			panic!("an update")
+		};
+		let endpoints: Vec<Vec<u8>> = endpoints.unwrap().into_iter().map(|e| e.into_inner()).collect();
+		assert_eq!(endpoints, vec![b"http://198.51.100.7:7320".to_vec()]);
+		let cdn_only = registered(Services::Both, &["http://198.51.100.7:7320"]);
+		assert!(registration_call(ServiceKind::Vpn, &unlisted, &id, Some(&cdn_only), true).unwrap().is_none());
+		let Some(RuntimeCall::ProviderRegistry(pallet_provider_registry::Call::register_provider { endpoints, .. })) =
+			registration_call(ServiceKind::Vpn, &unlisted, &id, None, true).unwrap()
+		else {
+			panic!("a registration")
+		};
+		assert!(endpoints.is_empty());
+		// Both an endpoint and [unlisted], or neither: refused.
+		assert!(registration_call(ServiceKind::Vpn, &section("198.51.100.7:7310"), &id, None, true).is_err());
+		assert!(registration_call(ServiceKind::Vpn, &unlisted, &id, None, false).is_err());
 	}
 
 	#[test]
 	fn a_first_registration_needs_everything() {
 		let id = identity();
 		let call =
-			update(registration_call(ServiceKind::Cdn, &section("http://198.51.100.7:7320"), &id, None).unwrap());
+			update(registration_call(ServiceKind::Cdn, &section("http://198.51.100.7:7320"), &id, None, false).unwrap());
 		assert!(matches!(call, pallet_provider_registry::Call::register_provider { services: Services::Cdn, .. }));
 		let mut missing = section("http://198.51.100.7:7320");
 		missing.stake = None;
-		assert!(registration_call(ServiceKind::Cdn, &missing, &id, None).unwrap_err().contains("stake"));
+		assert!(registration_call(ServiceKind::Cdn, &missing, &id, None, false).unwrap_err().contains("stake"));
 	}
 }

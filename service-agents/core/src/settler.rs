@@ -112,6 +112,13 @@ impl Settler {
 		Ok(false)
 	}
 
+	/// Submits `call` signed by the settler's account, in turn with settlement rounds (so
+	/// the two never race for the account's nonce), and waits for its inclusion.
+	pub async fn submit_in_turn(&self, call: interlattice_runtime::RuntimeCall) -> Result<(), crate::ChainError> {
+		let _turn = self.turn.lock().await;
+		self.chain.submit_and_watch(call, &self.signer).await.map(|_| ())
+	}
+
 	/// Limits batches to `n` receipts (1..=500).
 	pub fn with_max_batch(mut self, n: usize) -> Self {
 		self.max_batch = n.clamp(1, MAX_BATCH);

@@ -72,7 +72,7 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 pub async fn register<S>(service: ServiceKind, file: &AgentFile<S>) -> Result<String, StartError> {
 	let identity = Identity::load(&file.provider, true).map_err(StartError::Config)?;
 	let chain = ChainClient::connect(&file.chain.rpc).await?;
-	crate::registration::register(&chain, service, &file.provider, &identity).await.map_err(StartError::Config)
+	crate::registration::register(&chain, service, &file.provider, &identity, file.unlisted.is_some()).await.map_err(StartError::Config)
 }
 
 /// Connects to the chain and checks that the provider is registered for `service`, with the
@@ -125,7 +125,8 @@ pub struct Payments {
 }
 
 /// Opens the receipt store (`[payment] receipts_dir`) and sets up `provider`'s sessions of
-/// `service`, the receipt desk and the settler (which signs with `account`).
+/// `service`, the receipt desk and the settler (which signs with `account`); for an unlisted
+/// service (`[unlisted]`), starts the revealer, which submits with the settler's account.
 pub fn payments<S>(
 	service: ServiceKind,
 	file: &AgentFile<S>,
@@ -139,8 +140,14 @@ pub fn payments<S>(
 	tracing::info!(dir = %file.payment.receipts_dir.display(), unsettled = store.unsettled().len(), "receipt store opened");
 	let store = Arc::new(Mutex::new(store));
 	let sessions =
-		Arc::new(SessionBook::new(chain.clone(), provider, service, file.payment.policy(), store.clone()));
+		Arc::new(SessionBook::new(chain.clone(), provider.clone(), service, file.payment.policy(), store.clone()));
 	let receipts = ReceiptDesk::new(store.clone(), file.payment.max_receipts_per_second, metrics.clone(), life);
 	let settler = Settler::new(chain.clone(), account, store);
+	if let Some(section) = &file.unlisted {
+		let revealer =
+			crate::unlisted::Revealer::new(chain.clone(), settler.clone(), provider, service, section)
+				.map_err(StartError::Config)?;
+		life.spawn(revealer.run(life.token.child_token()));
+	}
 	Ok(Payments { sessions, receipts, settler })
 }

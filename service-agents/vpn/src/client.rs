@@ -330,6 +330,26 @@ impl VpnClient {
 		Ok(session)
 	}
 
+	/// The endpoint the (unlisted) provider of `session` revealed to it; waits for it.
+	pub async fn revealed_endpoint(&self, session: &Session) -> Result<String, ClientError> {
+		interlattice_agent_core::revealed_endpoint(&self.chain, &self.keys, session, None)
+			.await
+			.map_err(|e| ClientError::Other(e.to_string()))
+	}
+
+	/// Reports that the endpoint revealed to `session` cannot be reached and waits up to
+	/// `wait` for another; returns it, if the provider moved the session.
+	pub async fn report_unreachable(
+		&self,
+		account: &AccountKey,
+		session: &Session,
+		wait: std::time::Duration,
+	) -> Result<Option<String>, ClientError> {
+		interlattice_agent_core::report_unreachable(&self.chain, account, &self.keys, session, wait)
+			.await
+			.map_err(|e| ClientError::Other(e.to_string()))
+	}
+
 	/// Closes `session_id` on-chain as its client (the provider may still settle during the
 	/// settlement window; the rest is refunded when it is finalized).
 	pub async fn close_on_chain(&self, account: &AccountKey, session_id: u64) -> Result<(), ClientError> {

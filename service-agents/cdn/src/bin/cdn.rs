@@ -1,4 +1,4 @@
-//! `cdn`: the dCDN client. `cdn providers`, `cdn get`, `cdn publish`.
+//! `cdn`: the dCDN client. `cdn providers`, `cdn get`, `cdn token`, `cdn report`, `cdn publish`.
 
 use std::{io::Write, path::PathBuf};
 
@@ -7,12 +7,14 @@ use clap::{Parser, Subcommand};
 use interlattice_agent_core::{
 	account::AccountKey,
 	chain::ChainClient,
+	is_unlisted,
 	lat::{format_lat as lat, UNIT},
 };
 use interlattice_cdn::{
 	client::{cdn_providers, http_endpoint, CdnClient},
 	content::parse_hash,
 };
+use pallet_provider_registry::ServiceKind;
 use sp_core::crypto::Ss58Codec;
 
 /// Find dCDN providers, fetch verified content paying per byte, publish content.
@@ -78,6 +80,21 @@ enum Command {
 		/// Dial this agent URL instead of the provider's registered endpoint.
 		#[arg(long)]
 		endpoint: Option<String>,
+	},
+	/// Report that the endpoint an unlisted provider revealed to a session cannot be reached
+	/// (blocked where you are); waits a while for the provider to reveal another and prints
+	/// it. The provider moves a session once enough distinct paying clients reported its
+	/// address.
+	Report {
+		/// The session.
+		#[arg(long)]
+		session: u64,
+		/// The paying account's secret URI. Or INTERLATTICE_ACCOUNT.
+		#[arg(long, env = "INTERLATTICE_ACCOUNT")]
+		account: String,
+		/// Seconds to wait for a new endpoint.
+		#[arg(long, default_value_t = 60)]
+		wait: u64,
 	},
 	/// Publish a file to an agent (needs a publishing token); prints its hash.
 	Publish {
@@ -153,12 +170,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 				Some(e) => e.trim_end_matches('/').to_string(),
 				None => {
 					let p = chain.provider(&s.provider).await?.context("the session's provider is not registered")?;
-					http_endpoint(&p).context("the provider registered no http:// endpoint; pass --endpoint")?
+					match http_endpoint(&p) {
+						Some(e) => e,
+						None if is_unlisted(&p, ServiceKind::Cdn) => {
+							trusting(CdnClient::new(chain.clone(), &cli.state_dir), &cli.ca)?
+								.revealed_endpoint(&s)
+								.await?
+						},
+						None => bail!("the provider registered no http:// endpoint; pass --endpoint"),
+					}
 				},
 			};
 			let client = trusting(CdnClient::new(chain.clone(), &cli.state_dir), &cli.ca)?;
 			let mut paid = client.resume_session(&s, &endpoint)?;
 			writeln!(out, "{}", client.authorize(&mut paid).await?)?;
+		},
+		Command::Report { session, account, wait } => {
+			let chain = ChainClient::connect(&cli.rpc).await?;
+			let payer = AccountKey::from_secret(&account).context("--account")?;
+			let s = chain.session(session).await?.with_context(|| format!("session {session} does not exist"))?;
+			let keys = interlattice_agent_core::SessionKeys::new(&cli.state_dir);
+			let wait = std::time::Duration::from_secs(wait);
+			let moved = interlattice_agent_core::report_unreachable(&chain, &payer, &keys, &s, wait).await?;
+			writeln!(out, "{}", interlattice_agent_core::opening::describe_report(session, moved.as_deref()))?;
 		},
 		Command::Providers => {
 			let chain = ChainClient::connect(&cli.rpc).await?;
@@ -171,7 +205,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 					String::from_utf8_lossy(&p.country),
 					lat(p.prices.per_gib),
 					lat(p.stake),
-					http_endpoint(&p).unwrap_or_default()
+					http_endpoint(&p).unwrap_or_else(|| "unlisted".into())
 				)?;
 			}
 		},
@@ -194,9 +228,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 					Some(p) => find(p)?,
 					None => providers.first().cloned().context("no active CDN provider")?,
 				};
+				// None: the provider is unlisted and reveals its endpoint to the session.
 				let endpoint = match dial.get(i).or(if provider.len() > 1 { None } else { dial.first() }) {
-					Some(url) => url.trim_end_matches('/').to_string(),
-					None => http_endpoint(&p).context("the provider registered no http:// endpoint")?,
+					Some(url) => Some(url.trim_end_matches('/').to_string()),
+					None if is_unlisted(&p, ServiceKind::Cdn) => None,
+					None => Some(http_endpoint(&p).context("the provider registered no http:// endpoint")?),
 				};
 				chosen.push((p, endpoint));
 			}
@@ -206,21 +242,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 				let paid = match session {
 					Some(id) => {
 						let s = chain.session(id).await?.with_context(|| format!("session {id} does not exist"))?;
-						client.resume_session(&s, endpoint)?
+						let endpoint = match endpoint {
+							Some(e) => e.clone(),
+							None => client.revealed_endpoint(&s).await?,
+						};
+						client.resume_session(&s, &endpoint)?
 					},
 					None => {
 						eprintln!(
 							"opening a session with {} ({}), deposit {}…",
 							p.account,
-							endpoint,
+							endpoint.as_deref().unwrap_or("unlisted: its endpoint is revealed to the session"),
 							lat(deposit * UNIT)
 						);
 						let mut s = client.open_session(&payer, p, deposit * UNIT, duration).await?;
-						s.endpoint = endpoint.clone();
+						if let Some(endpoint) = endpoint {
+							s.endpoint = endpoint.clone();
+						}
 						s
 					},
 				};
-				eprintln!("session {} with {endpoint}", paid.session_id);
+				eprintln!("session {} with {}", paid.session_id, paid.endpoint);
 				sessions.push(paid);
 			}
 			let output = output.unwrap_or_else(|| PathBuf::from(&hash));

@@ -1,5 +1,5 @@
-//! `vpn`: the dVPN client. `vpn providers`, `vpn connect`, `vpn disconnect`,
-//! `vpn export-config`.
+//! `vpn`: the dVPN client. `vpn providers`, `vpn connect`, `vpn disconnect`, `vpn close`,
+//! `vpn report`, `vpn export-config`.
 
 use std::{io::Write, path::PathBuf, time::Duration};
 
@@ -8,11 +8,13 @@ use clap::{Args, Parser, Subcommand};
 use interlattice_agent_core::{
 	account::AccountKey,
 	chain::{ChainClient, Provider, Session},
+	is_unlisted,
 	lat::{format_lat as lat, parse_lat},
 };
 use interlattice_vpn::client::{
 	control_endpoint, vpn_providers, ConnectOptions, Status, Summary, Transport, VpnClient,
 };
+use pallet_provider_registry::ServiceKind;
 use sp_core::crypto::Ss58Codec;
 
 /// Find dVPN providers, open a paid post-quantum WireGuard tunnel, close it.
@@ -116,6 +118,21 @@ enum Command {
 		#[arg(long, env = "INTERLATTICE_ACCOUNT")]
 		account: String,
 	},
+	/// Report that the endpoint an unlisted provider revealed to a session cannot be reached
+	/// (blocked where you are); waits a while for the provider to reveal another and prints
+	/// it. The provider moves a session once enough distinct paying clients reported its
+	/// address.
+	Report {
+		/// The session.
+		#[arg(long)]
+		session: u64,
+		/// The paying account's secret URI. Or INTERLATTICE_ACCOUNT.
+		#[arg(long, env = "INTERLATTICE_ACCOUNT")]
+		account: String,
+		/// Seconds to wait for a new endpoint.
+		#[arg(long, default_value_t = 60)]
+		wait: u64,
+	},
 	/// Handshake and write a wg-quick configuration for any WireGuard implementation; keeps
 	/// running to pay for the tunnel (at the provider's reported usage) until stopped.
 	ExportConfig {
@@ -199,9 +216,13 @@ async fn prepare(cli: &Cli, select: &Select) -> anyhow::Result<(VpnClient, Accou
 			(s, Some(chosen))
 		},
 	};
-	let endpoint = match &select.endpoint {
-		Some(e) => e.clone(),
-		None => provider
+	let endpoint = match (&select.endpoint, &provider) {
+		(Some(e), _) => e.clone(),
+		(None, Some(p)) if is_unlisted(p, ServiceKind::Vpn) => {
+			eprintln!("the provider is unlisted: waiting for the endpoint it reveals to this session…");
+			client.revealed_endpoint(&session).await?
+		},
+		(None, p) => p
 			.as_ref()
 			.and_then(control_endpoint)
 			.context("the provider registered no host:port endpoint; pass --endpoint")?,
@@ -274,7 +295,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 					lat(p.prices.per_gib),
 					lat(p.prices.per_hour),
 					lat(p.stake),
-					control_endpoint(&p).unwrap_or_default()
+					control_endpoint(&p).unwrap_or_else(|| "unlisted".into())
 				)?;
 			}
 		},
@@ -335,6 +356,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 			let payer = AccountKey::from_secret(account).context("--account")?;
 			VpnClient::new(chain, &cli.state_dir).close_on_chain(&payer, *session).await?;
 			writeln!(out, "session {session} closed by the client: the provider can settle its last receipts during the settlement window; the rest of the deposit is refunded after it")?;
+		},
+		Command::Report { session, account, wait } => {
+			let chain = ChainClient::connect(&cli.rpc).await?;
+			let payer = AccountKey::from_secret(account).context("--account")?;
+			let s = chain.session(*session).await?.with_context(|| format!("session {session} does not exist"))?;
+			let client = VpnClient::new(chain, &cli.state_dir);
+			let moved = client.report_unreachable(&payer, &s, Duration::from_secs(*wait)).await?;
+			writeln!(out, "{}", interlattice_agent_core::opening::describe_report(*session, moved.as_deref()))?;
 		},
 		Command::Disconnect => {
 			let pid_file = cli.state_dir.join("vpn-connect.pid");
