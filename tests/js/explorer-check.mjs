@@ -197,9 +197,10 @@ async function main() {
     // A hostile provider: markup in its region (what it registers is shown to every visitor).
     // The page must show it as text and run nothing.
     const HOSTILE_REGION = '<img src=x onerror="window.__pwned=1">Tokyo';
+    // It registers unlisted (no endpoint): the page says so instead of an address.
     const register = api.tx.providerRegistry.registerProvider(
       'Vpn',
-      ['203.0.113.7:51820'],
+      [],
       { country: new Uint8Array([0x4a, 0x50]) /* JP */, region: HOSTILE_REGION, hosting: 'Datacenter' },
       { perGib: 300n * (UNIT / 1000n), perHour: 40n * (UNIT / 1000n) },
       randomBytes(1952),
@@ -238,6 +239,7 @@ async function main() {
       cells: [...r.cells].map((c) => c.textContent.trim()),
     }));
     check(newRow.country === 'JP', `the new provider's row says country ${newRow.country}`);
+    check(newRow.cells.includes('unlisted'), `the unlisted provider's row does not say "unlisted": ${JSON.stringify(newRow.cells)}`);
     const hostile = await page.evaluate((account) => ({
       pwned: window.__pwned,
       images: document.querySelectorAll(`#providers tr[data-account="${account}"] img`).length,

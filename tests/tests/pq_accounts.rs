@@ -396,4 +396,22 @@ fn pq_key_binds_and_locks_a_classical_account_and_then_signs_for_it() {
 	let out =
 		pq_key(&["submit", "--rpc", &rpc, "--from", &signer, "--call", &format!("0x{}", hex::encode(remark.encode()))]);
 	assert!(out.contains("included"), "{out}");
+
+	// `lock` on its own: Eve binds a key without locking it (her sr25519 key still moves her
+	// funds), then locks with `pq-key lock`, signed by that sr25519 key; from then on it is
+	// refused.
+	let eve_key = dir.path().join("eve.mldsa").to_str().unwrap().to_string();
+	pq_key(&["generate", "--out", &eve_key]);
+	let out = pq_key(&["bind-key", "--rpc", &rpc, "--from", "//Eve", "--key", &eve_key]);
+	assert!(!out.contains("locked"), "{out}");
+	pq_key(&["transfer", "--rpc", &rpc, "--from", "//Eve", "--to", &alice, "--amount", "1"]);
+	let out = pq_key(&["lock", "--rpc", &rpc, "--from", "//Eve"]);
+	assert!(out.contains("locked"), "{out}");
+	let refused = std::process::Command::new(interlattice_tests::node::workspace_binary("pq-key"))
+		.args(["transfer", "--rpc", &rpc, "--from", "//Eve", "--to", &alice, "--amount", "1"])
+		.output()
+		.unwrap();
+	assert!(!refused.status.success());
+	let stderr = String::from_utf8_lossy(&refused.stderr);
+	assert!(stderr.contains("locked to its ML-DSA key"), "{stderr}");
 }
