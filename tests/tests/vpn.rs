@@ -1320,3 +1320,41 @@ settle_interval_secs = 5
 	let bytes = w.disconnect_and_close("bob", &mut client, session, &agent.log());
 	assert!(bytes >= w.file.len() as u64, "{bytes}");
 }
+
+/// Issue 21: `vpn connect` works the same with an unlisted provider. Eve registers without an
+/// endpoint (`vpn providers` says "unlisted" where the address was); the client opens the
+/// session with its ML-KEM-768 key, Eve's agent reveals the address sealed to it, and the
+/// tunnel carries traffic and is paid for as with a listed provider.
+#[test]
+fn vpn_connect_works_the_same_with_an_unlisted_provider() {
+	let w = world();
+	let text = std::fs::read_to_string(&w.agent_config).unwrap();
+	assert!(text.contains("endpoint = \"10.99.1.1:7310\"\n"), "the shipped config changed");
+	let text = text.replace("endpoint = \"10.99.1.1:7310\"\n", "")
+		+ &format!(
+			"\n[unlisted]\npool = [\"10.99.1.1:7310\"]\ndir = \"{}\"\npoll_interval_ms = 500\n",
+			w.dir.path().join("unlisted").display()
+		);
+	std::fs::write(&w.agent_config, text).unwrap();
+	let registered = w.register();
+	assert!(registered.status.success(), "{}", stderr(&registered));
+	let eve = Eve.to_account_id().to_ss58check_with_version(interlattice_runtime::SS58_PREFIX.into());
+	let listed = w.vpn("alice", &["providers", "--country", "DE"]);
+	let listing = String::from_utf8_lossy(&listed.stdout).into_owned();
+	let line = listing.lines().find(|l| l.contains(&eve)).unwrap_or_else(|| panic!("Eve is listed: {listing}"));
+	assert!(line.trim_end().ends_with("unlisted") && !listing.contains("10.99.1.1"), "{listing}");
+
+	let agent = w.start_agent("1");
+	let mut client = w.connect(
+		"alice",
+		"1",
+		&["--provider", &eve, "--account", "//Alice", "--deposit", "1", "--route", "10.99.2.0/24"],
+	);
+	assert!(client.log().contains("the provider is unlisted"), "{}", client.log());
+	assert!(client.log().contains("with 10.99.1.1:7310"), "{}", client.log());
+	let (ok, body) = w.fetch(60);
+	assert!(ok && body == w.file, "{}", client.log());
+	let session = World::session_id(&client.log());
+	let paid = w.disconnect_and_close("alice", &mut client, session, &agent.log());
+	assert!(paid > 0, "the session paid for its bytes");
+}

@@ -105,7 +105,7 @@ pub fn assign<'a>(ring_key: &[u8; 32], pool: &'a [String], retired: &BTreeSet<St
 	pool.iter()
 		.filter(|a| !retired.contains(*a))
 		.flat_map(|a| (0..RING_POINTS_PER_ADDRESS).map(move |i| (point(ring_key, b"address", a.as_bytes(), i), a)))
-		.min_by_key(|(p, a)| (p.wrapping_sub(target), a.as_str().to_owned()))
+		.min_by_key(|(p, a)| (p.wrapping_sub(target), *a))
 		.map(|(_, a)| a.as_str())
 }
 
@@ -121,6 +121,10 @@ pub struct Reveal {
 /// What the agent remembers: who learned which address, who reported which, what is retired.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevealRecords {
+	/// The chain the records are of (genesis hash, hex); records of another chain (a dev
+	/// chain started afresh) are set aside.
+	#[serde(default)]
+	pub genesis: String,
 	/// The last block whose events were handled.
 	pub last_block: u64,
 	/// The current reveal of each session not yet closed.
@@ -300,7 +304,16 @@ impl Revealer {
 		section.check(service)?;
 		let ring_key = ring_key(&section.dir)?;
 		let records_path = section.dir.join("records.json");
-		let records = RevealRecords::load(&records_path)?;
+		let genesis = hex::encode(chain.genesis_hash());
+		let mut records = RevealRecords::load(&records_path)?;
+		if records.genesis != genesis {
+			if records != RevealRecords::default() {
+				let aside = records_path.with_extension(format!("json.{}", &records.genesis.get(..16).unwrap_or("unknown")));
+				tracing::warn!(records = %records_path.display(), kept_as = %aside.display(), "unlisted: the records are of another chain; starting afresh");
+				std::fs::rename(&records_path, &aside).map_err(|e| format!("{}: {e}", records_path.display()))?;
+			}
+			records = RevealRecords { genesis, ..Default::default() };
+		}
 		Ok(Revealer {
 			chain,
 			settler,
