@@ -1321,16 +1321,38 @@ settle_interval_secs = 5
 	assert!(bytes >= w.file.len() as u64, "{bytes}");
 }
 
-/// Issue 21: `vpn connect` works the same with an unlisted provider. Eve registers without an
-/// endpoint (`vpn providers` says "unlisted" where the address was); the client opens the
-/// session with its ML-KEM-768 key, Eve's agent reveals the address sealed to it, and the
-/// tunnel carries traffic and is paid for as with a listed provider.
+/// Issue 21: `vpn connect` works the same with an unlisted provider. The provider registers
+/// without an endpoint (`vpn providers` says "unlisted" where the address was); the client
+/// opens the session with its ML-KEM-768 key, the agent reveals the address sealed to it, and
+/// the tunnel carries traffic and is paid for as with a listed provider. Both accounts are
+/// ML-DSA-65 accounts (issue 19: the dVPN agent and client take an ML-DSA key file): the
+/// provider is the dev ML-DSA account, the client a fresh one it funds.
 #[test]
-fn vpn_connect_works_the_same_with_an_unlisted_provider() {
+fn vpn_connect_works_the_same_with_an_unlisted_provider_and_ml_dsa_accounts() {
 	let w = world();
+	let rpc = format!("http://127.0.0.1:{}", w.rpc_port);
+	let file = |name: &str| w.dir.path().join(name).to_str().unwrap().to_string();
+	let pq_key = |args: &[&str]| {
+		let out = Command::new(workspace_binary("pq-key")).args(args).output().unwrap();
+		assert!(out.status.success(), "pq-key {args:?}: {}", stderr(&out));
+		String::from_utf8_lossy(&out.stdout).into_owned()
+	};
+	let address = |generated: &str| {
+		generated.lines().find_map(|l| l.strip_prefix("account:")).expect("an account line").trim().to_string()
+	};
+	let provider = address(&pq_key(&["generate", "--dev-account", "alice", "--out", &file("provider.mldsa")]));
+	let client = address(&pq_key(&["generate", "--out", &file("client.mldsa")]));
+	let funder = format!("ml-dsa:{}", file("provider.mldsa"));
+	pq_key(&["transfer", "--rpc", &rpc, "--from", &funder, "--to", &client, "--amount", "20"]);
+
 	let text = std::fs::read_to_string(&w.agent_config).unwrap();
-	assert!(text.contains("endpoint = \"10.99.1.1:7310\"\n"), "the shipped config changed");
-	let text = text.replace("endpoint = \"10.99.1.1:7310\"\n", "")
+	assert!(
+		text.contains("endpoint = \"10.99.1.1:7310\"\n") && text.contains("account = \"//Eve\""),
+		"the shipped config changed"
+	);
+	let text = text
+		.replace("endpoint = \"10.99.1.1:7310\"\n", "")
+		.replace("account = \"//Eve\"", &format!("account = \"{funder}\""))
 		+ &format!(
 			"\n[unlisted]\npool = [\"10.99.1.1:7310\"]\ndir = \"{}\"\npoll_interval_ms = 500\n",
 			w.dir.path().join("unlisted").display()
@@ -1338,23 +1360,25 @@ fn vpn_connect_works_the_same_with_an_unlisted_provider() {
 	std::fs::write(&w.agent_config, text).unwrap();
 	let registered = w.register();
 	assert!(registered.status.success(), "{}", stderr(&registered));
-	let eve = Eve.to_account_id().to_ss58check_with_version(interlattice_runtime::SS58_PREFIX.into());
-	let listed = w.vpn("alice", &["providers", "--country", "DE"]);
+	let listed = w.vpn("client", &["providers", "--country", "DE"]);
 	let listing = String::from_utf8_lossy(&listed.stdout).into_owned();
-	let line = listing.lines().find(|l| l.contains(&eve)).unwrap_or_else(|| panic!("Eve is listed: {listing}"));
+	let line = listing.lines().find(|l| l.contains(&provider)).unwrap_or_else(|| panic!("listed: {listing}"));
 	assert!(line.trim_end().ends_with("unlisted") && !listing.contains("10.99.1.1"), "{listing}");
 
 	let agent = w.start_agent("1");
-	let mut client = w.connect(
-		"alice",
+	let account = format!("ml-dsa:{}", file("client.mldsa"));
+	let mut connected = w.connect(
+		"client",
 		"1",
-		&["--provider", &eve, "--account", "//Alice", "--deposit", "1", "--route", "10.99.2.0/24"],
+		&["--provider", &provider, "--account", &account, "--deposit", "1", "--route", "10.99.2.0/24"],
 	);
-	assert!(client.log().contains("the provider is unlisted"), "{}", client.log());
-	assert!(client.log().contains("with 10.99.1.1:7310"), "{}", client.log());
+	let log = connected.log();
+	assert!(log.contains("the provider is unlisted") && log.contains("with 10.99.1.1:7310"), "{log}");
 	let (ok, body) = w.fetch(60);
-	assert!(ok && body == w.file, "{}", client.log());
-	let session = World::session_id(&client.log());
-	let paid = w.disconnect_and_close("alice", &mut client, session, &agent.log());
+	assert!(ok && body == w.file, "{}", connected.log());
+	let session = World::session_id(&connected.log());
+	let on_chain = w.runtime.block_on(w.chain.session(session)).unwrap().expect("the session is open");
+	assert_eq!(on_chain.client.to_ss58check_with_version(interlattice_runtime::SS58_PREFIX.into()), client);
+	let paid = w.disconnect_and_close("client", &mut connected, session, &agent.log());
 	assert!(paid > 0, "the session paid for its bytes");
 }
